@@ -1,0 +1,152 @@
+"""The process-backend contract: one state vocabulary, one status record, one protocol.
+
+Backends differ in mechanism, never in meaning: ``start`` returning means the service
+is *ready* on every backend; ``stop`` returning means no process of it is left.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from tts_ops.config.models import ServiceConfig
+
+
+class State(enum.StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    UNHEALTHY = "unhealthy"
+    BACKOFF = "backoff"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+class Support(enum.StrEnum):
+    NATIVE = "native"
+    EMULATED = "emulated"
+    UNSUPPORTED = "unsupported"
+
+
+CAPABILITIES = (
+    "readiness",
+    "watchdog",
+    "health_restart",
+    "resource_limits",
+    "log_rotation",
+    "instances",
+    "auto_start",
+)
+
+
+@dataclass
+class ServiceStatus:
+    """What ``tts-ops status --json`` prints for one service, whatever the backend."""
+
+    name: str
+    backend: str
+    state: State = State.STOPPED
+    pid: int | None = None
+    ready: bool = False
+    uptime_s: float | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    host: str | None = None
+    port: int | None = None
+    status_text: str | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        return data
+
+
+class StartFailed(Exception):
+    """Raised by ``ProcessBackend.start`` when the service did not become ready.
+
+    ``log_tail`` holds the service's last log lines for the operator.
+    """
+
+    def __init__(self, reason: str, log_tail: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log_tail = log_tail or []
+
+
+class BackendUnavailable(Exception):
+    """The process manager behind a backend is not reachable (exit code 3)."""
+
+
+@dataclass
+class BackendContext:
+    """What a backend factory receives from the host."""
+
+    state_dir: Path
+    emit: Callable[..., None] = lambda hook, **kw: None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ProcessBackend(Protocol):
+    """What every process backend implements. ``name`` is its registered name."""
+
+    name: str
+
+    def available(self) -> tuple[bool, str]:
+        """Whether the process manager is reachable, and a one-line reason either way."""
+        ...
+
+    def capabilities(self) -> dict[str, Support]:
+        """Each name of `CAPABILITIES` mapped to how this backend supports it."""
+        ...
+
+    def install(self, service: ServiceConfig) -> None:
+        """Make the service known to the process manager (unit file, program section)."""
+        ...
+
+    def uninstall(self, service: ServiceConfig) -> None:
+        """Stop the service and remove everything ``install`` created."""
+        ...
+
+    def enable(self, service: ServiceConfig) -> None:
+        """Start the service automatically when the process manager starts."""
+        ...
+
+    def disable(self, service: ServiceConfig) -> None:
+        """Undo ``enable``."""
+        ...
+
+    def start(self, service: ServiceConfig) -> ServiceStatus:
+        """Start and return once ready; raise `StartFailed` after ``start_timeout``.
+
+        Starting a service that is already running and ready returns its status.
+        """
+        ...
+
+    def stop(self, service: ServiceConfig, *, force: bool = False) -> ServiceStatus:
+        """Stop, and return only when no process of the service is left.
+
+        ``force`` skips the graceful wait (SIGKILL at once).
+        """
+        ...
+
+    def restart(self, service: ServiceConfig) -> ServiceStatus:
+        """Stop then start; returns once ready again."""
+        ...
+
+    def status(self, services: list[ServiceConfig]) -> list[ServiceStatus]:
+        """Status of several services, asking the process manager as few times as it can."""
+        ...
+
+    def logs(self, service: ServiceConfig, lines: int, follow: bool) -> Iterator[str]:
+        """The last ``lines`` lines of the service's output, then new ones if ``follow``."""
+        ...

@@ -1,0 +1,93 @@
+"""The ``tts-ops`` command: built by `create_cli` so tests need no module reloads.
+
+Handled errors (`TtsOpsError`) print one line on stderr and exit with their code
+(1 failed, 2 bad usage or config, 3 missing backend or plugin); ``--debug`` shows
+tracebacks.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tts_ops import __version__
+from tts_ops.errors import TtsOpsError
+
+
+class _Group(click.Group):
+    """Turns `TtsOpsError` into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TtsOpsError as exc:
+            app = ctx.obj
+            if app is not None and getattr(app, "debug", False):
+                raise
+            report_error(exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("tts-ops: interrupted", err=True)
+            ctx.exit(130)
+
+
+def report_error(exc: TtsOpsError) -> None:
+    problems = getattr(exc, "problems", None)
+    if problems and len(problems) > 1:
+        for line in problems:
+            click.echo(f"tts-ops: error: {line}", err=True)
+        return
+    click.echo(f"tts-ops: error: {exc.message}", err=True)
+    for line in exc.details:
+        if line != exc.message:
+            click.echo(f"  {line}", err=True)
+
+
+def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
+    """Build the ``tts-ops`` click group. ``host_factory`` replaces the plugin host in tests."""
+
+    @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, "--version", prog_name="tts-ops")
+    @click.option(
+        "-c", "--config", "config_path", metavar="FILE", envvar="TTS_OPS_CONFIG",
+        help="Services config (JSON or TOML). Default: $TTS_OPS_CONFIG, ./tts_services.json,"
+        " else the embedded default.",
+    )
+    @click.option(
+        "--state-dir", metavar="DIR", envvar="TTS_OPS_STATE_DIR",
+        help="State directory. Default: $TTS_OPS_STATE_DIR, $XDG_STATE_HOME/tts-ops,"
+        " /var/lib/tts-ops (root).",
+    )
+    @click.option("-v", "--verbose", is_flag=True, help="Say more (e.g. why a backend was chosen).")
+    @click.option("--debug", is_flag=True, help="Show tracebacks for handled errors.")
+    @click.pass_context
+    def cli(ctx: click.Context, config_path: str | None, state_dir: str | None, verbose: bool,
+            debug: bool) -> None:
+        """Deploy, supervise, discover and roll out a text-to-speech HTTP service."""
+        from tts_ops.cli.app import App
+
+        _setup_logging(debug)
+        ctx.obj = App(config_path=config_path, state_dir=state_dir, verbose=verbose, debug=debug,
+                      host_factory=host_factory)
+
+    from tts_ops.cli import config_cmd, logs_cmd, plugins_cmd, service_cmd
+
+    for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd):
+        module.add_commands(cli)
+    return cli
+
+
+def _setup_logging(debug: bool) -> None:
+    import logging
+    import os
+
+    level = "DEBUG" if debug else os.environ.get("TTS_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(format="tts-ops: %(levelname)s: %(message)s", stream=sys.stderr,
+                        level=getattr(logging, level, logging.WARNING))
+
+
+def main() -> None:
+    create_cli()(prog_name="tts-ops")

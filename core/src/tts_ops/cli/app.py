@@ -1,0 +1,175 @@
+"""`App`: the CLI's per-invocation context. Builds the host, config and backends lazily.
+
+Nothing here is imported by ``tts-ops --version``; each property does its own imports
+so a command pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tts_ops.errors import ConfigError, MissingComponent, PluginError
+
+if TYPE_CHECKING:
+    from tts_ops.backend import ProcessBackend
+    from tts_ops.config.loader import LoadedConfig
+    from tts_ops.config.models import ServiceConfig
+    from tts_ops.plugins import PluginHost
+
+AUTO_ORDER = ("systemd", "supervisor", "manual")
+
+
+class App:
+    def __init__(
+        self,
+        *,
+        config_path: str | None = None,
+        state_dir: str | None = None,
+        verbose: bool = False,
+        debug: bool = False,
+        host_factory: Any = None,
+    ) -> None:
+        self.config_path = config_path
+        self.state_dir_option = state_dir
+        self.verbose = verbose
+        self.debug = debug
+        self._host_factory = host_factory
+        self._backends: dict[str, ProcessBackend] = {}
+        self.backend_reasons: dict[str, str] = {}
+
+    # --- lazily built pieces ---
+
+    @cached_property
+    def host(self) -> PluginHost:
+        if self._host_factory is not None:
+            host = self._host_factory()
+        else:
+            from tts_ops.plugins import PluginHost
+
+            host = PluginHost()
+        for warning in host.warnings:
+            print(f"tts-ops: warning: {warning.message()}", file=sys.stderr)
+        return host
+
+    @cached_property
+    def loaded(self) -> LoadedConfig:
+        from tts_ops.config.loader import load_config
+
+        loaded = load_config(self.config_path)
+        problems = self.host.collect("tts_ops_validate_config", config=loaded.config)
+        if problems:
+            lines = [f"{loaded.source}: {p}" for p in problems]
+            raise ConfigError(lines[0], problems=lines)
+        return loaded
+
+    @property
+    def config(self) -> Any:
+        return self.loaded.config
+
+    @cached_property
+    def state_dir(self) -> Path:
+        from tts_ops.config.paths import resolve_state_dir
+
+        return resolve_state_dir(self.state_dir_option)
+
+    # --- services ---
+
+    def services(self, names: tuple[str, ...], all_: bool) -> list[ServiceConfig]:
+        config = self.config
+        if all_ or (not names and len(config.services) == 1):
+            return list(config.services)
+        if not names:
+            raise ConfigError(
+                f"name a service or pass --all (services: {', '.join(config.names())})"
+            )
+        chosen = []
+        for name in names:
+            svc = config.get(name)
+            if svc is None:
+                raise ConfigError(unknown_service(name, config.names(), self.loaded.source))
+            chosen.append(svc)
+        return chosen
+
+    # --- backends ---
+
+    def backend(self, name: str) -> ProcessBackend:
+        if name not in self._backends:
+            from tts_ops.backend import BackendContext
+            from tts_ops.plugins import ensure_host_ok
+
+            reg = self.host.lookup("backend", name)
+            ensure_host_ok(self.host, reg.plugin)
+            context = BackendContext(state_dir=self.state_dir, emit=self.host.emit)
+            self._backends[name] = reg.factory(context)
+        return self._backends[name]
+
+    def choose_backend(self, service: ServiceConfig, choice: str | None) -> str:
+        """The backend for ``service``: the flag, the config, the recorded one, or auto."""
+        if choice and choice != "auto":
+            self.backend_reasons[service.name] = f"--process-manager {choice}"
+            return choice
+        if service.process_manager and service.process_manager != "auto":
+            self.backend_reasons[service.name] = "process_manager in config"
+            return service.process_manager
+        recorded = self.assignments().get(service.name)
+        if recorded and choice != "auto":
+            self.backend_reasons[service.name] = f"recorded when it was started with {recorded}"
+            return recorded
+        return self.detect_backend(service.name)
+
+    def detect_backend(self, service_name: str) -> str:
+        registered = self.host.registrations("backend").names()
+        tried = []
+        for name in [n for n in AUTO_ORDER if n in registered] + [
+            n for n in registered if n not in AUTO_ORDER
+        ]:
+            ok, why = self.backend(name).available()
+            if ok:
+                self.backend_reasons[service_name] = f"auto: {why}"
+                return name
+            tried.append(f"{name}: {why}")
+        if not registered:
+            raise MissingComponent(
+                "no process backend is installed; install one with: pip install tts-ops-manual"
+            )
+        raise MissingComponent("no process backend is usable (" + "; ".join(tried) + ")")
+
+    def assignments(self) -> dict[str, str]:
+        from tts_ops.statefile import read_json
+
+        try:
+            data = read_json(self.state_dir / "assignments.json")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def record_backend(self, service: str, backend: str) -> None:
+        from tts_ops.config.paths import ensure_writable_dir
+        from tts_ops.statefile import atomic_write_json, locked, read_json
+
+        ensure_writable_dir(self.state_dir)
+        path = self.state_dir / "assignments.json"
+        with locked(self.state_dir / ".assignments.lock"):
+            try:
+                data = read_json(path) or {}
+            except ValueError:
+                data = {}
+            if data.get(service) != backend:
+                data[service] = backend
+                atomic_write_json(path, data)
+
+
+def unknown_service(name: str, known: list[str], source: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (services: {', '.join(known)})"
+    return f"unknown service {name!r} in {source}{hint}"
+
+
+def require_plugin_ok(app: App, plugin: str) -> None:
+    for w in app.host.warnings:
+        if w.plugin == plugin:
+            raise PluginError(w.message())

@@ -1,0 +1,100 @@
+"""``tts-ops config validate|show``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tts_ops.errors import ConfigError
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(config)
+
+
+def _config_option(f):
+    def remember(ctx: click.Context, _param, value):
+        if value:
+            ctx.obj.config_path = value
+        return value
+
+    return click.option(
+        "-c", "--config", "config_path", metavar="FILE", expose_value=False,
+        callback=remember, help="Services config (overrides the global -c).",
+    )(f)
+
+
+@click.group()
+def config() -> None:
+    """Validate or show the services config."""
+
+
+@config.command()
+@_config_option
+@click.option("--orchestration", metavar="FILE", help="Also validate an orchestration config.")
+@click.pass_obj
+def validate(app, orchestration: str | None) -> None:
+    """Check a config and report every problem at once (exit 2 if any)."""
+    problems: list[str] = []
+    source = "?"
+    try:
+        loaded = app.loaded
+        source = loaded.source
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if orchestration:
+        from tts_ops.config.loader import load_orchestration
+
+        try:
+            orch = load_orchestration(orchestration)
+            if not problems:
+                problems.extend(_check_dependencies(app.config, orch, orchestration))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems[0], problems=problems)
+    count = len(app.config.services)
+    extra = f" and {orchestration}" if orchestration else ""
+    click.echo(f"{source}{extra}: OK ({count} service{'s' if count != 1 else ''})")
+
+
+def _check_dependencies(cfg, orch, source: str) -> list[str]:
+    import difflib
+
+    names = cfg.names()
+    problems = []
+    for i, dep in enumerate(orch.dependencies):
+        for field in ("dependent",):
+            value = getattr(dep, field)
+            if value is not None and value not in names:
+                close = difflib.get_close_matches(value, names, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(
+                    f"{source}: dependencies[{i}].{field}: unknown service {value!r}{hint}"
+                )
+        if dep.service_name not in names and not dep.health_check_url:
+            problems.append(
+                f"{source}: dependencies[{i}].service_name: {dep.service_name!r} is not a"
+                " configured service; give it a health_check_url to make it an external"
+                " dependency"
+            )
+    return problems
+
+
+@config.command()
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def show(app, as_json: bool) -> None:
+    """Print the effective config, with every default filled in."""
+    loaded = app.loaded
+    data = loaded.config.model_dump(mode="json")
+    for svc, out in zip(loaded.config.services, data["services"], strict=True):
+        out["effective_command"] = svc.argv()
+        out["effective_log_file"] = str(svc.log_path(app.state_dir))
+    if as_json:
+        click.echo(json.dumps({"source": loaded.source, **data}, indent=2))
+        return
+    click.echo(f"# source: {loaded.source}")
+    click.echo(json.dumps(data, indent=2))

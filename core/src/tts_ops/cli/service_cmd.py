@@ -1,0 +1,193 @@
+"""Service lifecycle commands: start, stop, restart, status, install, uninstall, enable, disable.
+
+Several services are acted on in parallel. Exit 1 if any of them failed.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+
+from tts_ops.errors import MissingComponent, OperationFailed, TtsOpsError
+
+PM_CHOICE = click.Choice(["auto", "manual", "systemd", "supervisor"], case_sensitive=False)
+
+
+def add_commands(cli: click.Group) -> None:
+    for command in (start, stop, restart, status, install, uninstall, enable, disable):
+        cli.add_command(command)
+
+
+def _pm_option(f):
+    return click.option(
+        "--process-manager", "pm", default=None, metavar="auto|manual|systemd|supervisor",
+        help="Process backend (any installed backend name). Default: the service's"
+        " process_manager, the one it was started with, else auto-detect.",
+    )(f)
+
+
+def _names(f):
+    f = click.option("--all", "all_", is_flag=True, help="Every service in the config.")(f)
+    return click.argument("names", nargs=-1)(f)
+
+
+def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list[Any]:
+    """Run ``action`` on each service's backend in parallel; report failures; exit 1 if any."""
+    from tts_ops.backend import BackendUnavailable, StartFailed
+
+    plan = [(svc, app.choose_backend(svc, pm)) for svc in services]
+    # resolve every backend first so a missing plugin fails before anything is touched
+    for _svc, name in plan:
+        app.backend(name)
+
+    def one(item):
+        svc, name = item
+        backend = app.backend(name)
+        if action in ("start", "restart", "install"):
+            app.record_backend(svc.name, name)
+        try:
+            return svc, getattr(backend, action)(svc, **kwargs), None
+        except StartFailed as exc:
+            return svc, None, exc
+        except BackendUnavailable as exc:
+            return svc, None, MissingComponent(f"{svc.name}: {name}: {exc}")
+        except TtsOpsError as exc:
+            return svc, None, exc
+
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(plan)))) as pool:
+        results = list(pool.map(one, plan))
+    failures = [(svc, exc) for svc, _res, exc in results if exc is not None]
+    for svc, exc in failures:
+        if isinstance(exc, StartFailed):
+            click.echo(f"tts-ops: error: {svc.name}: {exc.reason}", err=True)
+            if exc.log_tail:
+                click.echo(f"  last {len(exc.log_tail)} log lines of {svc.name}:", err=True)
+                for line in exc.log_tail:
+                    click.echo(f"  | {line}", err=True)
+    if failures:
+        handled = [e for _s, e in failures if isinstance(e, TtsOpsError)]
+        if len(failures) == 1 and handled:
+            raise handled[0]
+        for err in handled:
+            click.echo(f"tts-ops: error: {err.message}", err=True)
+        code = max((e.exit_code for e in handled), default=1)
+        raise SystemExit(code)
+    return [res for _svc, res, _exc in results]
+
+
+@click.command()
+@_names
+@_pm_option
+@click.pass_obj
+def start(app, names, all_, pm) -> None:
+    """Start services; return when each is ready (exit 1 if one is not)."""
+    services = app.services(names, all_)
+    for st in _run_each(app, services, pm, "start"):
+        extra = f" pid {st.pid}" if st.pid else ""
+        click.echo(f"{st.name}: {st.state} ({st.backend}){extra}")
+
+
+@click.command()
+@_names
+@_pm_option
+@click.option("--force", is_flag=True, help="Skip the graceful wait: SIGKILL at once.")
+@click.pass_obj
+def stop(app, names, all_, pm, force) -> None:
+    """Stop services; return when no process of them is left."""
+    services = app.services(names, all_)
+    for st in _run_each(app, services, pm, "stop", force=force):
+        click.echo(f"{st.name}: {st.state} ({st.backend})")
+
+
+@click.command()
+@_names
+@_pm_option
+@click.pass_obj
+def restart(app, names, all_, pm) -> None:
+    """Restart services; return when each is ready again."""
+    services = app.services(names, all_)
+    for st in _run_each(app, services, pm, "restart"):
+        click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@_pm_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def status(app, names, pm, as_json) -> None:
+    """Show state, pid, readiness, uptime, restarts and resources of services."""
+    services = app.services(names, True) if not names else app.services(names, False)
+    by_backend: dict[str, list] = {}
+    for svc in services:
+        by_backend.setdefault(app.choose_backend(svc, pm), []).append(svc)
+    rows = []
+    for name, group in by_backend.items():
+        try:
+            rows.extend(app.backend(name).status(group))
+        except Exception as exc:
+            from tts_ops.backend import BackendUnavailable
+
+            if isinstance(exc, BackendUnavailable):
+                raise MissingComponent(f"{name}: {exc}") from None
+            raise
+    order = {svc.name: i for i, svc in enumerate(services)}
+    rows.sort(key=lambda r: order.get(r.name, len(order)))
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        return
+    click.echo(f"{'NAME':<20} {'BACKEND':<10} {'STATE':<10} {'PID':>7} {'READY':<5} "
+               f"{'UPTIME':>8} {'RESTARTS':>8}  ADDRESS")
+    for r in rows:
+        uptime = _duration(r.uptime_s) if r.uptime_s is not None else "-"
+        addr = f"{r.host}:{r.port}" if r.port else ""
+        click.echo(f"{r.name:<20} {r.backend:<10} {r.state!s:<10} {r.pid or '-':>7} "
+                   f"{'yes' if r.ready else 'no':<5} {uptime:>8} {r.restarts:>8}  {addr}")
+        if r.reason and r.state in ("failed", "backoff", "unhealthy"):
+            click.echo(f"{'':<20} {r.reason}")
+    if app.verbose:
+        for svc in services:
+            click.echo(f"{svc.name}: backend chosen by {app.backend_reasons.get(svc.name, '?')}")
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+_PAST = {"install": "installed", "uninstall": "uninstalled", "enable": "enabled",
+         "disable": "disabled"}
+
+
+def _one_service_command(action: str, doc: str):
+    @click.command(name=action, help=doc)
+    @click.argument("names", nargs=-1, required=True)
+    @_pm_option
+    @click.pass_obj
+    def command(app, names, pm) -> None:
+        services = app.services(names, False)
+        if pm in (None, "auto"):
+            raise OperationFailed(
+                f"{action} needs --process-manager systemd|supervisor (the manual backend has"
+                " nothing to install)"
+            )
+        for svc in services:
+            getattr(app.backend(pm), action)(svc)
+            if action == "install":
+                app.record_backend(svc.name, pm)
+            click.echo(f"{svc.name}: {_PAST[action]} ({pm})")
+
+    return command
+
+
+install = _one_service_command("install", "Install services into a process manager.")
+uninstall = _one_service_command("uninstall", "Stop services and remove what install created.")
+enable = _one_service_command("enable", "Start services automatically with the process manager.")
+disable = _one_service_command("disable", "Stop starting services automatically.")

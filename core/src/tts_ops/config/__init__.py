@@ -1,0 +1,4 @@
+"""Config: models, loading and validation, path resolution.
+
+Importing this package is cheap; the pydantic models load on first use.
+"""

@@ -1,0 +1,39 @@
+"""Where tts-ops keeps its state: ``--state-dir``, ``$TTS_OPS_STATE_DIR``, XDG, or /var/lib."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tts_ops.errors import ConfigError
+
+
+def resolve_state_dir(explicit: str | None = None) -> Path:
+    if explicit:
+        path = Path(explicit)
+    elif os.environ.get("TTS_OPS_STATE_DIR"):
+        path = Path(os.environ["TTS_OPS_STATE_DIR"])
+    elif os.environ.get("XDG_STATE_HOME"):
+        path = Path(os.environ["XDG_STATE_HOME"]) / "tts-ops"
+    elif os.geteuid() == 0:
+        path = Path("/var/lib/tts-ops")
+    else:
+        path = Path.home() / ".local" / "state" / "tts-ops"
+    return path.absolute()
+
+
+def ensure_writable_dir(path: Path, what: str = "state dir") -> Path:
+    """Create ``path`` if needed; a clear error if it cannot be written."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{what} {path}: cannot create it ({exc.strerror}); pass --state-dir or set"
+            " TTS_OPS_STATE_DIR to a writable directory"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{what} {path}: not writable; pass --state-dir or set TTS_OPS_STATE_DIR to a"
+            " writable directory"
+        )
+    return path
