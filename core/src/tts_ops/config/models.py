@@ -158,6 +158,12 @@ class ServiceConfig(_Model):
         return self.command is None
 
     @property
+    def uses_port(self) -> bool:
+        """Whether ``host:port`` is the service's own (its health check or the reference server)."""
+        hc = self.health_check
+        return self.uses_reference_server or hc.type == "tcp" or (hc.type == "http" and not hc.url)
+
+    @property
     def speaks_notify(self) -> bool:
         """Whether the service sends ``READY=1`` (the reference server does)."""
         return self.notify if self.notify is not None else self.uses_reference_server
@@ -222,6 +228,8 @@ class TtsOpsConfig(_Model):
                     {"i": i, "j": seen[svc.name], "name": svc.name},
                 )
             seen[svc.name] = i
+            if not svc.uses_port:
+                continue
             for port in range(svc.port, svc.port + svc.instances):
                 key = (svc.host, port)
                 if key in bound:

@@ -1,0 +1,135 @@
+"""The rotating log writer: one implementation for the manual backend and the file sink.
+
+Rotated files are named ``NAME.log.YYYYmmddTHHMMSS.ffffff`` (then ``.gz``) rather than
+shifted ``.1 .2 ...``: nothing is ever renamed twice, so a background compressor never
+races a rotation, and a line is written whole to exactly one file. Standard library only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LOG_MODE = 0o640
+
+
+def rotated_files(path: Path) -> list[Path]:
+    """Rotated files of ``path``, oldest first (compressed or not)."""
+    by_stem: dict[str, Path] = {}
+    for name in glob.glob(glob.escape(str(path)) + ".*T*"):
+        if name.endswith(".tmp"):
+            continue
+        # while a compressor finishes, FILE and FILE.gz may both exist: both are whole
+        by_stem.setdefault(name.removesuffix(".gz"), Path(name))
+    return [by_stem[stem] for stem in sorted(by_stem)]
+
+
+class RotatingLogWriter:
+    """Append lines to ``path``; rotate when a write would pass ``max_bytes``.
+
+    ``backups`` rotated files are kept (0 keeps none: the file is truncated instead).
+    Rotated files are gzipped by a separate process so the writer never blocks;
+    `spawned` lists those processes for the caller to reap.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int = 10 * 1024 * 1024,
+        backups: int = 5,
+        *,
+        compress: bool = True,
+        mode: int = LOG_MODE,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.compress = compress
+        self.mode = mode
+        self.spawned: list[subprocess.Popen] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = -1
+        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
+        os.fchmod(self._fd, self.mode)
+        self._size = os.fstat(self._fd).st_size
+
+    def write(self, data: bytes) -> None:
+        """Write whole lines (``data`` ends with a newline). Rotates first if needed."""
+        if self._size and self._size + len(data) > self.max_bytes:
+            self.rotate()
+        self._append(data)
+
+    def write_lines(self, data: bytes) -> None:
+        """Write a block of whole lines, rotating between lines where the limit falls."""
+        if self._size + len(data) <= self.max_bytes:
+            self._append(data)
+            return
+        batch: list[bytes] = []
+        pending = 0
+        for line in data.splitlines(keepends=True):
+            if self._size + pending + len(line) > self.max_bytes and self._size + pending:
+                if batch:
+                    self._append(b"".join(batch))
+                    batch, pending = [], 0
+                self.rotate()
+            batch.append(line)
+            pending += len(line)
+        if batch:
+            self._append(b"".join(batch))
+
+    def _append(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(data)
+
+    def rotate(self) -> Path | None:
+        """Close the file, rename it aside, open a fresh one, compress in the background."""
+        if self._size == 0:
+            return None
+        os.close(self._fd)
+        rotated: Path | None = None
+        if self.backups > 0:
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            rotated = self.path.with_name(f"{self.path.name}.{stamp}.{time.time_ns() % 10**9:09d}")
+            os.rename(self.path, rotated)
+        else:
+            os.truncate(self.path, 0)
+        self._open()
+        if rotated is not None:
+            self._prune()
+            if self.compress:
+                self._reap()
+                self.spawned.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "tts_ops.logcompress", str(rotated)],
+                        stdin=subprocess.DEVNULL,
+                        close_fds=True,
+                    )
+                )
+        return rotated
+
+    def _prune(self) -> None:
+        old = rotated_files(self.path)
+        for stale in old[: max(0, len(old) - self.backups)]:
+            try:
+                stale.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _reap(self) -> None:
+        self.spawned = [p for p in self.spawned if p.poll() is None]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

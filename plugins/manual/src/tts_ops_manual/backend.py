@@ -1,0 +1,320 @@
+"""The ``manual`` process backend, CLI side: stateless, talks to supervisors.
+
+Each service has a directory ``<state>/manual/<name>/`` holding ``spec.json`` (what
+to run), ``status.json`` (written by its supervisor), ``events.jsonl`` and the
+supervisor's own ``supervise.log``. Liveness is PID plus start time, never a PID alone.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tts_ops.backend import (
+    BackendContext,
+    ServiceStatus,
+    StartFailed,
+    State,
+    Support,
+)
+from tts_ops.config.paths import ensure_writable_dir
+from tts_ops.errors import OperationFailed
+from tts_ops.logread import follow, tail
+from tts_ops.procinfo import group_members, is_alive, kill_group
+from tts_ops.statefile import atomic_write_json, locked, read_json
+from tts_ops_manual.spec import build_spec
+
+POLL = 0.01
+TAIL_ON_FAILURE = 20
+
+
+class ManualBackend:
+    name = "manual"
+
+    def __init__(self, context: BackendContext) -> None:
+        self.ctx = context
+        self.root = context.state_dir / "manual"
+
+    # --- contract: discovery of the backend itself ---
+
+    def available(self) -> tuple[bool, str]:
+        return True, "the manual backend needs no process manager"
+
+    def capabilities(self) -> dict[str, Support]:
+        return {
+            "readiness": Support.NATIVE,
+            "watchdog": Support.NATIVE,
+            "health_restart": Support.NATIVE,
+            "resource_limits": Support.UNSUPPORTED,
+            "log_rotation": Support.NATIVE,
+            "instances": Support.UNSUPPORTED,
+            "auto_start": Support.UNSUPPORTED,
+        }
+
+    # --- install & co: nothing to install ---
+
+    def _nothing(self, service: Any, action: str) -> None:
+        raise OperationFailed(
+            f"{service.name}: the manual backend cannot {action} (it has no boot-time manager);"
+            " use --process-manager systemd or supervisor"
+        )
+
+    def install(self, service: Any) -> None:
+        self._nothing(service, "install")
+
+    def uninstall(self, service: Any) -> None:
+        self.stop(service)
+
+    def enable(self, service: Any) -> None:
+        self._nothing(service, "enable auto-start")
+
+    def disable(self, service: Any) -> None:
+        self._nothing(service, "disable auto-start")
+
+    # --- paths and state ---
+
+    def service_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def read_status(self, name: str) -> dict[str, Any] | None:
+        try:
+            data = read_json(self.service_dir(name) / "status.json")
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    @staticmethod
+    def supervisor_alive(st: dict[str, Any] | None) -> bool:
+        return bool(st) and is_alive(st.get("supervisor_pid"), st.get("supervisor_ticks"))
+
+    # --- start ---
+
+    def start(self, service: Any) -> ServiceStatus:
+        ensure_writable_dir(self.ctx.state_dir)
+        sdir = self.service_dir(service.name)
+        sdir.mkdir(parents=True, exist_ok=True)
+        with locked(sdir / ".lock"):
+            st = self.read_status(service.name)
+            if self.supervisor_alive(st):
+                if st.get("state") in ("running", "unhealthy") and st.get("ready"):
+                    return self._to_status(service, st)
+                if st.get("state") == "stopping":
+                    self._wait_supervisor_exit(st, service.stop_timeout + 10)
+                else:
+                    return self._wait_ready(service, st, None)
+            self._cleanup_leftovers(st)
+            self._check_port(service)
+            atomic_write_json(sdir / "spec.json", build_spec(service, self.ctx.state_dir))
+            try:
+                os.unlink(sdir / "status.json")
+            except FileNotFoundError:
+                pass
+            with open(sdir / "supervise.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "tts_ops_manual.supervise", str(sdir)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, close_fds=True,
+                )
+        return self._wait_ready(service, None, proc)
+
+    def _wait_ready(self, service: Any, st: dict | None, proc: subprocess.Popen | None
+                    ) -> ServiceStatus:
+        deadline = time.monotonic() + service.start_timeout
+        started_emitted = False
+        while True:
+            st = self.read_status(service.name) or st
+            if st and st.get("pid") and not started_emitted:
+                started_emitted = True
+                self.ctx.emit("tts_ops_service_started", service=service, backend=self.name,
+                              status=self._to_status(service, st))
+            if st and st.get("ready") and st.get("state") in ("running", "unhealthy"):
+                status = self._to_status(service, st)
+                self.ctx.emit("tts_ops_service_ready", service=service, backend=self.name,
+                              status=status)
+                return status
+            dead = proc.poll() is not None if proc is not None else not self.supervisor_alive(st)
+            if st and st.get("state") in ("failed", "stopped") or (dead and st is not None):
+                break
+            if dead and st is None:
+                raise StartFailed(
+                    "the supervisor exited before writing its status",
+                    _last_lines(self.service_dir(service.name) / "supervise.log"),
+                )
+            if time.monotonic() > deadline:
+                if st and self.supervisor_alive(st):
+                    os.kill(st["supervisor_pid"], signal.SIGUSR2)
+                    self._wait_supervisor_exit(st, 10)
+                st = self.read_status(service.name) or st
+                break
+            time.sleep(POLL)
+        if proc is not None:
+            proc.wait(timeout=10)
+        status = self._to_status(service, st or {})
+        reason = status.reason or f"not ready within {service.start_timeout:g}s"
+        if status.state == State.STOPPED and status.reason:
+            reason = f"{status.reason} before becoming ready"
+        self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
+                      status=status, reason=reason)
+        raise StartFailed(reason, tail(service.log_path(self.ctx.state_dir), TAIL_ON_FAILURE))
+
+    def _check_port(self, service: Any) -> None:
+        if not service.uses_port:
+            return
+        host = service.host if service.host not in ("localhost", "") else "127.0.0.1"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, service.port))
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    return
+        holder = _port_holder(service.port)
+        raise StartFailed(f"port {service.port} on {host} is already in use{holder}")
+
+    # --- stop ---
+
+    def stop(self, service: Any, *, force: bool = False) -> ServiceStatus:
+        st = self.read_status(service.name)
+        if self.supervisor_alive(st):
+            self.ctx.emit("tts_ops_service_stopping", service=service, backend=self.name)
+            os.kill(st["supervisor_pid"], signal.SIGQUIT if force else signal.SIGTERM)
+            if not self._wait_supervisor_exit(st, service.stop_timeout + 15):
+                os.kill(st["supervisor_pid"], signal.SIGKILL)
+        self._cleanup_leftovers(st)
+        final = self.read_status(service.name) or {}
+        status = self._to_status(service, final)
+        if status.state not in (State.FAILED,):
+            status.state = State.STOPPED
+        status.pid, status.ready = None, False
+        self.ctx.emit("tts_ops_service_stopped", service=service, backend=self.name, status=status)
+        return status
+
+    def restart(self, service: Any) -> ServiceStatus:
+        self.stop(service)
+        return self.start(service)
+
+    def _wait_supervisor_exit(self, st: dict[str, Any], timeout: float) -> bool:
+        pid = st["supervisor_pid"]
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            return not self.supervisor_alive(st)
+        try:
+            deadline = time.monotonic() + timeout
+            while self.supervisor_alive(st):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                select.select([fd], [], [], min(left, 0.5))
+            return True
+        finally:
+            os.close(fd)
+
+    def _cleanup_leftovers(self, st: dict[str, Any] | None) -> None:
+        """A supervisor killed by SIGKILL may leave processes the service forked: end them."""
+        if not st or self.supervisor_alive(st):
+            return
+        pgid = st.get("pgid")
+        if pgid and group_members(pgid):
+            kill_group(pgid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while group_members(pgid) and time.monotonic() < deadline:
+                time.sleep(POLL)
+
+    # --- status ---
+
+    def status(self, services: list[Any]) -> list[ServiceStatus]:
+        return [self._to_status(svc, self.read_status(svc.name) or {}, measure=True)
+                for svc in services]
+
+    def _to_status(self, service: Any, st: dict[str, Any], measure: bool = False
+                   ) -> ServiceStatus:
+        status = ServiceStatus(name=service.name, backend=self.name, host=service.host,
+                               port=service.port)
+        if not st:
+            return status
+        state = st.get("state", "stopped")
+        status.restarts = st.get("restarts", 0)
+        status.exit_code = st.get("exit_code")
+        status.exit_signal = st.get("exit_signal")
+        status.status_text = st.get("status_text")
+        status.reason = st.get("reason")
+        status.extra = {"supervisor_pid": st.get("supervisor_pid"), "health": st.get("health"),
+                        "log_file": st.get("log_file")}
+        alive = self.supervisor_alive(st)
+        if not alive and state not in ("stopped", "failed"):
+            # the supervisor died without saying so: report the truth
+            state = "failed"
+            status.reason = f"its supervisor (pid {st.get('supervisor_pid')}) died"
+        status.state = State(state)
+        pid, ticks = st.get("pid"), st.get("pid_ticks")
+        if alive and is_alive(pid, ticks):
+            status.pid = pid
+            status.ready = bool(st.get("ready"))
+            started = st.get("started_at")
+            status.uptime_s = round(time.time() - started, 3) if started else None
+            if measure:
+                status.cpu_percent, status.rss_bytes = _group_usage(pid)
+        return status
+
+    # --- logs ---
+
+    def logs(self, service: Any, lines: int, follow_: bool) -> Iterator[str]:
+        path = service.log_path(self.ctx.state_dir)
+        yield from tail(path, lines)
+        if follow_:
+            yield from follow(path)
+
+
+def _group_usage(pid: int) -> tuple[float | None, int | None]:
+    """CPU percent (average since start) and RSS of a process and its descendants."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None, None
+    cpu = 0.0
+    rss = 0
+    now = time.time()
+    for p in procs:
+        try:
+            with p.oneshot():
+                t = p.cpu_times()
+                age = max(now - p.create_time(), 1e-3)
+                cpu += (t.user + t.system) / age * 100
+                rss += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return round(cpu, 1), rss
+
+
+def _port_holder(port: int) -> str:
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                if conn.pid:
+                    name = psutil.Process(conn.pid).name()
+                    return f" by {name} (pid {conn.pid})"
+    except Exception:
+        pass
+    return ""
+
+
+def _last_lines(path: Path) -> list[str]:
+    return tail(path, TAIL_ON_FAILURE) if path.exists() else []
+

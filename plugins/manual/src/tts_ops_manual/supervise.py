@@ -1,0 +1,595 @@
+"""``python -m tts_ops_manual.supervise DIR``: supervise one service (runit/s6 lineage).
+
+One supervisor per service, detached from the CLI (new session), owning exactly one
+service process group. It reads ``DIR/spec.json``, keeps ``DIR/status.json`` up to
+date (atomically), writes the service's output to its log file with rotation, and
+answers signals:
+
+========  ===============================================
+SIGTERM   stop gracefully (stop_signal, stop_timeout, SIGKILL), then exit
+SIGQUIT   stop at once (SIGKILL to the group), then exit
+SIGHUP    restart the service (not counted as a failure)
+SIGUSR1   rotate the log file now
+SIGUSR2   give up starting: kill, state ``failed``, exit (the CLI's start deadline)
+========  ===============================================
+
+It imports only the standard library and tts_ops's stdlib-only helpers, keeping its
+RSS small. It is a child subreaper, so processes the service forks stay visible to it
+and are killed on stop; the service gets PR_SET_PDEATHSIG so that killing the
+supervisor with SIGKILL does not leave the service running forever.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from tts_ops.logwriter import RotatingLogWriter
+from tts_ops.procinfo import group_members, kill_group, start_ticks
+from tts_ops.statefile import atomic_write_json
+from tts_ops_manual.probe import Probe
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+MAX_PARTIAL = 64 * 1024
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _pdeathsig() -> None:  # runs in the child between fork and exec
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class Supervisor:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.spec: dict[str, Any] = json.loads((directory / "spec.json").read_text())
+        self.sel = selectors.DefaultSelector()
+        self.signals: deque[int] = deque()
+        self.timers: dict[str, float] = {}
+        self.child_pid: int | None = None
+        self.pgid: int | None = None
+        self.pipe_fd: int | None = None
+        self.partial = b""
+        self.probe: Probe | None = None
+        self.probe_fd: int | None = None
+        self.probe_purpose = ""
+        self.health_failures = 0
+        self.failures: list[float] = []
+        self.stop_mode: str | None = None  # "graceful" | "force" | "restart" | "giveup"
+        self.exiting = False
+        self.status: dict[str, Any] = {
+            "name": self.spec["name"],
+            "supervisor_pid": os.getpid(),
+            "supervisor_ticks": start_ticks(os.getpid()),
+            "state": "starting",
+            "ready": False,
+            "pid": None,
+            "pid_ticks": None,
+            "pgid": None,
+            "restarts": 0,
+            "exit_code": None,
+            "exit_signal": None,
+            "status_text": None,
+            "reason": None,
+            "started_at": None,
+            "ready_at": None,
+            "updated_at": time.time(),
+            "health": "unknown",
+            "health_detail": None,
+            "log_file": self.spec["log_file"],
+        }
+        spec = self.spec
+        self.log = RotatingLogWriter(Path(spec["log_file"]), spec["log_max_bytes"],
+                                     spec["log_backups"])
+
+    # --- plumbing -------------------------------------------------------
+
+    def write_status(self, **changes: Any) -> None:
+        self.status.update(changes)
+        self.status["updated_at"] = time.time()
+        atomic_write_json(self.dir / "status.json", self.status)
+
+    def event(self, name: str, **data: Any) -> None:
+        record = {"ts": time.time(), "event": name, "service": self.spec["name"],
+                  "pid": self.child_pid, "restarts": self.status["restarts"], **data}
+        with open(self.dir / "events.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def supervisor_log(self, message: str) -> None:
+        line = json.dumps({"ts": time.time(), "level": "INFO", "logger": "tts-ops-manual",
+                           "msg": message, "service": self.spec["name"]})
+        self.log.write((line + "\n").encode())
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.signals.append(signum)
+
+    def setup(self) -> None:
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_fd = rfd
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+                    signal.SIGUSR2, signal.SIGCHLD, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self.sel.register(rfd, selectors.EVENT_READ, "wake")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        token = f"tts-ops-manual/{self.spec['name']}/{os.getpid()}/{random.getrandbits(48):x}"
+        self.notify.bind("\0" + token)
+        self.notify.setblocking(False)
+        self.notify_addr = "@" + token
+        self.sel.register(self.notify, selectors.EVENT_READ, "notify")
+
+    # --- spawning -------------------------------------------------------
+
+    def spawn(self) -> None:
+        spec = self.spec
+        env = dict(os.environ)
+        for key in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES",
+                    "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(key, None)
+        env.update(spec["env"])
+        env["NOTIFY_SOCKET"] = self.notify_addr
+        if spec.get("watchdog_sec"):
+            env["WATCHDOG_USEC"] = str(int(spec["watchdog_sec"] * 1_000_000))
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        kwargs: dict[str, Any] = {}
+        if spec.get("user"):
+            import grp
+            import pwd
+
+            pw = pwd.getpwnam(spec["user"])
+            kwargs.update(user=pw.pw_uid, group=pw.pw_gid,
+                          extra_groups=os.getgrouplist(pw.pw_name, pw.pw_gid))
+            env.setdefault("HOME", pw.pw_dir)
+            env["USER"] = env["LOGNAME"] = pw.pw_name
+            del grp
+        try:
+            proc = subprocess.Popen(
+                spec["argv"], stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,
+                cwd=spec.get("working_dir") or None, env=env, process_group=0,
+                preexec_fn=_pdeathsig, close_fds=True, **kwargs,
+            )
+        except OSError as exc:
+            os.close(rfd)
+            os.close(wfd)
+            reason = f"cannot execute {spec['argv'][0]!r}: {exc.strerror or exc}"
+            self.supervisor_log(reason)
+            self.fail(reason)
+            return
+        os.close(wfd)
+        # keep the Popen: a dropped one makes subprocess._cleanup() reap our child later
+        self.proc = proc
+        self.child_pid = proc.pid
+        self.pgid = proc.pid
+        self.pipe_fd = rfd
+        os.set_blocking(rfd, False)
+        self.sel.register(rfd, selectors.EVENT_READ, "pipe")
+        now = time.time()
+        self.run_started = time.monotonic()
+        self.health_failures = 0
+        if spec.get("pid_file"):
+            pid_file = Path(spec["pid_file"])
+            pid_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json_text(pid_file, f"{proc.pid}\n")
+        self.timers.pop("restart", None)
+        self.timers["ready_deadline"] = time.monotonic() + spec["start_timeout"]
+        if not spec["notify"]:
+            if spec["health"]["type"] == "none":
+                self.timers["start_seconds"] = time.monotonic() + spec["start_seconds"]
+            else:
+                self.timers["ready_probe"] = time.monotonic() + 0.05
+        if spec.get("watchdog_sec"):
+            self.timers["watchdog"] = time.monotonic() + spec["watchdog_sec"]
+        self.write_status(state="starting", ready=False, pid=proc.pid,
+                          pid_ticks=start_ticks(proc.pid), pgid=proc.pid, started_at=now,
+                          ready_at=None, status_text=None, reason=None, health="unknown")
+        self.event("started")
+
+    # --- readiness and health -------------------------------------------
+
+    def mark_ready(self, how: str) -> None:
+        if self.status["ready"] or self.stop_mode:
+            return
+        for name in ("ready_deadline", "ready_probe", "start_seconds"):
+            self.timers.pop(name, None)
+        self.timers["health"] = time.monotonic() + self.spec["health_interval"]
+        self.write_status(state="running", ready=True, ready_at=time.time(), health="passing")
+        self.event("ready", how=how)
+
+    def start_probe(self, purpose: str) -> None:
+        if self.probe is not None or self.child_pid is None:
+            return
+        h = self.spec["health"]
+        self.probe = Probe(h["type"], h["host"], h["port"], h["path"], h["timeout"], h.get("url"))
+        self.probe_purpose = purpose
+        if self.probe.result is not None:
+            self.probe_done(*self.probe.result)
+            return
+        self.probe_fd = self.probe.fileno()
+        events = selectors.EVENT_WRITE if self.probe.wants_write else selectors.EVENT_READ
+        self.sel.register(self.probe_fd, events, "probe")
+        self.timers["probe_timeout"] = self.probe.deadline
+
+    def probe_step(self) -> None:
+        assert self.probe is not None
+        was_connect = self.probe.wants_write
+        result = self.probe.step()
+        if result is not None:
+            self.probe_done(*result)
+        elif was_connect and not self.probe.wants_write:
+            self.sel.modify(self.probe_fd, selectors.EVENT_READ, "probe")
+
+    def probe_done(self, ok: bool, detail: str) -> None:
+        if self.probe_fd is not None:
+            self.sel.unregister(self.probe_fd)
+            self.probe_fd = None
+        if self.probe is not None:
+            self.probe.close()
+        self.probe = None
+        self.timers.pop("probe_timeout", None)
+        if self.child_pid is None or self.stop_mode:
+            return
+        if self.probe_purpose == "ready":
+            if ok:
+                self.status["health_detail"] = detail
+                self.mark_ready("health check")
+            else:
+                self.timers["ready_probe"] = time.monotonic() + 0.1
+            return
+        self.timers["health"] = time.monotonic() + self.spec["health_interval"]
+        if ok:
+            self.health_failures = 0
+            if self.status["state"] == "unhealthy" or self.status["health"] != "passing":
+                self.write_status(state="running", health="passing", health_detail=detail)
+                self.event("healthy", detail=detail)
+            return
+        self.health_failures += 1
+        self.status["health_detail"] = detail
+        if self.health_failures >= self.spec["unhealthy_threshold"]:
+            if self.status["state"] != "unhealthy":
+                self.write_status(state="unhealthy", health="critical")
+                self.event("unhealthy", detail=detail)
+            if self.spec["restart_on_unhealthy"]:
+                self.supervisor_log(f"restarting: {self.health_failures} failed health checks"
+                                    f" ({detail})")
+                self.kill_for_restart(f"unhealthy: {detail}")
+
+    def handle_notify(self) -> None:
+        while True:
+            try:
+                data = self.notify.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            for line in data.decode("utf-8", "replace").splitlines():
+                key, _, value = line.partition("=")
+                if key == "READY" and value == "1":
+                    self.mark_ready("READY=1")
+                elif key == "STATUS":
+                    self.write_status(status_text=value[:200])
+                elif key == "WATCHDOG" and value == "1" and self.spec.get("watchdog_sec"):
+                    self.timers["watchdog"] = time.monotonic() + self.spec["watchdog_sec"]
+                elif key == "EXTEND_TIMEOUT_USEC" and "ready_deadline" in self.timers:
+                    try:
+                        extra = int(value) / 1_000_000
+                    except ValueError:
+                        continue
+                    self.timers["ready_deadline"] = max(self.timers["ready_deadline"],
+                                                        time.monotonic() + extra)
+
+    # --- output ---------------------------------------------------------
+
+    def handle_pipe(self) -> None:
+        assert self.pipe_fd is not None
+        try:
+            chunk = os.read(self.pipe_fd, 1 << 16)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.close_pipe()
+            return
+        self.write_output(chunk)
+
+    def write_output(self, chunk: bytes) -> None:
+        data = self.partial + chunk
+        cut = data.rfind(b"\n") + 1
+        self.partial = data[cut:]
+        if len(self.partial) > MAX_PARTIAL:
+            cut, self.partial = len(data), b""
+            data += b"\n"
+        if cut:
+            self.log.write_lines(data[:cut])
+
+    def close_pipe(self) -> None:
+        if self.pipe_fd is None:
+            return
+        while True:  # drain what is left
+            try:
+                chunk = os.read(self.pipe_fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.write_output(chunk)
+        if self.partial:
+            self.log.write_lines(self.partial + b"\n")
+            self.partial = b""
+        self.sel.unregister(self.pipe_fd)
+        os.close(self.pipe_fd)
+        self.pipe_fd = None
+
+    # --- exits, restarts, stopping ---------------------------------------
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, wstatus = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.child_pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(wstatus)
+                self.on_exit(wstatus)
+
+    def on_exit(self, wstatus: int) -> None:
+        code = os.waitstatus_to_exitcode(wstatus)
+        exit_code, exit_signal = (code, None) if code >= 0 else (None, -code)
+        uptime = time.monotonic() - self.run_started
+        self.child_pid = None
+        if self.probe is not None:
+            self.probe_done(False, "process exited")
+        for name in ("ready_deadline", "ready_probe", "start_seconds", "health", "watchdog"):
+            self.timers.pop(name, None)
+        self.close_pipe()
+        self.status.update(exit_code=exit_code, exit_signal=exit_signal, pid=None,
+                           pid_ticks=None, ready=False)
+        how = f"exited {exit_code}" if exit_signal is None else f"killed by signal {exit_signal}"
+        if self.stop_mode in ("graceful", "force", "giveup"):
+            self.finish_stop()
+            return
+        if self.stop_mode == "restart":
+            self.stop_mode = None
+            self.clear_group()
+            self.supervisor_log("restarting on request")
+            self.status["restarts"] += 1
+            self.spawn()
+            self.event("restarted", reason="requested")
+            return
+        reason = self.pending_reason or how
+        self.pending_reason = None
+        self.supervisor_log(f"service {how} after {uptime:.1f}s")
+        if exit_code == 0 and not reason.startswith(("unhealthy", "watchdog", "not ready")):
+            self.clear_group()
+            self.write_status(state="stopped", reason="exited 0 on its own")
+            self.event("exited", exit_code=0)
+            self.exiting = True
+            return
+        if exit_code is not None and exit_code in self.spec["permanent_exit_codes"]:
+            self.fail(f"{how} (a permanent exit code: not restarted)")
+            return
+        now = time.monotonic()
+        if uptime > self.spec["restart_window"]:
+            self.failures = []
+        self.failures = [t for t in self.failures if now - t <= self.spec["restart_window"]]
+        self.failures.append(now)
+        if len(self.failures) > self.spec["max_restarts"]:
+            self.fail(f"{reason}; gave up after {self.spec['max_restarts']} restarts within"
+                      f" {self.spec['restart_window']:g}s")
+            return
+        delay = self.spec["restart_delay"] * self.spec["restart_backoff"] ** (len(self.failures) - 1)
+        delay = min(delay, self.spec["restart_delay_max"])
+        if delay > 0:
+            delay *= random.uniform(0.9, 1.1)  # jitter: services do not restart in lockstep
+        self.clear_group()
+        self.write_status(state="backoff", reason=reason)
+        self.event("exited", exit_code=exit_code, exit_signal=exit_signal, reason=reason)
+        self.timers["restart"] = time.monotonic() + delay
+
+    pending_reason: str | None = None
+
+    def kill_for_restart(self, reason: str) -> None:
+        self.pending_reason = reason
+        if self.pgid is not None:
+            kill_group(self.pgid, signal.SIGKILL)
+
+    def do_restart(self) -> None:
+        self.status["restarts"] += 1
+        self.spawn()
+        if self.child_pid is not None:
+            self.event("restarted", reason=self.status.get("reason"))
+
+    def fail(self, reason: str) -> None:
+        self.timers.clear()
+        self.clear_group()
+        self.write_status(state="failed", ready=False, pid=None, pid_ticks=None, reason=reason)
+        self.event("failed", reason=reason)
+        self.exiting = True
+
+    def clear_group(self) -> None:
+        """Kill whatever is left of the group and of our other descendants."""
+        if self.pgid is not None:
+            deadline = time.monotonic() + 5
+            while kill_group(self.pgid, signal.SIGKILL) and time.monotonic() < deadline:
+                self.reap()
+                if not group_members(self.pgid):
+                    break
+                time.sleep(0.005)
+        self.kill_orphans()
+        self.reap()
+
+    def kill_orphans(self) -> None:
+        """Processes re-parented to us (we are a subreaper) that left the group."""
+        me = os.getpid()
+        helpers = {p.pid for p in self.log.spawned}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            if pid in helpers or pid == me:
+                continue
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            if int(data[data.rindex(b")") + 2 :].split()[1]) == me:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def request_stop(self, mode: str) -> None:
+        if self.stop_mode in ("force", "giveup") or (self.stop_mode == "graceful" and mode == "graceful"):
+            return
+        self.stop_mode = mode
+        self.timers.pop("restart", None)
+        if self.child_pid is None:
+            self.finish_stop()
+            return
+        self.write_status(state="stopping", ready=False)
+        self.event("stopping")
+        if mode in ("force", "giveup"):
+            kill_group(self.pgid, signal.SIGKILL)
+        else:
+            sig = getattr(signal, "SIG" + self.spec["stop_signal"])
+            kill_group(self.pgid, sig)
+            self.timers["stop_kill"] = time.monotonic() + self.spec["stop_timeout"]
+
+    def finish_stop(self) -> None:
+        """The main process is gone: wait for the rest of the group, then exit."""
+        if self.pgid is not None and group_members(self.pgid):
+            if "stop_kill" not in self.timers:
+                self.timers["stop_kill"] = time.monotonic()
+            self.timers["stop_poll"] = time.monotonic() + 0.01
+            return
+        self.timers.pop("stop_kill", None)
+        self.timers.pop("stop_poll", None)
+        self.clear_group()
+        if self.stop_mode == "giveup":
+            self.write_status(state="failed", pid=None, pid_ticks=None, ready=False,
+                              reason=f"not ready within {self.spec['start_timeout']:g}s")
+            self.event("failed", reason="start timeout")
+        else:
+            self.write_status(state="stopped", pid=None, pid_ticks=None, ready=False, reason=None)
+            self.event("stopped")
+        self.exiting = True
+
+    # --- the loop -------------------------------------------------------
+
+    def on_timer(self, name: str) -> None:
+        if name == "restart":
+            self.do_restart()
+        elif name == "ready_probe":
+            self.start_probe("ready")
+        elif name == "health":
+            if self.spec["health"]["type"] != "none":
+                self.start_probe("health")
+        elif name == "probe_timeout" and self.probe is not None:
+            self.probe_done(*self.probe.expire())
+        elif name == "start_seconds":
+            self.mark_ready(f"up for {self.spec['start_seconds']:g}s")
+        elif name == "ready_deadline":
+            self.supervisor_log(f"not ready within {self.spec['start_timeout']:g}s")
+            self.kill_for_restart(f"not ready within {self.spec['start_timeout']:g}s")
+        elif name == "watchdog":
+            self.supervisor_log(f"watchdog timeout ({self.spec['watchdog_sec']:g}s)")
+            self.kill_for_restart(f"watchdog timeout ({self.spec['watchdog_sec']:g}s)")
+        elif name == "stop_kill":
+            if self.pgid is not None:
+                kill_group(self.pgid, signal.SIGKILL)
+            self.kill_orphans()
+            if self.child_pid is None:
+                self.finish_stop()
+        elif name == "stop_poll":
+            self.reap()
+            if self.child_pid is None:
+                self.finish_stop()
+
+    def handle_signals(self) -> None:
+        try:
+            while os.read(self.wake_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+        while self.signals:
+            sig = self.signals.popleft()
+            if sig == signal.SIGCHLD:
+                self.reap()
+            elif sig in (signal.SIGTERM, signal.SIGINT):
+                self.request_stop("graceful")
+            elif sig == signal.SIGQUIT:
+                self.request_stop("force")
+            elif sig == signal.SIGUSR2:
+                self.request_stop("giveup")
+            elif sig == signal.SIGHUP and self.child_pid is not None and not self.stop_mode:
+                self.stop_mode = "restart"
+                self.write_status(state="stopping", ready=False)
+                kill_group(self.pgid, getattr(signal, "SIG" + self.spec["stop_signal"]))
+                self.timers["stop_kill"] = time.monotonic() + self.spec["stop_timeout"]
+            elif sig == signal.SIGUSR1:
+                self.log.rotate()
+
+    def run(self) -> int:
+        self.setup()
+        self.spawn()
+        while not self.exiting:
+            now = time.monotonic()
+            due = [n for n, t in self.timers.items() if t <= now]
+            for name in due:
+                if self.timers.get(name, now + 1) <= now:
+                    del self.timers[name]
+                    self.on_timer(name)
+                if self.exiting:
+                    break
+            if self.exiting:
+                break
+            timeout = max(0.0, min(self.timers.values()) - time.monotonic()) if self.timers else None
+            for key, mask in self.sel.select(timeout):
+                if key.data == "wake":
+                    self.handle_signals()
+                elif key.data == "pipe" and self.pipe_fd is not None:
+                    self.handle_pipe()
+                elif key.data == "notify":
+                    self.handle_notify()
+                elif key.data == "probe" and self.probe is not None:
+                    self.probe_step()
+                if self.exiting:
+                    break
+            self.reap()
+        self.close_pipe()
+        self.log.close()
+        pid_file = self.spec.get("pid_file")
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except FileNotFoundError:
+                pass
+        return 0
+
+
+def atomic_write_json_text(path: Path, text: str) -> None:
+    from tts_ops.statefile import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode())
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m tts_ops_manual.supervise STATE_DIR", file=sys.stderr)
+        return 2
+    return Supervisor(Path(argv[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
