@@ -1,0 +1,169 @@
+"""The HTTP application: /synthesize, /health, /ready, /voices, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tts_server import __version__
+from tts_server.audio import encode_wav
+from tts_server.engines.base import BadRequest, Engine
+from tts_server.metrics import Metrics
+
+log = logging.getLogger("tts_server")
+
+
+@dataclass
+class ServerState:
+    engine: Engine
+    engine_note: str
+    max_text: int = 5000
+    max_queue: int = 32
+    ready: bool = False
+    started: float = field(default_factory=time.monotonic)
+    waiting: int = 0
+    metrics: Metrics = field(default_factory=Metrics)
+    lock: asyncio.Lock | None = None
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine.name,
+            "engine_detail": getattr(self.engine, "description", self.engine.name),
+            "engine_choice": self.engine_note,
+            "version": __version__,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+def _error(status: int, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    body.update(extra)
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(state: ServerState) -> Starlette:
+    async def health(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", **state.info()})
+
+    async def ready(_request: Request) -> JSONResponse:
+        if not state.ready:
+            return JSONResponse({"status": "warming", **state.info()}, status_code=503)
+        return JSONResponse({"status": "ready", **state.info()})
+
+    async def voices(_request: Request) -> JSONResponse:
+        return JSONResponse({"engine": state.engine.name,
+                             "voices": [v.__dict__ for v in state.engine.voices()]})
+
+    async def metrics(_request: Request) -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def synthesize(request: Request) -> Response:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return _error(415, "Content-Type must be application/json", "content-type")
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"malformed JSON: {exc}", "body")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object", "body")
+        unknown = set(body) - {"text", "voice", "rate"}
+        if unknown:
+            return _error(400, f"unknown field {sorted(unknown)[0]!r}: use text, voice, rate",
+                          sorted(unknown)[0])
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return _error(400, "text is required: a non-empty string", "text")
+        if len(text) > state.max_text:
+            return _error(413, f"text is {len(text)} characters; the limit is {state.max_text}",
+                          "text")
+        voice = body.get("voice")
+        if voice is not None and not isinstance(voice, str):
+            return _error(400, "voice must be a string", "voice")
+        rate = body.get("rate")
+        if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool)):
+            return _error(400, "rate must be an integer (words per minute)", "rate")
+        if not state.ready:
+            return JSONResponse({"error": "the engine is warming up"}, status_code=503,
+                                headers={"Retry-After": "1"})
+        if state.waiting >= state.max_queue:
+            state.metrics.rejected.inc()
+            return JSONResponse({"error": "too many requests queued"}, status_code=503,
+                                headers={"Retry-After": "1"})
+        state.waiting += 1
+        state.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            audio = await asyncio.to_thread(state.engine.synthesize, text, voice, rate)
+        except BadRequest as exc:
+            return _error(400, str(exc), exc.field, **exc.extra)
+        except Exception as exc:
+            state.metrics.errors.labels("synthesis").inc()
+            log.exception("synthesis failed", extra={"event": "error"})
+            return _error(500, f"synthesis failed: {type(exc).__name__}")
+        finally:
+            state.waiting -= 1
+            state.metrics.in_flight.dec()
+        synth_s = time.perf_counter() - started
+        state.metrics.synthesis.observe(synth_s)
+        request.scope["tts_log"] = {"text_chars": len(text), "synth_ms": round(synth_s * 1000, 2)}
+        return Response(encode_wav(audio.pcm, audio.sample_rate), media_type="audio/wav")
+
+    app = Starlette(routes=[
+        Route("/synthesize", synthesize, methods=["POST"]),
+        Route("/health", health),
+        Route("/ready", ready),
+        Route("/voices", voices),
+        Route("/metrics", metrics),
+    ])
+    return _AccessLog(app, state)
+
+
+class _AccessLog:
+    """ASGI wrapper: counts every response by status and logs one JSON line per request."""
+
+    def __init__(self, app: Any, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            code = status["code"]
+            path = scope.get("path", "")
+            label = path if path in ("/synthesize", "/health", "/ready", "/voices", "/metrics") \
+                else "other"
+            self.state.metrics.requests.labels(label, str(code)).inc()
+            if code >= 500:
+                self.state.metrics.errors.labels("http_5xx").inc()
+            if label not in ("/health", "/ready", "/metrics"):
+                extra = {"event": "request", "method": scope.get("method"), "path": path,
+                         "status": code, "ms": round((time.perf_counter() - started) * 1000, 2),
+                         **scope.get("tts_log", {})}
+                level = logging.WARNING if code >= 500 else logging.INFO
+                log.log(level, f"{scope.get('method')} {path} {code}", extra=extra)

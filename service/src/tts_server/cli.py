@@ -1,0 +1,51 @@
+"""``tts-server`` command line (argparse: start-up stays fast)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from tts_server import __version__
+
+
+def parse_args(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(prog="tts-server", description="Reference text-to-speech HTTP"
+                                " server: POST /synthesize returns audio/wav.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9000)
+    p.add_argument("--engine", choices=["hybrid", "espeak", "piper", "coqui"], default="hybrid")
+    p.add_argument("--log-level", default=os.environ.get("TTS_LOG_LEVEL", "INFO"),
+                   type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    p.add_argument("--enable-coqui", action="store_true", help="Let hybrid pick coqui.")
+    p.add_argument("--coqui-model", default=None)
+    p.add_argument("--max-text", type=int, default=5000, help="Longest text in characters.")
+    p.add_argument("--max-queue", type=int, default=32,
+                   help="Requests waiting for synthesis beyond which 503 is answered.")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="Seconds to finish in-flight requests after SIGTERM.")
+    p.add_argument("--espeak-source", choices=["auto", "system", "bundled"], default="auto",
+                   help="Which espeak-ng library: the system one or the espeakng-loader wheel.")
+    p.add_argument("--version", action="version", version=f"tts-server {__version__}")
+    args = p.parse_args(argv)
+    for name, low, high in (("port", 0, 65535), ("max_text", 1, 10**7), ("max_queue", 1, 10**6),
+                            ("workers", 1, 64)):
+        value = getattr(args, name)
+        if not low <= value <= high:
+            p.error(f"--{name.replace('_', '-')} must be {low}-{high} (got {value})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    from tts_server.logs import setup_logging
+    from tts_server.server import Settings, run
+
+    setup_logging(args.log_level)
+    settings = Settings(host=args.host, port=args.port, engine=args.engine,
+                        log_level=args.log_level, enable_coqui=args.enable_coqui,
+                        coqui_model=args.coqui_model, max_text=args.max_text,
+                        max_queue=args.max_queue, workers=args.workers,
+                        drain_timeout=args.drain_timeout, espeak_source=args.espeak_source)
+    sys.exit(run(settings))

@@ -1,0 +1,192 @@
+"""Running the server: engine first (fail fast), serve, warm up, then say READY=1.
+
+SIGTERM drains in-flight requests (bounded by ``drain_timeout``) and exits 0. With
+``workers > 1`` the main process binds the socket, forks workers that share it, reports
+READY=1 once every worker is warm, and forwards SIGTERM to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+
+import uvicorn
+
+from tts_server.app import ServerState, create_app
+from tts_server.audio import check_speech, encode_wav
+from tts_server.engines import create_engine
+from tts_server.engines.base import EngineUnavailable
+from tts_server.notify import Notifier
+from tts_server.sockets import bind_socket, inherited_socket
+
+log = logging.getLogger("tts_server")
+WARMUP_TEXT = "The text to speech service is warming up."
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9000
+    engine: str = "hybrid"
+    log_level: str = "INFO"
+    enable_coqui: bool = False
+    coqui_model: str | None = None
+    max_text: int = 5000
+    max_queue: int = 32
+    workers: int = 1
+    drain_timeout: float = 30.0
+    espeak_source: str = "auto"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but a SIGTERM drains and exits 0 instead of re-raising the signal."""
+
+    notifier: Notifier | None = None
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+            if self.notifier is not None:
+                self.notifier.stopping()
+            log.info("draining", extra={"event": "stopping", "signal": sig})
+
+
+def warm_up(state: ServerState) -> None:
+    audio = state.engine.synthesize(WARMUP_TEXT, None, None)
+    info = check_speech(encode_wav(audio.pcm, audio.sample_rate))
+    log.info(f"warm-up passed: {info.duration_s:.2f}s of audio", extra={"event": "warmup",
+             "duration_s": round(info.duration_s, 3), "rms": round(info.rms, 1)})
+
+
+def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
+          on_ready=None) -> None:
+    engine, note = create_engine(settings.engine, enable_coqui=settings.enable_coqui,
+                                 coqui_model=settings.coqui_model,
+                                 espeak_source=settings.espeak_source)
+    state = ServerState(engine=engine, engine_note=note, max_text=settings.max_text,
+                        max_queue=settings.max_queue)
+    app = create_app(state)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=settings.drain_timeout,
+                            log_level=settings.log_level.lower())
+    server = _Server(config)
+    server.notifier = notifier
+
+    async def main() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.005)
+        if serving.done():
+            await serving
+            return
+        try:
+            await asyncio.to_thread(warm_up, state)
+        except Exception as exc:
+            log.error(f"warm-up failed: {exc}", extra={"event": "warmup_failed"})
+            server.should_exit = True
+            await serving
+            raise SystemExit(1) from None
+        state.ready = True
+        state.metrics.ready.set(1)
+        message = f"ready: engine {engine.name} on {_address(sock)}"
+        log.info(message, extra={"event": "ready", "engine": engine.name, "choice": note})
+        if on_ready is not None:
+            on_ready()
+        else:
+            notifier.ready(message)
+        interval = Notifier.watchdog_interval()
+        if interval:
+            while not serving.done():
+                notifier.watchdog()
+                await asyncio.wait([serving], timeout=interval)
+        await serving
+        log.info("stopped", extra={"event": "stopped"})
+
+    asyncio.run(main())
+
+
+def _address(sock: socket.socket) -> str:
+    addr = sock.getsockname()
+    return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
+
+
+def run(settings: Settings) -> int:
+    notifier = Notifier()
+    try:
+        sock = inherited_socket() or bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(f"tts-server: error: cannot listen on {settings.host}:{settings.port}:"
+              f" {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        if settings.workers <= 1:
+            serve(settings, sock, notifier)
+            return 0
+        return _prefork(settings, sock, notifier)
+    except EngineUnavailable as exc:
+        print(f"tts-server: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int:
+    """Fork ``workers`` processes sharing ``sock``; READY=1 when all of them are warm."""
+    os.environ.pop("NOTIFY_SOCKET", None)  # workers must not speak for the main process
+    ready_r, ready_w = os.pipe()
+    children = []
+    for _ in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:
+            os.close(ready_r)
+            code = 0
+            try:
+                serve(settings, sock, Notifier(), on_ready=lambda: os.write(ready_w, b"R"))
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+            except BaseException:
+                log.exception("worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    os.close(ready_w)
+    sock.close()
+    stop = threading.Event()
+
+    def forward(sig, _frame):
+        stop.set()
+        notifier.stopping()
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    warm = 0
+    while warm < len(children):
+        try:
+            data = os.read(ready_r, 64)
+        except InterruptedError:
+            continue
+        if not data:
+            break
+        warm += len(data)
+    if warm == len(children):
+        notifier.ready(f"ready: {warm} workers")
+    worst = 0
+    for child in children:
+        _pid, wstatus = os.waitpid(child, 0)
+        code = os.waitstatus_to_exitcode(wstatus)
+        if not stop.is_set():  # a worker died on its own: take the rest down, let the supervisor restart us
+            forward(signal.SIGTERM, None)
+            worst = max(worst, 1)
+        worst = max(worst, code if code > 0 else 0)
+    return worst
