@@ -139,7 +139,8 @@ class Supervisor:
                     "WATCHDOG_USEC", "WATCHDOG_PID"):
             env.pop(key, None)
         env.update(spec["env"])
-        env["NOTIFY_SOCKET"] = self.notify_addr
+        if spec["notify"] or spec.get("watchdog_sec"):  # as systemd: only for those who use it
+            env["NOTIFY_SOCKET"] = self.notify_addr
         if spec.get("watchdog_sec"):
             env["WATCHDOG_USEC"] = str(int(spec["watchdog_sec"] * 1_000_000))
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
@@ -271,21 +272,24 @@ class Supervisor:
                 data = self.notify.recv(4096)
             except (BlockingIOError, InterruptedError):
                 return
-            for line in data.decode("utf-8", "replace").splitlines():
-                key, _, value = line.partition("=")
-                if key == "READY" and value == "1":
-                    self.mark_ready("READY=1")
-                elif key == "STATUS":
-                    self.write_status(status_text=value[:200])
-                elif key == "WATCHDOG" and value == "1" and self.spec.get("watchdog_sec"):
-                    self.timers["watchdog"] = time.monotonic() + self.spec["watchdog_sec"]
-                elif key == "EXTEND_TIMEOUT_USEC" and "ready_deadline" in self.timers:
-                    try:
-                        extra = int(value) / 1_000_000
-                    except ValueError:
-                        continue
-                    self.timers["ready_deadline"] = max(self.timers["ready_deadline"],
-                                                        time.monotonic() + extra)
+            fields = dict(line.partition("=")[::2]
+                          for line in data.decode("utf-8", "replace").splitlines())
+            # one datagram often says READY=1 and STATUS= together: apply STATUS first
+            if "STATUS" in fields:
+                self.status["status_text"] = fields["STATUS"][:200]
+                if not (fields.get("READY") == "1" and self.spec["notify"]):
+                    self.write_status()
+            if fields.get("WATCHDOG") == "1" and self.spec.get("watchdog_sec"):
+                self.timers["watchdog"] = time.monotonic() + self.spec["watchdog_sec"]
+            if "EXTEND_TIMEOUT_USEC" in fields and "ready_deadline" in self.timers:
+                try:
+                    extra = int(fields["EXTEND_TIMEOUT_USEC"]) / 1_000_000
+                except ValueError:
+                    extra = 0
+                self.timers["ready_deadline"] = max(self.timers["ready_deadline"],
+                                                    time.monotonic() + extra)
+            if fields.get("READY") == "1" and self.spec["notify"]:
+                self.mark_ready("READY=1")
 
     # --- output ---------------------------------------------------------
 

@@ -1,0 +1,5 @@
+"""``python -m tts_ops``: the same as the ``tts-ops`` command."""
+
+from tts_ops.cli import main
+
+main()

@@ -1,0 +1,58 @@
+"""Helpers for testing tts-ops and its plugins: hosts, CLI runner, ports, waiting.
+
+The backend conformance suite is in `tts_ops.testing.conformance`; the small
+controllable service it runs is `tts_ops.testing.dummy_service`.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+DUMMY = [sys.executable, "-m", "tts_ops.testing.dummy_service"]
+
+
+def make_host(*plugins: object, load_entrypoints: bool = False):
+    """A fresh plugin host with exactly these plugin objects (modules or instances)."""
+    from tts_ops.plugins import PluginHost
+
+    return PluginHost(load_entrypoints=load_entrypoints, plugins=plugins)
+
+
+def run_cli(args: list[str], host=None, env: dict[str, str] | None = None):
+    """Invoke ``tts-ops`` in process with click's runner; returns the click Result."""
+    from click.testing import CliRunner
+
+    from tts_ops.cli import create_cli
+
+    cli = create_cli((lambda: host) if host is not None else None)
+    return CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def service(name: str, **fields: Any):
+    """A validated ServiceConfig (raises on bad fields, like a config file would)."""
+    from tts_ops.config.models import ServiceConfig
+
+    return ServiceConfig.model_validate({"name": name, **fields})
