@@ -1,0 +1,74 @@
+"""The CLI contract: help, version, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tts_ops.cli import create_cli
+from tts_ops.testing import make_host, run_cli
+
+COMMANDS = ["plugins", "backends", "config", "config validate", "config show", "start", "stop",
+            "restart", "status", "install", "uninstall", "enable", "disable", "logs"]
+
+
+def test_version():
+    from tts_ops import __version__
+
+    result = run_cli(["--version"])
+    assert result.output.strip() == f"tts-ops, version {__version__}"
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = run_cli([*command.split(), "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+    cli = create_cli()
+    assert command.split()[0] in cli.commands
+
+
+def test_unknown_command_is_usage_error():
+    result = run_cli(["frobnicate"])
+    assert result.exit_code == 2
+
+
+def test_no_backend_installed_exits_3_with_install_hint(tmp_path):
+    host = make_host()  # the core alone
+    result = run_cli(["--state-dir", str(tmp_path), "status"], host=host)
+    assert result.exit_code == 3
+    assert "pip install tts-ops-manual" in result.stderr
+    result = run_cli(["--state-dir", str(tmp_path), "start", "--process-manager", "systemd"],
+                     host=host)
+    assert result.exit_code == 3
+    assert "no backend named 'systemd'" in result.stderr
+    assert "pip install tts-ops-systemd" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_backends_json_marks_every_capability():
+    import tts_ops_manual
+
+    rows = json.loads(run_cli(["backends", "--json"], host=make_host(tts_ops_manual)).output)
+    (manual,) = rows
+    assert manual["name"] == "manual" and manual["available"] is True
+    assert set(manual["capabilities"]) == {"readiness", "watchdog", "health_restart",
+                                           "resource_limits", "log_rotation", "instances",
+                                           "auto_start"}
+    assert set(manual["capabilities"].values()) <= {"native", "emulated", "unsupported"}
+
+
+def test_console_script_cold_path_does_not_import_plugins():
+    code = ("import sys; from tts_ops.cli import create_cli; create_cli();"
+            " print(sorted(m for m in ('pluggy', 'pydantic', 'psutil') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_shell_completion_is_available():
+    out = subprocess.run([sys.executable, "-m", "tts_ops"], env={"_TTS_OPS_COMPLETE": "bash_source",
+                         "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+    assert "_tts_ops_completion" in out.stdout or "complete" in out.stdout

@@ -1,0 +1,126 @@
+"""The CLI end to end with the manual backend: real supervisors and processes."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+import tts_ops_manual
+from tts_ops import hookimpl
+from tts_ops.testing import DUMMY, free_port, make_host, run_cli
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def tts_ops_service_ready(self, service, backend, status):
+        self.events.append(("ready", service.name, backend, status.ready))
+
+    @hookimpl
+    def tts_ops_service_stopped(self, service, backend):
+        self.events.append(("stopped", service.name, backend))
+
+    @hookimpl
+    def tts_ops_service_failed(self, service, reason):
+        self.events.append(("failed", service.name, reason))
+
+
+@pytest.fixture
+def env(tmp_path):
+    ports = [free_port() for _ in range(3)]
+    services = [
+        {"name": f"svc{i}", "port": p, "command": [*DUMMY, "--port", str(p), "--print", f"hi{i}"],
+         "notify": True, "health_check": "http:/health", "restart_delay": 0}
+        for i, p in enumerate(ports)
+    ]
+    services.append({"name": "broken", "notify": False, "health_check": "none",
+                     "start_seconds": 3, "restart_delay": 0, "max_restarts": 1,
+                     "command": [sys.executable, "-c",
+                                 "print('\\n'.join(f'out {i}' for i in range(40))); exit(7)"]})
+    cfg = tmp_path / "tts_services.json"
+    cfg.write_text(json.dumps({"services": services}))
+    recorder = Recorder()
+    host = make_host(tts_ops_manual, recorder)
+    base = ["-c", str(cfg), "--state-dir", str(tmp_path / "state")]
+
+    def cli(*args):
+        return run_cli([*base, *args], host=host)
+
+    yield cli, recorder
+    cli("stop", "--all", "--force")
+
+
+def test_start_all_status_stop_all(env):
+    cli, recorder = env
+    result = cli("start", "svc0", "svc1", "svc2")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(cli("status", "svc0", "svc1", "svc2", "--json").output)
+    assert [r["state"] for r in rows] == ["running"] * 3
+    assert all(r["ready"] and r["pid"] and r["rss_bytes"] > 0 for r in rows)
+    assert {e[:3] for e in recorder.events} >= {("ready", f"svc{i}", "manual") for i in range(3)}
+    result = cli("stop", "svc0", "svc1", "svc2")
+    assert result.exit_code == 0
+    rows = json.loads(cli("status", "svc0", "svc1", "svc2", "--json").output)
+    assert [r["state"] for r in rows] == ["stopped"] * 3
+
+
+def test_failed_start_exits_1_with_last_20_log_lines(env):
+    cli, recorder = env
+    result = cli("start", "broken")
+    assert result.exit_code == 1
+    err = result.stderr
+    assert "tts-ops: error: broken: exited 7" in err
+    assert "last 20 log lines of broken" in err
+    tail = [line for line in err.splitlines() if line.startswith("  | ")]
+    assert len(tail) == 20
+    assert any(line.endswith("out 39") for line in tail)
+    assert ("failed", "broken") == recorder.events[-1][:2]
+    assert "Traceback" not in result.output
+
+
+def test_unknown_service_did_you_mean(env):
+    cli, _ = env
+    result = cli("start", "svc1x")
+    assert result.exit_code == 2
+    assert "unknown service 'svc1x'" in result.stderr and "did you mean 'svc1'" in result.stderr
+
+
+def test_no_name_with_several_services_asks_for_one(env):
+    cli, _ = env
+    result = cli("start")
+    assert result.exit_code == 2 and "name a service or pass --all" in result.stderr
+
+
+def test_logs_tail(env):
+    cli, _ = env
+    assert cli("start", "svc1").exit_code == 0
+    result = cli("logs", "svc1", "-n", "5")
+    assert result.exit_code == 0 and "hi1" in result.output
+
+
+def test_status_verbose_says_why_the_backend_was_chosen(env):
+    cli, _ = env
+    cli("start", "svc0")
+    result = cli("-v", "status", "svc0")
+    assert "svc0: backend chosen by recorded when it was started with manual" in result.output
+
+
+def test_install_with_manual_is_refused(env):
+    cli, _ = env
+    result = cli("install", "svc0", "--process-manager", "manual")
+    assert result.exit_code == 1 and "cannot install" in result.stderr
+
+
+def test_state_dir_not_writable(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"]}]}))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    result = run_cli(["-c", str(cfg), "--state-dir", str(blocker / "state"), "start", "a",
+                      "--process-manager", "manual"], host=make_host(tts_ops_manual))
+    assert result.exit_code == 2
+    assert "state dir" in result.stderr and "TTS_OPS_STATE_DIR" in result.stderr

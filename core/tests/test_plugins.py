@@ -1,0 +1,112 @@
+"""The plugin host: registration, duplicates, failing plugins, events, `plugins --json`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tts_ops import hookimpl
+from tts_ops.errors import PluginError
+from tts_ops.testing import make_host, run_cli
+
+
+class Backends:
+    @hookimpl
+    def tts_ops_register_backends(self, register):
+        register.add("fake", lambda ctx: None)
+
+
+class SameName:
+    @hookimpl
+    def tts_ops_register_backends(self, register):
+        register.add("fake", lambda ctx: None)
+
+
+class Raises:
+    @hookimpl
+    def tts_ops_service_ready(self, service):
+        raise RuntimeError("boom")
+
+    @hookimpl
+    def tts_ops_register_strategies(self, register):
+        raise RuntimeError("cannot register")
+
+
+class Records:
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def tts_ops_service_ready(self, service, backend):
+        self.seen.append((service, backend))
+
+
+def test_registration_is_recorded_per_plugin():
+    plugin = Backends()
+    host = make_host(plugin)
+    reg = host.lookup("backend", "fake")
+    assert reg.name == "fake"
+    assert reg.plugin == host.pm.get_name(plugin)
+
+
+def test_duplicate_name_names_both_plugins():
+    host = make_host(Backends(), SameName())
+    with pytest.raises(PluginError, match=r"backend 'fake' is registered by both .* and "):
+        host.registrations("backend")
+
+
+def test_unknown_name_lists_registered_and_hints_install():
+    host = make_host(Backends())
+    with pytest.raises(PluginError, match=r"no backend named 'systemd' \(registered: fake\);"
+                                          r" install it with: pip install tts-ops-systemd"):
+        host.lookup("backend", "systemd")
+
+
+def test_a_raising_event_hook_does_not_stop_the_others(caplog):
+    recorder = Records()
+    host = make_host(recorder, Raises())
+    host.emit("tts_ops_service_ready", service="svc", backend="manual", status=None)
+    assert recorder.seen == [("svc", "manual")]  # called with only the arguments it names
+    assert any("boom" in w.error for w in host.warnings)
+    # a registration hook that raises is a warning too; the kind is still usable
+    assert host.registrations("strategy").names() == []
+    assert any("cannot register" in w.error for w in host.warnings)
+
+
+def test_validation_hook_problems_are_collected():
+    class Check:
+        @hookimpl
+        def tts_ops_validate_config(self, config):
+            return [f"services[{i}].name: no 'x' allowed" for i, s in enumerate(config.services)
+                    if "x" in s.name]
+
+    host = make_host(Check())
+    from tts_ops.config.models import TtsOpsConfig
+
+    cfg = TtsOpsConfig.model_validate({"services": [{"name": "ax"}]})
+    assert host.collect("tts_ops_validate_config", config=cfg) == ["services[0].name: no 'x' allowed"]
+
+
+def test_plugins_json_shape():
+    result = run_cli(["plugins", "--json"], host=make_host(Backends()))
+    rows = json.loads(result.output)
+    assert [sorted(r) for r in rows] == [["distribution", "hooks", "name", "registers", "version"]] * len(rows)
+    fake = next(r for r in rows if r["registers"])
+    assert fake["registers"] == {"backend": ["fake"]}
+    assert fake["hooks"] == ["tts_ops_register_backends"]
+    builtin = next(r for r in rows if r["name"] == "tts_ops.builtins")
+    assert builtin["distribution"] == "tts-ops"
+
+
+def test_validation_hook_failure_exits_2(tmp_path):
+    class Check:
+        @hookimpl
+        def tts_ops_validate_config(self, config):
+            return ["services[0].port: reserved by policy"]
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"services": [{"name": "a"}]}')
+    result = run_cli(["config", "validate", "-c", str(cfg)], host=make_host(Check()))
+    assert result.exit_code == 2
+    assert f"{cfg}: services[0].port: reserved by policy" in result.stderr

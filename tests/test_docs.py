@@ -1,0 +1,40 @@
+"""The docs keep up with the code: every hook has a heading with its exact signature."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from tts_ops import hookspecs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hook_names() -> list[str]:
+    return sorted(n for n in dir(hookspecs) if n.startswith("tts_ops_"))
+
+
+def test_every_hook_is_documented_with_its_signature():
+    doc = (ROOT / "docs" / "plugins" / "hooks.md").read_text()
+    headings = re.findall(r"^### `(tts_ops_\w+)\((.*)\)`$", doc, flags=re.M)
+    documented = {name: args for name, args in headings}
+    assert sorted(documented) == hook_names()
+    for name in hook_names():
+        params = list(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert documented[name] == ", ".join(params), name
+
+
+def test_every_hook_has_a_docstring():
+    for name in hook_names():
+        assert (getattr(hookspecs, name).__doc__ or "").strip(), name
+
+
+def test_readme_opens_with_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.S)
+    first = [ln.split("#")[0].strip() for ln in blocks[0].splitlines()]
+    first = [ln for ln in first if ln]
+    assert first == ["./deploy.sh", "./test.sh"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./test.sh" in ci

@@ -1,0 +1,131 @@
+"""Entry-point discovery end to end: real distributions installed into a temporary venv.
+
+The venv sees the development environment's packages (tts-ops, tts-ops-manual, ...)
+through a ``site.addsitedir`` line, and gets two plugin distributions of its own: the
+documented example plugin and a deliberately broken one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tts_ops.testing import DUMMY, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _site_packages(venv: Path) -> Path:
+    return next((venv / "lib").glob("python3*/site-packages"))
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("venv")
+    venv = base / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    dev_site = sysconfig.get_paths()["purelib"]
+    (_site_packages(venv) / "dev_env.pth").write_text(
+        f"import site; site.addsitedir({dev_site!r})\n")
+    broken = base / "broken"
+    (broken / "src" / "tts_ops_broken").mkdir(parents=True)
+    (broken / "pyproject.toml").write_text(textwrap.dedent("""
+        [build-system]
+        requires = ["hatchling"]
+        build-backend = "hatchling.build"
+        [project]
+        name = "tts-ops-broken"
+        version = "6.6.6"
+        [project.entry-points.tts_ops]
+        broken = "tts_ops_broken"
+        [tool.hatch.build.targets.wheel]
+        packages = ["src/tts_ops_broken"]
+    """))
+    (broken / "src" / "tts_ops_broken" / "__init__.py").write_text(
+        "raise ImportError('needs libfrobnicate, which is not installed')\n")
+    for project in (ROOT / "docs" / "plugins" / "example", broken):
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                        "install", "-q", "--no-deps", "--no-build-isolation", str(project)],
+                       check=True)
+    return venv
+
+
+def tts_ops(venv: Path, *args: str, env: dict | None = None, cwd: Path | None = None):
+    full_env = {k: v for k, v in os.environ.items() if k != "TTS_OPS_PLUGINS"}
+    full_env.update(env or {})
+    return subprocess.run([str(venv / "bin" / "python"), "-m", "tts_ops", *args],
+                          capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60)
+
+
+def test_installed_plugin_is_listed(venv):
+    out = tts_ops(venv, "plugins", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    team = rows["team_label"]
+    assert team["distribution"] == "tts-ops-team-label" and team["version"] == "0.1.0"
+    assert team["hooks"] == ["tts_ops_service_ready", "tts_ops_validate_config"]
+    assert rows["manual"]["registers"] == {"backend": ["manual"]}
+    assert "broken" not in rows
+
+
+def test_broken_plugin_warns_by_name_and_status_still_works(venv, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "labels": {"team": "voice"},
+                                             "command": ["sleep", "30"]}]}))
+    out = tts_ops(venv, "-c", str(cfg), "--state-dir", str(tmp_path / "st"), "status")
+    assert out.returncode == 0, out.stderr
+    warnings = [ln for ln in out.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1
+    assert "plugin 'broken' (tts-ops-broken 6.6.6) is disabled" in warnings[0]
+    assert "needs libfrobnicate" in warnings[0]
+    assert "pip uninstall tts-ops-broken" in warnings[0]
+    assert "a " in out.stdout and "stopped" in out.stdout
+
+
+def test_load_list_limits_entry_points(venv):
+    out = tts_ops(venv, "plugins", "--json", env={"TTS_OPS_PLUGINS": "team_label"})
+    names = {r["name"] for r in json.loads(out.stdout)}
+    assert names == {"team_label", "tts_ops.builtins"}
+    assert "broken" not in out.stderr
+    out = tts_ops(venv, "plugins", "--json", env={"TTS_OPS_PLUGINS": ""})
+    assert {r["name"] for r in json.loads(out.stdout)} == {"tts_ops.builtins"}
+
+
+def test_plugin_validation_and_events_take_part(venv, tmp_path):
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "nolabel", "command": ["sleep", "1"]}]}))
+    out = tts_ops(venv, "config", "validate", "-c", str(cfg))
+    assert out.returncode == 2
+    assert "services[0].labels: needs a 'team' label" in out.stderr
+    cfg.write_text(json.dumps({"services": [{
+        "name": "labelled", "labels": {"team": "voice"}, "port": port, "notify": True,
+        "command": [*DUMMY, "--port", str(port)]}]}))
+    log = tmp_path / "ready.jsonl"
+    env = {"TEAM_LABEL_LOG": str(log)}
+    args = ["-c", str(cfg), "--state-dir", str(tmp_path / "st")]
+    try:
+        out = tts_ops(venv, *args, "start", env=env)
+        assert out.returncode == 0, out.stderr
+        (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+        assert record["service"] == "labelled" and record["team"] == "voice"
+        assert record["pid"] > 0
+    finally:
+        tts_ops(venv, *args, "stop", "--force", env=env)
+
+
+def test_the_broken_plugin_fails_a_command_that_needs_it(venv, tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "labels": {"team": "voice"}}]}))
+    out = tts_ops(venv, "-c", str(cfg), "--state-dir", str(tmp_path), "status",
+                  "--process-manager", "broken")
+    assert out.returncode == 3
+    assert "no backend named 'broken'" in out.stderr
+    assert "plugin 'broken' (tts-ops-broken 6.6.6) is disabled" in out.stderr
