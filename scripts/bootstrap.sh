@@ -26,16 +26,16 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 DISTS=("$ROOT/core" "$ROOT/plugins/manual" "$ROOT/service")
-stamp="$VENV/.tts-ops-installed"
 want=$(cat "$ROOT"/core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml \
           "$ROOT"/service/pyproject.toml <(echo "${BOOTSTRAP_EXTRAS:-}") | sha256sum | cut -c1-16)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+stamp="$VENV/.tts-ops-installed-$want"
+if [ ! -e "$stamp" ]; then
     echo "bootstrap: installing tts-ops, tts-ops-manual, tts-server${BOOTSTRAP_EXTRAS:+ and $BOOTSTRAP_EXTRAS}"
     args=()
     for d in "${DISTS[@]}"; do args+=(-e "$d"); done
     # shellcheck disable=SC2086
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${args[@]}" \
         ${BOOTSTRAP_EXTRAS:-}
-    echo "$want" > "$stamp"
+    touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from tts_ops.testing import DUMMY, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

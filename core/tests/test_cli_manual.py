@@ -6,7 +6,6 @@ import json
 import sys
 
 import pytest
-
 import tts_ops_manual
 from tts_ops import hookimpl
 from tts_ops.testing import DUMMY, free_port, make_host, run_cli
@@ -78,7 +77,7 @@ def test_failed_start_exits_1_with_last_20_log_lines(env):
     tail = [line for line in err.splitlines() if line.startswith("  | ")]
     assert len(tail) == 20
     assert any(line.endswith("out 39") for line in tail)
-    assert ("failed", "broken") == recorder.events[-1][:2]
+    assert recorder.events[-1][:2] == ("failed", "broken")
     assert "Traceback" not in result.output
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from tts_ops import hookimpl
 from tts_ops.errors import PluginError
 from tts_ops.testing import make_host, run_cli
@@ -85,13 +84,15 @@ def test_validation_hook_problems_are_collected():
     from tts_ops.config.models import TtsOpsConfig
 
     cfg = TtsOpsConfig.model_validate({"services": [{"name": "ax"}]})
-    assert host.collect("tts_ops_validate_config", config=cfg) == ["services[0].name: no 'x' allowed"]
+    problems = host.collect("tts_ops_validate_config", config=cfg)
+    assert problems == ["services[0].name: no 'x' allowed"]
 
 
 def test_plugins_json_shape():
     result = run_cli(["plugins", "--json"], host=make_host(Backends()))
     rows = json.loads(result.output)
-    assert [sorted(r) for r in rows] == [["distribution", "hooks", "name", "registers", "version"]] * len(rows)
+    keys = ["distribution", "hooks", "name", "registers", "version"]
+    assert [sorted(r) for r in rows] == [keys] * len(rows)
     fake = next(r for r in rows if r["registers"])
     assert fake["registers"] == {"backend": ["fake"]}
     assert fake["hooks"] == ["tts_ops_register_backends"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import os
 import pathlib
@@ -13,7 +14,6 @@ import time
 import urllib.request
 
 import pytest
-
 from tts_ops.backend import StartFailed, State
 from tts_ops.logwriter import rotated_files
 from tts_ops.procinfo import start_ticks
@@ -124,7 +124,7 @@ def test_backoff_grows_between_restarts(backend, cleanup):
     with pytest.raises(StartFailed):
         backend.start(svc)
     starts = [e["ts"] for e in events_of(backend, svc) if e["event"] == "started"]
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(gaps) == 3
     # delays 0.2, 0.4, 0.8 with +-10% jitter (plus spawn time)
     for gap, want in zip(gaps, (0.2, 0.4, 0.8), strict=True):
@@ -255,7 +255,8 @@ def test_port_in_use_is_reported_with_its_holder(backend, cleanup):
         import psutil
 
         me = psutil.Process().name()
-        with pytest.raises(StartFailed, match=rf"port {port} .*in use by {me} \(pid {os.getpid()}\)"):
+        busy = rf"port {port} .*in use by {me} \(pid {os.getpid()}\)"
+        with pytest.raises(StartFailed, match=busy):
             backend.start(svc)
 
 

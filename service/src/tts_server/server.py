@@ -185,7 +185,8 @@ def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int
     for child in children:
         _pid, wstatus = os.waitpid(child, 0)
         code = os.waitstatus_to_exitcode(wstatus)
-        if not stop.is_set():  # a worker died on its own: take the rest down, let the supervisor restart us
+        if not stop.is_set():
+            # a worker died on its own: take the rest down and let the supervisor restart us
             forward(signal.SIGTERM, None)
             worst = max(worst, 1)
         worst = max(worst, code if code > 0 else 0)

@@ -17,7 +17,8 @@ def _between(lo: float, hi: float | None):
     def check(value: float) -> float:
         if value < lo or (hi is not None and value > hi):
             want = f"{_fmt(lo)}-{_fmt(hi)}" if hi is not None else f">= {_fmt(lo)}"
-            raise PydanticCustomError("range", "must be {want} (got {got})", {"want": want, "got": value})
+            raise PydanticCustomError("range", "must be {want} (got {got})",
+                                      {"want": want, "got": value})
         return value
 
     return AfterValidator(check)

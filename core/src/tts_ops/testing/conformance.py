@@ -154,8 +154,9 @@ class BackendConformance:
         assert st.state == State.RUNNING and st.restarts >= 1
 
     def test_crash_loop_ends_in_failed(self, backend, make_service):
-        svc = make_service(command=[sys.executable, "-c", "import sys; print('crash'); sys.exit(3)"],
-                           health_check="none", notify=False, max_restarts=2, start_seconds=2)
+        crash = [sys.executable, "-c", "import sys; print('crash'); sys.exit(3)"]
+        svc = make_service(command=crash, health_check="none", notify=False, max_restarts=2,
+                           start_seconds=2)
         with pytest.raises(StartFailed):
             backend.start(svc)
         st = wait_for(lambda: (s := self.status_of(backend, svc)).state == State.FAILED and s,

@@ -67,7 +67,7 @@ def main() -> None:
     ready_at = started + args.ready_after
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             now = time.monotonic()
             failing = args.never_ready or now < ready_at or (
                 args.fail_health_after is not None and now - started > args.fail_health_after)

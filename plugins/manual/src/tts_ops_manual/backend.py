@@ -31,6 +31,7 @@ from tts_ops.errors import OperationFailed
 from tts_ops.logread import follow, tail
 from tts_ops.procinfo import group_members, is_alive, kill_group
 from tts_ops.statefile import atomic_write_json, locked, read_json
+
 from tts_ops_manual.spec import build_spec
 
 POLL = 0.01
@@ -142,7 +143,7 @@ class ManualBackend:
                               status=status)
                 return status
             dead = proc.poll() is not None if proc is not None else not self.supervisor_alive(st)
-            if st and st.get("state") in ("failed", "stopped") or (dead and st is not None):
+            if (st and st.get("state") in ("failed", "stopped")) or (dead and st is not None):
                 break
             if dead and st is None:
                 raise StartFailed(
@@ -306,10 +307,9 @@ def _port_holder(port: int) -> str:
         import psutil
 
         for conn in psutil.net_connections(kind="inet"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
-                if conn.pid:
-                    name = psutil.Process(conn.pid).name()
-                    return f" by {name} (pid {conn.pid})"
+            listening = conn.status == psutil.CONN_LISTEN
+            if conn.laddr and conn.laddr.port == port and listening and conn.pid:
+                return f" by {psutil.Process(conn.pid).name()} (pid {conn.pid})"
     except Exception:
         pass
     return ""

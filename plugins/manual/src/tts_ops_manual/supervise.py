@@ -38,6 +38,7 @@ from typing import Any
 from tts_ops.logwriter import RotatingLogWriter
 from tts_ops.procinfo import group_members, kill_group, start_ticks
 from tts_ops.statefile import atomic_write_json
+
 from tts_ops_manual.probe import Probe
 
 PR_SET_PDEATHSIG = 1
@@ -391,7 +392,8 @@ class Supervisor:
             self.fail(f"{reason}; gave up after {self.spec['max_restarts']} restarts within"
                       f" {self.spec['restart_window']:g}s")
             return
-        delay = self.spec["restart_delay"] * self.spec["restart_backoff"] ** (len(self.failures) - 1)
+        growth = self.spec["restart_backoff"] ** (len(self.failures) - 1)
+        delay = self.spec["restart_delay"] * growth
         delay = min(delay, self.spec["restart_delay_max"])
         if delay > 0:
             delay *= random.uniform(0.9, 1.1)  # jitter: services do not restart in lockstep
@@ -454,7 +456,7 @@ class Supervisor:
                     pass
 
     def request_stop(self, mode: str) -> None:
-        if self.stop_mode in ("force", "giveup") or (self.stop_mode == "graceful" and mode == "graceful"):
+        if self.stop_mode in ("force", "giveup") or self.stop_mode == mode == "graceful":
             return
         self.stop_mode = mode
         self.timers.pop("restart", None)
@@ -558,8 +560,10 @@ class Supervisor:
                     break
             if self.exiting:
                 break
-            timeout = max(0.0, min(self.timers.values()) - time.monotonic()) if self.timers else None
-            for key, mask in self.sel.select(timeout):
+            timeout = None
+            if self.timers:
+                timeout = max(0.0, min(self.timers.values()) - time.monotonic())
+            for key, _mask in self.sel.select(timeout):
                 if key.data == "wake":
                     self.handle_signals()
                 elif key.data == "pipe" and self.pipe_fd is not None:

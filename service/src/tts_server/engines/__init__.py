@@ -24,7 +24,7 @@ def create_engine(name: str, *, enable_coqui: bool = False, coqui_model: str | N
         raise EngineUnavailable(f"unknown engine {name!r}: use hybrid, espeak, piper or coqui")
     notes = []
     if enable_coqui:
-        from tts_server.engines.coqui import CoquiEngine, coqui_available, DEFAULT_MODEL
+        from tts_server.engines.coqui import DEFAULT_MODEL, CoquiEngine, coqui_available
 
         ok, why = coqui_available(coqui_model or DEFAULT_MODEL)
         if ok:
