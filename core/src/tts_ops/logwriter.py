@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ class RotatingLogWriter:
 
     ``backups`` rotated files are kept (0 keeps none: the file is truncated instead).
     Rotated files are gzipped by a separate process so the writer never blocks;
-    `spawned` lists those processes for the caller to reap.
+    `spawned` holds their pids; `reap` collects the finished ones (a caller that reaps
+    every child itself, as the supervisor does, may simply ignore them).
     """
 
     def __init__(
@@ -50,7 +50,7 @@ class RotatingLogWriter:
         self.backups = backups
         self.compress = compress
         self.mode = mode
-        self.spawned: list[subprocess.Popen] = []
+        self.spawned: list[int] = []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = -1
         self._size = 0
@@ -108,14 +108,11 @@ class RotatingLogWriter:
         if rotated is not None:
             self._prune()
             if self.compress:
-                self._reap()
-                self.spawned.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "tts_ops.logcompress", str(rotated)],
-                        stdin=subprocess.DEVNULL,
-                        close_fds=True,
-                    )
-                )
+                from tts_ops.spawn import spawn
+
+                self.reap()
+                self.spawned.append(spawn([sys.executable, "-m", "tts_ops.logcompress",
+                                           str(rotated)], env=dict(os.environ)))
         return rotated
 
     def _prune(self) -> None:
@@ -126,8 +123,16 @@ class RotatingLogWriter:
             except FileNotFoundError:
                 pass
 
-    def _reap(self) -> None:
-        self.spawned = [p for p in self.spawned if p.poll() is None]
+    def reap(self) -> None:
+        alive = []
+        for pid in self.spawned:
+            try:
+                done, _status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                continue  # someone else reaped it
+            if done == 0:
+                alive.append(pid)
+        self.spawned = alive
 
     def close(self) -> None:
         if self._fd >= 0:

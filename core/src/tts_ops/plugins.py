@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import pluggy
@@ -100,13 +99,14 @@ class PluginHost:
     def _load_entrypoints(self) -> None:
         wanted = os.environ.get(ENV_LOAD)
         allow = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
-        for ep in metadata.entry_points(group=hookspecs.PROJECT):
+        from tts_ops.entrypoints import entry_points
+
+        for ep in entry_points(hookspecs.PROJECT):
             if allow is not None and ep.name not in allow:
                 continue
             if self.pm.has_plugin(ep.name):
                 continue
-            dist = ep.dist.name if ep.dist else None
-            version = ep.dist.version if ep.dist else None
+            dist, version = ep.dist_name, ep.dist_version
             try:
                 plugin = ep.load()
                 self.pm.register(plugin, name=ep.name)
@@ -179,6 +179,16 @@ class PluginHost:
         if plugin not in self._warned:
             self._warned.add(plugin)
             log.warning(warning.message())
+
+    def validation_fingerprint(self) -> str:
+        """Names and versions of the plugins that validate configs (for the config cache)."""
+        impls = self.pm.hook.tts_ops_validate_config.get_hookimpls()
+        parts = []
+        for impl in impls:
+            dist, version = self._dists.get(impl.plugin_name, (None, None))
+            ident = f"{dist} {version}" if dist else f"in-process {id(impl.plugin)}"
+            parts.append(f"{impl.plugin_name}={ident}")
+        return ",".join(sorted(parts))
 
     # --- introspection ---
 

@@ -36,6 +36,76 @@ def parent_pid(pid: int) -> int | None:
     return int(data[data.rindex(b")") + 2 :].split()[1])
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _boot_time() -> float:
+    with open("/proc/stat", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    return 0.0
+
+
+def usage(pids: list[int]) -> tuple[float, int] | None:
+    """Average CPU percent since each process started, summed, and total RSS in bytes.
+
+    None when the first pid does not exist. Read from /proc/PID/stat: cheaper than psutil.
+    """
+    import time
+
+    now = time.time()
+    boot = _boot_time()
+    cpu = 0.0
+    rss = 0
+    for i, pid in enumerate(pids):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            if i == 0:
+                return None
+            continue
+        f = data[data.rindex(b")") + 2 :].split()
+        used = (int(f[11]) + int(f[12])) / _CLK_TCK
+        age = max(now - (boot + int(f[19]) / _CLK_TCK), 1e-3)
+        cpu += used / age * 100
+        try:  # statm, not stat's rss field: that one is an approximate per-thread counter
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                rss += int(fh.read().split()[1]) * _PAGE
+        except OSError:
+            continue
+    return round(cpu, 1), rss
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/PID/task/*/children; empty if it is gone)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                found.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children, and so on."""
+    out: list[int] = []
+    todo = children(pid)
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo.extend(children(child))
+    return out
+
+
 def group_members(pgid: int) -> list[int]:
     """PIDs (not zombies) whose process group is ``pgid``."""
     members = []
@@ -51,6 +121,17 @@ def group_members(pgid: int) -> list[int]:
         if fields[0] != b"Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
+
+
+def group_exists(pgid: int) -> bool:
+    """Whether any process (zombies included) is left in process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:

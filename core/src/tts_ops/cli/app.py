@@ -38,6 +38,9 @@ class App:
         self.verbose = verbose
         self.debug = debug
         self._host_factory = host_factory
+        #: hot commands read a config that validated before from the state dir's cache;
+        #: ``config validate`` and ``config show`` turn this off
+        self.use_cache = True
         self._backends: dict[str, ProcessBackend] = {}
         self.backend_reasons: dict[str, str] = {}
 
@@ -59,11 +62,16 @@ class App:
     def loaded(self) -> LoadedConfig:
         from tts_ops.config.loader import load_config
 
-        loaded = load_config(self.config_path)
+        cache_dir = self.state_dir / "cache" if self.use_cache else None
+        loaded = load_config(self.config_path, cache_dir=cache_dir,
+                             salt=self.host.validation_fingerprint())
+        if loaded.from_cache:
+            return loaded
         problems = self.host.collect("tts_ops_validate_config", config=loaded.config)
         if problems:
             lines = [f"{loaded.source}: {p}" for p in problems]
             raise ConfigError(lines[0], problems=lines)
+        loaded.remember()
         return loaded
 
     @property

@@ -36,6 +36,7 @@ def config() -> None:
 @click.pass_obj
 def validate(app, orchestration: str | None) -> None:
     """Check a config and report every problem at once (exit 2 if any)."""
+    app.use_cache = False
     problems: list[str] = []
     source = "?"
     try:
@@ -88,6 +89,7 @@ def _check_dependencies(cfg, orch, source: str) -> list[str]:
 @click.pass_obj
 def show(app, as_json: bool) -> None:
     """Print the effective config, with every default filled in."""
+    app.use_cache = False
     loaded = app.loaded
     data = loaded.config.model_dump(mode="json")
     for svc, out in zip(loaded.config.services, data["services"], strict=True):

@@ -18,11 +18,32 @@ from tts_ops.errors import ConfigError
 EMBEDDED = "<embedded default>"
 
 
+CACHE_KEEP = 20
+
+
 @dataclass
 class LoadedConfig:
-    config: Any  # TtsOpsConfig; typed loosely so that importing this module stays cheap
+    config: Any  # TtsOpsConfig, or a ConfigView when it came from the validated cache
     source: str
     path: Path | None
+    cache_file: Path | None = None
+    from_cache: bool = False
+
+    def remember(self) -> None:
+        """Store the validated config so later commands skip validation (best effort)."""
+        if self.cache_file is None or self.from_cache:
+            return
+        from tts_ops.statefile import atomic_write_json
+
+        try:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.cache_file, self.config.model_dump(mode="json"))
+            old = sorted(self.cache_file.parent.glob("config-*.json"),
+                         key=lambda f: f.stat().st_mtime)
+            for stale in old[:-CACHE_KEEP]:
+                stale.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def resolve_config_path(explicit: str | None) -> Path | None:
@@ -36,16 +57,24 @@ def resolve_config_path(explicit: str | None) -> Path | None:
     return local if local.exists() else None
 
 
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse a JSON or TOML file into a dict, with line and column on syntax errors."""
+def read_bytes(path: Path) -> bytes:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such config file; pass -c FILE or set TTS_OPS_CONFIG"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+
+
+def read_document(path: Path, raw: bytes | None = None) -> dict[str, Any]:
+    """Parse a JSON or TOML file into a dict, with line and column on syntax errors."""
+    raw = read_bytes(path) if raw is None else raw
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read config: not UTF-8 ({exc.reason})") from None
     if path.suffix == ".toml":
         try:
             data: Any = tomllib.loads(text)
@@ -74,15 +103,38 @@ def validate(model: type, data: dict[str, Any], source: str) -> Any:
         raise ConfigError(problems[0], problems=problems) from None
 
 
-def load_config(explicit: str | None = None) -> LoadedConfig:
-    """Find, read and validate the services config (the embedded default when none)."""
+def load_config(explicit: str | None = None, *, cache_dir: Path | None = None,
+                salt: str = "") -> LoadedConfig:
+    """Find, read and validate the services config (the embedded default when none).
+
+    With ``cache_dir``, a config whose exact bytes (with the same tts-ops version and
+    validation plugins, named by ``salt``) validated before is read back from the cache
+    as a `ConfigView`, without importing pydantic.
+    """
+    path = resolve_config_path(explicit)
+    raw = read_bytes(path) if path is not None else b"<embedded>"
+    source = str(path) if path is not None else EMBEDDED
+    cache_file = None
+    if cache_dir is not None:
+        import hashlib
+
+        from tts_ops import __version__
+
+        key = hashlib.sha256(b"\0".join([raw, __version__.encode(), salt.encode(),
+                                          source.encode()])).hexdigest()[:32]
+        cache_file = cache_dir / f"config-{key}.json"
+        try:
+            cached = json.loads(cache_file.read_bytes())
+        except (OSError, ValueError):
+            cached = None
+        if isinstance(cached, dict) and isinstance(cached.get("services"), list):
+            from tts_ops.config.service import ConfigView
+
+            return LoadedConfig(ConfigView(cached), source, path, cache_file, from_cache=True)
     from tts_ops.config.models import EMBEDDED_DEFAULT, TtsOpsConfig
 
-    path = resolve_config_path(explicit)
-    if path is None:
-        return LoadedConfig(validate(TtsOpsConfig, EMBEDDED_DEFAULT, EMBEDDED), EMBEDDED, None)
-    data = read_document(path)
-    return LoadedConfig(validate(TtsOpsConfig, data, str(path)), str(path), path)
+    data = EMBEDDED_DEFAULT if path is None else read_document(path, raw)
+    return LoadedConfig(validate(TtsOpsConfig, data, source), source, path, cache_file)
 
 
 def load_orchestration(path: str) -> Any:

@@ -5,7 +5,6 @@ The seed's ``tts_services.json`` validates unchanged; unknown keys are errors.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +23,7 @@ from tts_ops.config.fields import (
     ServiceName,
     SignalName,
 )
+from tts_ops.config.service import HealthMethods, ServiceMethods
 
 Engine = Literal["hybrid", "espeak", "piper", "coqui"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -33,7 +33,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
 
 
-class HealthCheck(_Model):
+class HealthCheck(HealthMethods, _Model):
     """How to tell that a service is healthy.
 
     Written in a config as a string: ``"http"`` (GET the default path), ``"/ready"`` or
@@ -68,13 +68,9 @@ class HealthCheck(_Model):
             {"got": value},
         )
 
-    def describe(self) -> str:
-        if self.type == "http":
-            return self.url or f"http:{self.path}"
-        return self.type
 
 
-class ServiceConfig(_Model):
+class ServiceConfig(ServiceMethods, _Model):
     """One service. The first block of fields is the seed's; the rest are tts-ops's."""
 
     # --- the seed's fields ---
@@ -150,50 +146,6 @@ class ServiceConfig(_Model):
                 "path", "must be an absolute path (got '{got}')", {"got": str(value)}
             )
         return value
-
-    # --- derived values ---
-
-    @property
-    def uses_reference_server(self) -> bool:
-        return self.command is None
-
-    @property
-    def uses_port(self) -> bool:
-        """Whether ``host:port`` is the service's own (its health check or the reference server)."""
-        hc = self.health_check
-        return self.uses_reference_server or hc.type == "tcp" or (hc.type == "http" and not hc.url)
-
-    @property
-    def speaks_notify(self) -> bool:
-        """Whether the service sends ``READY=1`` (the reference server does)."""
-        return self.notify if self.notify is not None else self.uses_reference_server
-
-    def argv(self, python: str | None = None) -> list[str]:
-        """The command to run: ``command``, or the reference TTS server with this config."""
-        if self.command is not None:
-            return list(self.command)
-        argv = [python or sys.executable, "-m", "tts_server", "--host", self.host]
-        argv += ["--port", str(self.port), "--engine", self.engine_type]
-        argv += ["--log-level", self.log_level]
-        if self.enable_coqui:
-            argv.append("--enable-coqui")
-        if self.coqui_model:
-            argv += ["--coqui-model", self.coqui_model]
-        return argv
-
-    def health_url(self) -> str | None:
-        hc = self.health_check
-        if hc.type != "http":
-            return None
-        if hc.url:
-            return hc.url
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "localhost") else self.host
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}{hc.path}"
-
-    def log_path(self, state_dir: Path) -> Path:
-        return self.log_file or state_dir / "logs" / f"{self.name}.log"
 
 
 class Dependency(_Model):

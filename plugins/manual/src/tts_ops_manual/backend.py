@@ -29,7 +29,14 @@ from tts_ops.backend import (
 from tts_ops.config.paths import ensure_writable_dir
 from tts_ops.errors import OperationFailed
 from tts_ops.logread import follow, tail
-from tts_ops.procinfo import group_members, is_alive, kill_group
+from tts_ops.procinfo import (
+    descendants,
+    group_exists,
+    group_members,
+    is_alive,
+    kill_group,
+    usage,
+)
 from tts_ops.statefile import atomic_write_json, locked, read_json
 
 from tts_ops_manual.spec import build_spec
@@ -227,7 +234,7 @@ class ManualBackend:
         if not st or self.supervisor_alive(st):
             return
         pgid = st.get("pgid")
-        if pgid and group_members(pgid):
+        if pgid and group_exists(pgid) and group_members(pgid):
             kill_group(pgid, signal.SIGKILL)
             deadline = time.monotonic() + 5
             while group_members(pgid) and time.monotonic() < deadline:
@@ -280,26 +287,8 @@ class ManualBackend:
 
 def _group_usage(pid: int) -> tuple[float | None, int | None]:
     """CPU percent (average since start) and RSS of a process and its descendants."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return None, None
-    cpu = 0.0
-    rss = 0
-    now = time.time()
-    for p in procs:
-        try:
-            with p.oneshot():
-                t = p.cpu_times()
-                age = max(now - p.create_time(), 1e-3)
-                cpu += (t.user + t.system) / age * 100
-                rss += p.memory_info().rss
-        except psutil.Error:
-            continue
-    return round(cpu, 1), rss
+    measured = usage([pid, *descendants(pid)])
+    return measured if measured is not None else (None, None)
 
 
 def _port_holder(port: int) -> str:

@@ -21,14 +21,11 @@ supervisor with SIGKILL does not leave the service running forever.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import random
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import deque
@@ -36,19 +33,19 @@ from pathlib import Path
 from typing import Any
 
 from tts_ops.logwriter import RotatingLogWriter
-from tts_ops.procinfo import group_members, kill_group, start_ticks
+from tts_ops.procinfo import children, kill_group, start_ticks
+from tts_ops.spawn import _libc, credentials_for, spawn
 from tts_ops.statefile import atomic_write_json
 
 from tts_ops_manual.probe import Probe
 
-PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 MAX_PARTIAL = 64 * 1024
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _pdeathsig() -> None:  # runs in the child between fork and exec
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _uniform(low: float, high: float) -> float:
+    """A random number in [low, high] without importing random (keeps the RSS down)."""
+    return low + (high - low) * int.from_bytes(os.urandom(4), "big") / 0xFFFFFFFF
 
 
 class Supervisor:
@@ -125,7 +122,7 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         self.sel.register(rfd, selectors.EVENT_READ, "wake")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        token = f"tts-ops-manual/{self.spec['name']}/{os.getpid()}/{random.getrandbits(48):x}"
+        token = f"tts-ops-manual/{self.spec['name']}/{os.getpid()}/{os.urandom(6).hex()}"
         self.notify.bind("\0" + token)
         self.notify.setblocking(False)
         self.notify_addr = "@" + token
@@ -144,24 +141,16 @@ class Supervisor:
             env["NOTIFY_SOCKET"] = self.notify_addr
         if spec.get("watchdog_sec"):
             env["WATCHDOG_USEC"] = str(int(spec["watchdog_sec"] * 1_000_000))
-        rfd, wfd = os.pipe2(os.O_CLOEXEC)
-        kwargs: dict[str, Any] = {}
+        creds = None
         if spec.get("user"):
-            import grp
-            import pwd
-
-            pw = pwd.getpwnam(spec["user"])
-            kwargs.update(user=pw.pw_uid, group=pw.pw_gid,
-                          extra_groups=os.getgrouplist(pw.pw_name, pw.pw_gid))
-            env.setdefault("HOME", pw.pw_dir)
-            env["USER"] = env["LOGNAME"] = pw.pw_name
-            del grp
+            creds, home = credentials_for(spec["user"])
+            env.setdefault("HOME", home)
+            env["USER"] = env["LOGNAME"] = spec["user"]
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
         try:
-            proc = subprocess.Popen(
-                spec["argv"], stdin=subprocess.DEVNULL, stdout=wfd, stderr=wfd,
-                cwd=spec.get("working_dir") or None, env=env, process_group=0,
-                preexec_fn=_pdeathsig, close_fds=True, **kwargs,
-            )
+            pid = spawn(spec["argv"], env=env, stdout=wfd, stderr=wfd,
+                        cwd=spec.get("working_dir"), creds=creds, new_group=True,
+                        pdeathsig=signal.SIGKILL)
         except OSError as exc:
             os.close(rfd)
             os.close(wfd)
@@ -170,10 +159,8 @@ class Supervisor:
             self.fail(reason)
             return
         os.close(wfd)
-        # keep the Popen: a dropped one makes subprocess._cleanup() reap our child later
-        self.proc = proc
-        self.child_pid = proc.pid
-        self.pgid = proc.pid
+        self.child_pid = pid
+        self.pgid = pid
         self.pipe_fd = rfd
         os.set_blocking(rfd, False)
         self.sel.register(rfd, selectors.EVENT_READ, "pipe")
@@ -183,7 +170,7 @@ class Supervisor:
         if spec.get("pid_file"):
             pid_file = Path(spec["pid_file"])
             pid_file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json_text(pid_file, f"{proc.pid}\n")
+            atomic_write_json_text(pid_file, f"{pid}\n")
         self.timers.pop("restart", None)
         self.timers["ready_deadline"] = time.monotonic() + spec["start_timeout"]
         if not spec["notify"]:
@@ -193,8 +180,8 @@ class Supervisor:
                 self.timers["ready_probe"] = time.monotonic() + 0.05
         if spec.get("watchdog_sec"):
             self.timers["watchdog"] = time.monotonic() + spec["watchdog_sec"]
-        self.write_status(state="starting", ready=False, pid=proc.pid,
-                          pid_ticks=start_ticks(proc.pid), pgid=proc.pid, started_at=now,
+        self.write_status(state="starting", ready=False, pid=pid,
+                          pid_ticks=start_ticks(pid), pgid=pid, started_at=now,
                           ready_at=None, status_text=None, reason=None, health="unknown")
         self.event("started")
 
@@ -344,7 +331,6 @@ class Supervisor:
             if pid == 0:
                 return
             if pid == self.child_pid:
-                self.proc.returncode = os.waitstatus_to_exitcode(wstatus)
                 self.on_exit(wstatus)
 
     def on_exit(self, wstatus: int) -> None:
@@ -396,10 +382,14 @@ class Supervisor:
         delay = self.spec["restart_delay"] * growth
         delay = min(delay, self.spec["restart_delay_max"])
         if delay > 0:
-            delay *= random.uniform(0.9, 1.1)  # jitter: services do not restart in lockstep
+            delay *= _uniform(0.9, 1.1)  # jitter: services do not restart in lockstep
         self.clear_group()
-        self.write_status(state="backoff", reason=reason)
         self.event("exited", exit_code=exit_code, exit_signal=exit_signal, reason=reason)
+        self.status["reason"] = reason
+        if delay <= 0:
+            self.do_restart()  # no backoff: respawn now, one status write
+            return
+        self.write_status(state="backoff")
         self.timers["restart"] = time.monotonic() + delay
 
     pending_reason: str | None = None
@@ -422,34 +412,33 @@ class Supervisor:
         self.event("failed", reason=reason)
         self.exiting = True
 
+    def group_alive(self) -> bool:
+        """Whether any process of the service's group is left (after reaping our zombies)."""
+        self.reap()
+        if self.pgid is None:
+            return False
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
     def clear_group(self) -> None:
         """Kill whatever is left of the group and of our other descendants."""
-        if self.pgid is not None:
-            deadline = time.monotonic() + 5
-            while kill_group(self.pgid, signal.SIGKILL) and time.monotonic() < deadline:
-                self.reap()
-                if not group_members(self.pgid):
-                    break
-                time.sleep(0.005)
+        deadline = time.monotonic() + 5
+        while self.group_alive() and time.monotonic() < deadline:
+            kill_group(self.pgid, signal.SIGKILL)
+            time.sleep(0.002)
         self.kill_orphans()
         self.reap()
 
     def kill_orphans(self) -> None:
         """Processes re-parented to us (we are a subreaper) that left the group."""
-        me = os.getpid()
-        helpers = {p.pid for p in self.log.spawned}
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            if pid in helpers or pid == me:
-                continue
-            try:
-                with open(f"/proc/{pid}/stat", "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            if int(data[data.rindex(b")") + 2 :].split()[1]) == me:
+        helpers = set(self.log.spawned)
+        for pid in children(os.getpid()):
+            if pid not in helpers:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -474,7 +463,7 @@ class Supervisor:
 
     def finish_stop(self) -> None:
         """The main process is gone: wait for the rest of the group, then exit."""
-        if self.pgid is not None and group_members(self.pgid):
+        if self.group_alive():
             if "stop_kill" not in self.timers:
                 self.timers["stop_kill"] = time.monotonic()
             self.timers["stop_poll"] = time.monotonic() + 0.01

@@ -1,0 +1,1 @@
+"""tts-ops benchmarks: figures against anchors measured in the same run."""

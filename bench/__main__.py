@@ -1,0 +1,82 @@
+"""``bench/run``: every benchmark, each figure next to its anchor from the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from bench.cases_core import cold_start
+from bench.cases_manual import manual_vs_supervisord
+from bench.cases_server import server
+from bench.common import Result
+
+CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord}
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def table(results: list[Result]) -> list[str]:
+    rows = ["| benchmark | figure | anchor (same run) | ratio | goal | met |",
+            "|---|---|---|---|---|---|"]
+    for r in results:
+        anchor = f"{fmt(r.anchor)} {r.unit} ({r.anchor_label})" if r.anchor else "-"
+        ratio = f"{r.ratio:.2f}" if r.ratio is not None else "-"
+        met = {True: "yes", False: "NO", None: "-"}[r.ok]
+        note = f"<br>{r.note}" if r.note else ""
+        rows.append(f"| {r.name}{note} | {fmt(r.figure)} {r.unit} | {anchor} | {ratio} |"
+                    f" {r.goal} | {met} |")
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="bench/run")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions")
+    p.add_argument("--only", choices=sorted(CASES), action="append")
+    p.add_argument("--write-docs", action="store_true", help="rewrite docs/benchmarks.md")
+    args = p.parse_args()
+    results: list[Result] = []
+    for name, case in CASES.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"# {name} ...", flush=True)
+        for r in case(args.quick):
+            results.append(r)
+            ratio = f"ratio {r.ratio:.2f}" if r.ratio is not None else ""
+            print(f"{r.name}: {fmt(r.figure)} {r.unit}"
+                  + (f" vs {fmt(r.anchor)} {r.unit} ({r.anchor_label}) {ratio}" if r.anchor else "")
+                  + (f" [{r.note}]" if r.note else "")
+                  + (f" goal {r.goal}: {'met' if r.ok else 'NOT MET'}" if r.ok is not None else ""),
+                  flush=True)
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "latest.json").write_text(json.dumps([r.__dict__ for r in results], indent=1))
+    if args.write_docs:
+        machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python"
+                   f" {platform.python_version()}, {platform.platform()}")
+        text = [
+            "# Benchmarks",
+            "",
+            "Produced by `bench/run --write-docs`. Each figure is the median of repeated runs;",
+            "its anchor was measured in the same run on the same machine, so the ratio is what",
+            "carries across machines.",
+            "",
+            f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {machine}.",
+            "",
+            *table(results),
+            "",
+        ]
+        DOCS.write_text("\n".join(text))
+    return 0 if all(r.ok is not False for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""What a service config *does*, shared by the pydantic model and the cached view.
+
+`ServiceMethods` holds the derived values (the command to run, the health URL, ...);
+the pydantic `ServiceConfig` and the plain `ServiceView` both inherit it. The view is
+built from a config that already passed validation (see `tts_ops.config.cache`), so hot
+commands such as ``status`` and ``stop`` never import pydantic. Standard library only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+PATH_FIELDS = ("log_file", "pid_file", "working_dir")
+
+
+class HealthMethods:
+    type: str
+    path: str
+    url: str | None
+
+    def describe(self) -> str:
+        if self.type == "http":
+            return self.url or f"http:{self.path}"
+        return self.type
+
+
+class ServiceMethods:
+    name: str
+    command: list[str] | None
+    host: str
+    port: int
+    health_check: Any
+    notify: bool | None
+    log_file: Path | None
+
+    @property
+    def uses_reference_server(self) -> bool:
+        return self.command is None
+
+    @property
+    def uses_port(self) -> bool:
+        """Whether ``host:port`` is the service's own (its health check or the reference server)."""
+        hc = self.health_check
+        return self.uses_reference_server or hc.type == "tcp" or (hc.type == "http" and not hc.url)
+
+    @property
+    def speaks_notify(self) -> bool:
+        """Whether the service sends ``READY=1`` (the reference server does)."""
+        return self.notify if self.notify is not None else self.uses_reference_server
+
+    def argv(self, python: str | None = None) -> list[str]:
+        """The command to run: ``command``, or the reference TTS server with this config."""
+        if self.command is not None:
+            return list(self.command)
+        argv = [python or sys.executable, "-m", "tts_server", "--host", self.host]
+        argv += ["--port", str(self.port), "--engine", self.engine_type]  # type: ignore[attr-defined]
+        argv += ["--log-level", self.log_level]  # type: ignore[attr-defined]
+        if self.enable_coqui:  # type: ignore[attr-defined]
+            argv.append("--enable-coqui")
+        if self.coqui_model:  # type: ignore[attr-defined]
+            argv += ["--coqui-model", self.coqui_model]  # type: ignore[attr-defined]
+        return argv
+
+    def health_url(self) -> str | None:
+        hc = self.health_check
+        if hc.type != "http":
+            return None
+        if hc.url:
+            return hc.url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "localhost") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}{hc.path}"
+
+    def log_path(self, state_dir: Path) -> Path:
+        return self.log_file or state_dir / "logs" / f"{self.name}.log"
+
+
+class HealthView(HealthMethods):
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
+
+
+class ServiceView(ServiceMethods):
+    """A read-only service config rebuilt from its validated JSON form."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        values = dict(data)
+        for key in PATH_FIELDS:
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        values["health_check"] = HealthView(values["health_check"])
+        self.__dict__.update(values)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a cached service config is read-only")
+
+    def __repr__(self) -> str:
+        return f"ServiceView(name={self.name!r})"
+
+
+class ConfigView:
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.services = [ServiceView(s) for s in data["services"]]
+
+    def get(self, name: str) -> ServiceView | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.services]
