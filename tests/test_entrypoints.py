@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from tts_ops.testing import DUMMY, free_port
 
 ROOT = Path(__file__).resolve().parents[1]

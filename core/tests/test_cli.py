@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tts_ops.cli import create_cli
 from tts_ops.testing import make_host, run_cli
 

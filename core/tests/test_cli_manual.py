@@ -6,6 +6,7 @@ import json
 import sys
 
 import pytest
+
 import tts_ops_manual
 from tts_ops import hookimpl
 from tts_ops.testing import DUMMY, free_port, make_host, run_cli

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tts_ops.testing import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]

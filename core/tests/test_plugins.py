@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tts_ops import hookimpl
 from tts_ops.errors import PluginError
 from tts_ops.testing import make_host, run_cli

@@ -10,6 +10,7 @@ import time
 import uuid
 
 import pytest
+
 from tts_ops.testing import free_port
 
 

@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+
 from tts_server.audio import check_speech, inspect_wav
 
 

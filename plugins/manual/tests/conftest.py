@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tts_ops.backend import BackendContext
 from tts_ops_manual.backend import ManualBackend
 

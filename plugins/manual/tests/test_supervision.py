@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import pytest
+
 from tts_ops.backend import StartFailed, State
 from tts_ops.logwriter import rotated_files
 from tts_ops.procinfo import start_ticks

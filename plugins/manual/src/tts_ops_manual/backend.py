@@ -38,7 +38,6 @@ from tts_ops.procinfo import (
     usage,
 )
 from tts_ops.statefile import atomic_write_json, locked, read_json
-
 from tts_ops_manual.spec import build_spec
 
 POLL = 0.01

@@ -36,7 +36,6 @@ from tts_ops.logwriter import RotatingLogWriter
 from tts_ops.procinfo import children, kill_group, start_ticks
 from tts_ops.spawn import _libc, credentials_for, spawn
 from tts_ops.statefile import atomic_write_json
-
 from tts_ops_manual.probe import Probe
 
 PR_SET_CHILD_SUBREAPER = 36

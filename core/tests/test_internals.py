@@ -1,0 +1,143 @@
+"""Core helpers that hot paths rely on: config cache, entry-point scan, /proc, spawn."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tts_ops.config.loader import load_config
+from tts_ops.errors import ConfigError
+from tts_ops.procinfo import children, descendants, is_alive, start_ticks, usage
+from tts_ops.spawn import spawn
+
+
+def test_validated_config_is_cached_and_edits_revalidate(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "port": 9100, "log_file": "/x/a.log"}]}))
+    cache = tmp_path / "cache"
+    first = load_config(str(cfg), cache_dir=cache)
+    assert not first.from_cache
+    first.remember()
+    second = load_config(str(cfg), cache_dir=cache)
+    assert second.from_cache
+    a, b = first.config.services[0], second.config.services[0]
+    for attr in ("argv", "health_url"):
+        assert getattr(a, attr)() == getattr(b, attr)()
+    assert (a.log_file, a.speaks_notify, a.uses_port) == (b.log_file, b.speaks_notify, b.uses_port)
+    with pytest.raises(AttributeError):
+        b.port = 1
+    cfg.write_text(json.dumps({"services": [{"name": "a", "port": 70000}]}))
+    with pytest.raises(ConfigError, match=r"services\[0\]\.port: must be 1-65535"):
+        load_config(str(cfg), cache_dir=cache)
+
+
+def test_different_validation_plugins_do_not_share_the_cache(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a"}]}))
+    cache = tmp_path / "cache"
+    load_config(str(cfg), cache_dir=cache, salt="").remember()
+    assert not load_config(str(cfg), cache_dir=cache, salt="policy 1.0").from_cache
+
+
+def test_status_from_the_cache_does_not_import_pydantic(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"]}]}))
+    code = ("import sys; from tts_ops.cli import create_cli\n"
+            "try:\n    create_cli()(['-c', sys.argv[1], '--state-dir', sys.argv[2], 'status',"
+            " '--process-manager', 'manual'], standalone_mode=False)\nexcept SystemExit: pass\n"
+            "print('PYDANTIC', 'pydantic' in sys.modules, file=sys.stderr)")
+    args = [sys.executable, "-c", code, str(cfg), str(tmp_path / "st")]
+    first = subprocess.run(args, capture_output=True, text=True)
+    second = subprocess.run(args, capture_output=True, text=True)
+    assert "PYDANTIC True" in first.stderr
+    assert "PYDANTIC False" in second.stderr, second.stderr
+
+
+def test_entry_point_scan_matches_importlib_metadata():
+    from importlib import metadata
+
+    from tts_ops.entrypoints import entry_points
+
+    for group in ("tts_ops", "console_scripts", "pytest11"):
+        ours = sorted((e.name, e.value, e.dist_name, e.dist_version) for e in entry_points(group))
+        theirs = sorted((e.name, e.value, e.dist.name, e.dist.version)
+                        for e in metadata.entry_points(group=group))
+        assert ours == theirs, group
+
+
+def test_usage_matches_psutil():
+    proc = subprocess.Popen([sys.executable, "-c", "x = bytearray(30 * 2**20); import time;"
+                             " time.sleep(30)"])
+    try:
+        time.sleep(0.5)
+        cpu, rss = usage([proc.pid])
+        assert abs(rss - psutil.Process(proc.pid).memory_info().rss) < 256 * 1024
+        assert rss > 30 * 2**20 and cpu >= 0
+        assert usage([2**22 + 7]) is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_children_and_descendants():
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"])
+    found: list[int] = []
+    try:
+        found = _wait(lambda: len(children(proc.pid)) == 2 and children(proc.pid))
+        assert set(found) == {p.pid for p in psutil.Process(proc.pid).children()}
+        assert proc.pid in children(os.getpid())
+        assert set(descendants(proc.pid)) == set(found)
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in found:
+            os.kill(pid, 9)
+
+
+def _wait(pred, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def test_pid_plus_start_time():
+    me = os.getpid()
+    assert is_alive(me, start_ticks(me))
+    assert not is_alive(me, start_ticks(me) + 1)
+    assert not is_alive(None, 5)
+
+
+def test_spawn_reports_exec_failure_in_the_parent(tmp_path):
+    with pytest.raises(OSError) as info:
+        spawn([str(tmp_path / "missing")], env=dict(os.environ))
+    assert info.value.errno == errno.ENOENT
+    script = tmp_path / "noexec.sh"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(OSError) as info:
+        spawn([str(script)], env=dict(os.environ))
+    assert info.value.errno == errno.EACCES
+
+
+def test_spawn_new_group_and_output(tmp_path):
+    out = tmp_path / "out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT)
+    try:
+        pid = spawn(["sh", "-c", "echo $$ $(ps -o pgid= -p $$)"], env=dict(os.environ),
+                    stdout=fd, new_group=True)
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    shown_pid, pgid = out.read_text().split()
+    assert shown_pid == pgid == str(pid)
