@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-import tts_ops_manual
 from tts_ops import hookimpl
 from tts_ops.testing import DUMMY, free_port, make_host, run_cli
+from tts_ops_manual import plugin as manual_plugin
 
 
 class Recorder:
@@ -44,7 +44,7 @@ def env(tmp_path):
     cfg = tmp_path / "tts_services.json"
     cfg.write_text(json.dumps({"services": services}))
     recorder = Recorder()
-    host = make_host(tts_ops_manual, recorder)
+    host = make_host(manual_plugin, recorder)
     base = ["-c", str(cfg), "--state-dir", str(tmp_path / "state")]
 
     def cli(*args):
@@ -121,6 +121,51 @@ def test_state_dir_not_writable(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a dir")
     result = run_cli(["-c", str(cfg), "--state-dir", str(blocker / "state"), "start", "a",
-                      "--process-manager", "manual"], host=make_host(tts_ops_manual))
+                      "--process-manager", "manual"], host=make_host(manual_plugin))
     assert result.exit_code == 2
     assert "state dir" in result.stderr and "TTS_OPS_STATE_DIR" in result.stderr
+
+
+class Lifecycle:
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def tts_ops_service_exited(self, service, exit_code, exit_signal):
+        self.seen.append(("exited", service.name, exit_code, exit_signal))
+
+    @hookimpl
+    def tts_ops_service_restarted(self, service, status):
+        self.seen.append(("restarted", service.name, status.restarts))
+
+
+def test_events_reach_plugins_for_restarts_inside_the_supervisor(tmp_path):
+    import os
+    import signal
+
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": "crashy", "port": port, "notify": True, "restart_delay": 0,
+        "command": [*DUMMY, "--port", str(port)]}]}))
+    lifecycle = Lifecycle()
+    host = make_host(manual_plugin, lifecycle)
+    base = ["-c", str(cfg), "--state-dir", str(tmp_path / "st")]
+    try:
+        assert run_cli([*base, "start"], host=host).exit_code == 0
+        pid = json.loads(run_cli([*base, "status", "--json"], host=host).output)[0]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        from tts_ops.testing import wait_for
+
+        wait_for(lambda: json.loads(run_cli([*base, "status", "--json"], host=host).output)[0]
+                 ["ready"], message="restart")
+        result = run_cli([*base, "events", "--json"], host=host)
+        kinds = [json.loads(line)["kind"] for line in result.output.splitlines()]
+        assert kinds[:2] == ["started", "ready"]
+        assert "exited" in kinds and "restarted" in kinds
+        assert ("exited", "crashy", None, 9) in lifecycle.seen
+        assert ("restarted", "crashy", 1) in lifecycle.seen
+        last = run_cli([*base, "events", "-n", "1", "--json"], host=host).output.splitlines()
+        assert len(last) == 1
+    finally:
+        run_cli([*base, "stop", "--force"], host=host)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -141,3 +142,70 @@ def test_spawn_new_group_and_output(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0
     shown_pid, pgid = out.read_text().split()
     assert shown_pid == pgid == str(pid)
+
+
+def test_state_dir_resolution(monkeypatch, tmp_path):
+    from tts_ops.config.paths import resolve_state_dir
+
+    monkeypatch.delenv("TTS_OPS_STATE_DIR", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert resolve_state_dir() == tmp_path / "xdg" / "tts-ops"
+    monkeypatch.setenv("TTS_OPS_STATE_DIR", str(tmp_path / "env"))
+    assert resolve_state_dir() == tmp_path / "env"
+    assert resolve_state_dir(str(tmp_path / "flag")) == tmp_path / "flag"
+    monkeypatch.delenv("TTS_OPS_STATE_DIR")
+    monkeypatch.delenv("XDG_STATE_HOME")
+    expected = ("/var/lib/tts-ops" if os.geteuid() == 0
+                else str(Path.home() / ".local" / "state" / "tts-ops"))
+    assert str(resolve_state_dir()) == expected
+
+
+def test_follow_survives_rotation_and_loses_nothing(tmp_path):
+    import threading
+
+    from tts_ops.logread import follow
+    from tts_ops.logwriter import RotatingLogWriter
+
+    path = tmp_path / "f.log"
+    writer = RotatingLogWriter(path, max_bytes=2000, backups=50, compress=False)
+    writer.write(b"before follow\n")
+    seen: list[str] = []
+    done = threading.Event()
+
+    def reader():
+        for line in follow(path, poll=0.01, stop=done.is_set):
+            seen.append(line)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.2)
+    for i in range(500):
+        writer.write(f"line {i:05d}\n".encode())
+        if i % 50 == 0:
+            time.sleep(0.02)
+    deadline = time.monotonic() + 5
+    while len(seen) < 500 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    done.set()
+    t.join(5)
+    writer.close()
+    assert seen == [f"line {i:05d}" for i in range(500)]
+
+
+def test_tail_reads_across_rotated_and_gzipped_files(tmp_path):
+    import gzip
+
+    from tts_ops.logread import tail
+    from tts_ops.logwriter import RotatingLogWriter, rotated_files
+
+    path = tmp_path / "t.log"
+    writer = RotatingLogWriter(path, max_bytes=100, backups=50, compress=False)
+    for i in range(30):
+        writer.write(f"entry {i:03d}\n".encode())
+    writer.close()
+    first = rotated_files(path)[0]
+    with open(first, "rb") as src, gzip.open(f"{first}.gz", "wb") as dst:
+        dst.write(src.read())
+    first.unlink()
+    assert tail(path, 30) == [f"entry {i:03d}" for i in range(30)]
+    assert tail(path, 3) == ["entry 027", "entry 028", "entry 029"]

@@ -150,3 +150,36 @@ class ProcessBackend(Protocol):
     def logs(self, service: ServiceConfig, lines: int, follow: bool) -> Iterator[str]:
         """The last ``lines`` lines of the service's output, then new ones if ``follow``."""
         ...
+
+
+@dataclass
+class BackendEvent:
+    """One lifecycle event seen by a backend (``events()``, optional for backends).
+
+    ``kind`` is one of started, ready, exited, restarted, unhealthy, healthy, stopping,
+    stopped, failed.
+    """
+
+    ts: float
+    service: str
+    kind: str
+    pid: int | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    exit_signal: int | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+#: which hook each event kind is dispatched to (kinds without a hook are only printed)
+EVENT_HOOKS = {
+    "started": "tts_ops_service_started",
+    "ready": "tts_ops_service_ready",
+    "exited": "tts_ops_service_exited",
+    "restarted": "tts_ops_service_restarted",
+    "stopping": "tts_ops_service_stopping",
+    "stopped": "tts_ops_service_stopped",
+    "failed": "tts_ops_service_failed",
+}

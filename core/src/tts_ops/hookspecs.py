@@ -141,6 +141,20 @@ def tts_ops_service_failed(
 
 
 @hookspec
+def tts_ops_service_exited(
+    service: ServiceConfig, backend: str, status: ServiceStatus, exit_code: int | None,
+    exit_signal: int | None,
+) -> None:
+    """A service's process exited without being asked to (a crash, a kill, exit 0).
+
+    Seen by whatever follows the backend's events (``tts-ops events``, monitors).
+
+    :param exit_code: its exit code, or None when a signal killed it.
+    :param exit_signal: the signal that killed it, or None.
+    """
+
+
+@hookspec
 def tts_ops_service_restarted(service: ServiceConfig, backend: str, status: ServiceStatus) -> None:
     """A supervisor restarted a service after an unexpected exit."""
 

@@ -303,3 +303,47 @@ def test_stop_emits_stopping_before_stopped(backend, cleanup, events):
     backend.stop(svc)
     names = events.names()
     assert names.index("tts_ops_service_stopping") < names.index("tts_ops_service_stopped")
+
+
+def test_a_run_longer_than_the_window_resets_the_failure_count(backend, cleanup):
+    svc = dummy("window", "--exit-after", "0.6", notify=False, health_check="none",
+                start_seconds=0.1, max_restarts=1, restart_window=0.4, cleanup=cleanup)
+    backend.start(svc)
+    # every run outlives the window, so one allowed restart is never exhausted
+    st = wait_for(lambda: (s := status(backend, svc)).restarts >= 3 and s, timeout=20,
+                  message="three restarts")
+    assert st.state != State.FAILED
+
+
+def test_events_follow_new_restarts(backend, cleanup):
+    svc = dummy("evf", cleanup=cleanup)
+    st = backend.start(svc)
+    seen = []
+    import threading
+
+    done = threading.Event()
+
+    def collect():
+        for event in backend.events([svc], follow=True, last=0, stop=done.is_set):
+            seen.append(event.kind)
+
+    t = threading.Thread(target=collect)
+    t.start()
+    try:
+        time.sleep(0.3)
+        os.kill(st.pid, signal.SIGKILL)
+        wait_for(lambda: "ready" in seen, message="the restart's events")
+    finally:
+        done.set()
+        t.join(5)
+    assert seen[:2] == ["exited", "started"]
+
+
+def test_supervisor_imports_no_cli_or_plugin_machinery():
+    import subprocess
+
+    code = ("import sys, tts_ops_manual.supervise; "
+            "print(sorted(m for m in ('click', 'pluggy', 'pydantic', 'psutil', 'subprocess',"
+            " 'random') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

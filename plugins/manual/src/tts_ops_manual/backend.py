@@ -21,6 +21,7 @@ from typing import Any
 
 from tts_ops.backend import (
     BackendContext,
+    BackendEvent,
     ServiceStatus,
     StartFailed,
     State,
@@ -275,6 +276,37 @@ class ManualBackend:
                 status.cpu_percent, status.rss_bytes = _group_usage(pid)
         return status
 
+    # --- events ---
+
+    def events(self, services: list[Any], follow: bool = False, last: int | None = None,
+               stop=None) -> Iterator[BackendEvent]:
+        """Lifecycle events from the supervisors' ``events.jsonl`` files, oldest first.
+
+        ``last`` keeps only the newest N of the events already written; ``follow`` then
+        waits for new ones until ``stop()`` is true.
+        """
+        files = {svc.name: self.service_dir(svc.name) / "events.jsonl" for svc in services}
+        offsets = dict.fromkeys(files, 0)
+
+        def fresh() -> list[BackendEvent]:
+            found: list[BackendEvent] = []
+            for name, path in files.items():
+                start, data = _read_from(path, offsets[name])
+                complete = data[: data.rfind(b"\n") + 1]
+                offsets[name] = start + len(complete)
+                found.extend(_parse_events(complete))
+            return sorted(found, key=lambda e: e.ts)
+
+        backlog = fresh()
+        if last is not None:
+            backlog = backlog[len(backlog) - last :] if last > 0 else []
+        yield from backlog
+        while follow and (stop is None or not stop()):
+            batch = fresh()
+            yield from batch
+            if not batch:
+                time.sleep(0.1)
+
     # --- logs ---
 
     def logs(self, service: Any, lines: int, follow_: bool) -> Iterator[str]:
@@ -282,6 +314,35 @@ class ManualBackend:
         yield from tail(path, lines)
         if follow_:
             yield from follow(path)
+
+
+def _read_from(path: Path, offset: int) -> tuple[int, bytes]:
+    """(where reading started, bytes from there); starts over if the file was recreated."""
+    try:
+        with open(path, "rb") as fh:
+            if offset > os.fstat(fh.fileno()).st_size:
+                offset = 0
+            fh.seek(offset)
+            return offset, fh.read()
+    except FileNotFoundError:
+        return 0, b""
+
+
+def _parse_events(data: bytes) -> list[BackendEvent]:
+    import json
+
+    out = []
+    for line in data.splitlines():
+        try:
+            raw = json.loads(line)
+        except ValueError:
+            continue
+        out.append(BackendEvent(ts=raw.get("ts", 0.0), service=raw.get("service", "?"),
+                                kind=raw.get("event", "?"), pid=raw.get("pid"),
+                                restarts=raw.get("restarts", 0), exit_code=raw.get("exit_code"),
+                                exit_signal=raw.get("exit_signal"),
+                                reason=raw.get("reason") or raw.get("detail")))
+    return out
 
 
 def _group_usage(pid: int) -> tuple[float | None, int | None]:

@@ -1,0 +1,16 @@
+"""The entry point of tts-ops-manual: registers the ``manual`` backend.
+
+Kept apart from the package ``__init__`` so that the supervisor process
+(``python -m tts_ops_manual.supervise``) never imports pluggy.
+"""
+
+from __future__ import annotations
+
+from tts_ops import hookimpl
+
+
+@hookimpl
+def tts_ops_register_backends(register) -> None:
+    from tts_ops_manual.backend import ManualBackend
+
+    register.add("manual", ManualBackend)
