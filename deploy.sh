@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 environment="${TTS_OPS_ENVIRONMENT:-development}"
 strategy=direct
-pm=auto
+pm=manual  # the embedded default; --process-manager auto detects systemd or supervisord
 config=()
 while [ $# -gt 0 ]; do
     case "$1" in

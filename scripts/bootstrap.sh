@@ -25,12 +25,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$py" -m venv "$VENV"
 fi
 
-DISTS=("$ROOT/core" "$ROOT/plugins/manual" "$ROOT/service")
+DISTS=("$ROOT/core" "$ROOT/plugins/manual" "$ROOT/service" ${BOOTSTRAP_PLUGINS:-})
 want=$(cat "$ROOT"/core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml \
-          "$ROOT"/service/pyproject.toml <(echo "${BOOTSTRAP_EXTRAS:-}") | sha256sum | cut -c1-16)
+          "$ROOT"/service/pyproject.toml <(echo "${BOOTSTRAP_EXTRAS:-} ${BOOTSTRAP_PLUGINS:-}") \
+          | sha256sum | cut -c1-16)
 stamp="$VENV/.tts-ops-installed-$want"
 if [ ! -e "$stamp" ]; then
-    echo "bootstrap: installing tts-ops, tts-ops-manual, tts-server${BOOTSTRAP_EXTRAS:+ and $BOOTSTRAP_EXTRAS}"
+    echo "bootstrap: installing ${DISTS[*]#"$ROOT/"}${BOOTSTRAP_EXTRAS:+ and $BOOTSTRAP_EXTRAS}"
     args=()
     for d in "${DISTS[@]}"; do args+=(-e "$d"); done
     # shellcheck disable=SC2086

@@ -42,6 +42,8 @@ class App:
         #: ``config validate`` and ``config show`` turn this off
         self.use_cache = True
         self._backends: dict[str, ProcessBackend] = {}
+        #: options from --scope, --supervisor-conf; backends read what they know
+        self.backend_options: dict[str, str] = {}
         self.backend_reasons: dict[str, str] = {}
 
     # --- lazily built pieces ---
@@ -111,7 +113,8 @@ class App:
 
             reg = self.host.lookup("backend", name)
             ensure_host_ok(self.host, reg.plugin)
-            context = BackendContext(state_dir=self.state_dir, emit=self.host.emit)
+            context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
+                                     options=dict(self.backend_options))
             self._backends[name] = reg.factory(context)
         return self._backends[name]
 

@@ -12,6 +12,7 @@ import threading
 
 import click
 
+from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import OperationFailed
 
 
@@ -25,7 +26,7 @@ def add_commands(cli: click.Group) -> None:
 @click.option("-n", "--last", type=click.IntRange(min=0), default=None,
               help="Only the newest N events already recorded.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
-@click.option("--process-manager", "pm", default=None, help="Process backend.")
+@backend_options
 @click.pass_obj
 def events(app, names, follow: bool, last: int | None, as_json: bool, pm: str | None) -> None:
     """Print service lifecycle events and pass each to the plugins' event hooks."""

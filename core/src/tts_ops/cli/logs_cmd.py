@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from tts_ops.cli.service_cmd import backend_options
+
 
 def add_commands(cli: click.Group) -> None:
     cli.add_command(logs)
@@ -14,7 +16,7 @@ def add_commands(cli: click.Group) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(min=0),
               help="How many of the last lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
-@click.option("--process-manager", "pm", default=None, help="Process backend.")
+@backend_options
 @click.pass_obj
 def logs(app, name: str, lines: int, follow: bool, pm: str | None) -> None:
     """Show the last lines of a service's log, and follow it with -f."""

@@ -21,12 +21,35 @@ def add_commands(cli: click.Group) -> None:
         cli.add_command(command)
 
 
-def _pm_option(f):
+def _remember_option(key: str):
+    def callback(ctx: click.Context, _param, value):
+        if value is not None:
+            ctx.obj.backend_options[key] = value
+        return value
+
+    return callback
+
+
+def backend_options(f):
+    """``--process-manager`` plus the options some backends read (scope, supervisor conf)."""
+    f = click.option(
+        "--supervisor-conf", metavar="FILE", expose_value=False,
+        callback=_remember_option("supervisor_conf"),
+        help="supervisord config to read the server URL and credentials from (supervisor).",
+    )(f)
+    f = click.option(
+        "--scope", type=click.Choice(["auto", "user", "system"]), expose_value=False,
+        callback=_remember_option("scope"),
+        help="systemd scope: user units or system units (systemd). Default: auto.",
+    )(f)
     return click.option(
         "--process-manager", "pm", default=None, metavar="auto|manual|systemd|supervisor",
         help="Process backend (any installed backend name). Default: the service's"
         " process_manager, the one it was started with, else auto-detect.",
     )(f)
+
+
+_pm_option = backend_options
 
 
 def _names(f):

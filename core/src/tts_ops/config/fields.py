@@ -54,7 +54,19 @@ def check_no_nul(value: str) -> str:
     return value
 
 
+_MEMORY = re.compile(r"^(\d+[KMGT]?|infinity)$")
+
+
+def check_memory(value: str) -> str:
+    if not _MEMORY.match(value):
+        raise PydanticCustomError(
+            "memory", "must be bytes with an optional K, M, G or T suffix, or infinity"
+            " (got '{got}')", {"got": value})
+    return value
+
+
 Port = Annotated[int, _between(1, 65535)]
+MemorySize = Annotated[str, AfterValidator(check_memory)]
 NonNegInt = Annotated[int, _between(0, None)]
 PositiveInt = Annotated[int, _between(1, None)]
 Seconds = Annotated[float, _between(0, None)]

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 from tts_ops.config.fields import (
     ENV_NAME,
     Instances,
+    MemorySize,
     NonNegInt,
     Port,
     PositiveInt,
@@ -117,9 +118,15 @@ class ServiceConfig(ServiceMethods, _Model):
     log_max_bytes: PositiveInt = 10 * 1024 * 1024
     log_backups: NonNegInt = 5
 
+    # --- resources (backends that support limits: systemd) ---
+    memory_max: MemorySize | None = None
+    cpu_quota: Annotated[int, Field(ge=1, le=100000)] | None = None
+    tasks_max: PositiveInt | None = None
+
     # --- scale and metadata ---
     instances: Instances = 1
     labels: dict[SafeText, SafeText] = Field(default_factory=dict)
+    options: dict[SafeText, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -9,8 +9,12 @@ from __future__ import annotations
 from tts_ops import hookimpl
 
 
+def _manual(context):
+    from tts_ops_manual.backend import ManualBackend  # imported only when used
+
+    return ManualBackend(context)
+
+
 @hookimpl
 def tts_ops_register_backends(register) -> None:
-    from tts_ops_manual.backend import ManualBackend
-
-    register.add("manual", ManualBackend)
+    register.add("manual", _manual)

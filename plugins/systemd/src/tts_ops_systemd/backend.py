@@ -1,0 +1,446 @@
+"""The ``systemd`` process backend: units rendered by `unit`, driven through systemctl.
+
+"start returned" means ready, as on every backend: systemd itself waits for READY=1 on
+notify units; for the others tts-ops waits for the health check. Failures tts-ops saw
+(a start that timed out, a command that cannot run) are remembered in
+``<state>/systemd/<name>.json`` because ``systemctl stop`` forgets them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tts_ops.backend import (
+    BackendContext,
+    BackendUnavailable,
+    ServiceStatus,
+    StartFailed,
+    State,
+    Support,
+)
+from tts_ops.errors import OperationFailed
+from tts_ops.logread import follow, tail
+from tts_ops.statefile import atomic_write_bytes, atomic_write_json, read_json
+from tts_ops_systemd.options import options_for
+from tts_ops_systemd.systemctl import (
+    Systemctl,
+    SystemctlError,
+    journal_running,
+    monotonic_now_usec,
+)
+from tts_ops_systemd.unit import UnitPlan, render
+
+TAIL = 20
+
+
+class SystemdBackend:
+    name = "systemd"
+
+    def __init__(self, context: BackendContext) -> None:
+        self.ctx = context
+        self.scope_option = context.options.get("scope")
+        self._scopes: dict[str, str] = {}
+
+    # --- where ---
+
+    def _scope(self, service: Any | None = None) -> str:
+        wanted = options_for(service, self.scope_option).scope if service else (
+            self.scope_option or "auto")
+        if wanted != "auto":
+            return wanted
+        if "auto" not in self._scopes:
+            if os.geteuid() == 0 and Systemctl("system").reachable()[0]:
+                self._scopes["auto"] = "system"
+            else:
+                self._scopes["auto"] = "user"
+        return self._scopes["auto"]
+
+    def _ctl(self, service: Any | None = None) -> Systemctl:
+        return Systemctl(self._scope(service))
+
+    def available(self) -> tuple[bool, str]:
+        tried = []
+        scopes = [self.scope_option] if self.scope_option not in (None, "auto") else [
+            "system", "user"]
+        for scope in scopes:
+            ok, why = Systemctl(scope).reachable()
+            if ok:
+                return True, why
+            tried.append(why)
+        return False, "; ".join(tried)
+
+    def _require(self, ctl: Systemctl) -> None:
+        ok, why = ctl.reachable()
+        if not ok:
+            hint = " (use --scope user, or run as root)" if ctl.scope == "system" else (
+                " (start one with: systemd --user, or log in through a session that runs it)")
+            raise BackendUnavailable(f"no systemd reachable: {why}{hint}")
+
+    def capabilities(self) -> dict[str, Support]:
+        return {
+            "readiness": Support.NATIVE,
+            "watchdog": Support.NATIVE,
+            "health_restart": Support.EMULATED,
+            "resource_limits": Support.NATIVE,
+            "log_rotation": Support.NATIVE if journal_running() else Support.UNSUPPORTED,
+            "instances": Support.NATIVE,
+            "auto_start": Support.NATIVE,
+        }
+
+    # --- units ---
+
+    def plan(self, service: Any) -> UnitPlan:
+        opts = options_for(service, self.scope_option)
+        log_file = None if journal_running() else service.log_path(self.ctx.state_dir)
+        return UnitPlan(service, self._scope(service), opts.hardening, log_file,
+                        self.ctx.state_dir)
+
+    def install(self, service: Any) -> str | None:
+        """Write the unit and reload; returns a diff when an existing unit changed."""
+        ctl = self._ctl(service)
+        self._require(ctl)
+        plan = self.plan(service)
+        text = render(plan)
+        path = ctl.unit_dir() / plan.unit_name
+        try:
+            old = path.read_text()
+        except FileNotFoundError:
+            old = None
+        except PermissionError:
+            raise OperationFailed(f"cannot read {path}: permission denied; use --scope user or"
+                                  " run as root") from None
+        if old == text:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, text.encode())
+        except PermissionError:
+            raise OperationFailed(f"cannot write {path}: permission denied; use --scope user"
+                                  " or run as root") from None
+        if plan.log_file is not None:
+            plan.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._reload(ctl)
+        if old is None:
+            return None
+        return "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
+                                            str(path), str(path)))
+
+    def _reload(self, ctl: Systemctl) -> None:
+        try:
+            ctl.run("daemon-reload")
+        except SystemctlError as exc:
+            raise OperationFailed(f"systemctl daemon-reload failed: {exc}") from None
+
+    def uninstall(self, service: Any) -> None:
+        ctl = self._ctl(service)
+        self._require(ctl)
+        plan = self.plan(service)
+        units = plan.instance_units()
+        ctl.run("stop", *units, check=False)
+        ctl.run("disable", plan.unit_name, check=False)
+        path = ctl.unit_dir() / plan.unit_name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        self._reload(ctl)
+        ctl.run("reset-failed", *units, check=False)
+        self._forget_failure(service)
+
+    def enable(self, service: Any) -> None:
+        ctl = self._ctl(service)
+        self.install(service)
+        try:
+            ctl.run("enable", *self.plan(service).instance_units())
+        except SystemctlError as exc:
+            raise OperationFailed(f"{service.name}: systemctl enable failed: {exc}") from None
+
+    def disable(self, service: Any) -> None:
+        ctl = self._ctl(service)
+        self._require(ctl)
+        ctl.run("disable", *self.plan(service).instance_units(), check=False)
+
+    # --- failures tts-ops saw ---
+
+    def _failure_file(self, service: Any) -> Path:
+        return self.ctx.state_dir / "systemd" / f"{service.name}.json"
+
+    def _remember_failure(self, service: Any, reason: str) -> None:
+        path = self._failure_file(service)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, {"reason": reason, "ts": time.time()})
+
+    def _forget_failure(self, service: Any) -> None:
+        try:
+            self._failure_file(service).unlink()
+        except FileNotFoundError:
+            pass
+
+    def _recorded_failure(self, service: Any) -> str | None:
+        try:
+            data = read_json(self._failure_file(service))
+        except ValueError:
+            return None
+        return data.get("reason") if isinstance(data, dict) else None
+
+    # --- start / stop ---
+
+    def start(self, service: Any) -> ServiceStatus:
+        ctl = self._ctl(service)
+        self._require(ctl)
+        plan = self.plan(service)
+        units = plan.instance_units()
+        current = ctl.show(units)
+        if all(current.get(u, {}).get("ActiveState") == "active" for u in units) and (
+                self._healthy_now(service)):
+            return self._status(service, current)
+        self._check_command(service)
+        self.install(service)
+        ctl.run("reset-failed", *units, check=False)
+        self._forget_failure(service)
+        before = ctl.show(units)
+        proc = ctl.run("start", *units, check=False, timeout=service.start_timeout + 30)
+        if proc.returncode != 0:
+            self._fail_start(service, ctl, units, proc.stderr)
+        self._wait_ready(service, ctl, units, before)
+        status = self._status(service, ctl.show(units))
+        self.ctx.emit("tts_ops_service_started", service=service, backend=self.name,
+                      status=status)
+        self.ctx.emit("tts_ops_service_ready", service=service, backend=self.name, status=status)
+        return status
+
+    def _check_command(self, service: Any) -> None:
+        argv0 = service.argv()[0]
+        path = service.env.get("PATH", os.environ.get("PATH", ""))
+        if shutil.which(argv0, path=path) is None:
+            why = "No such file or directory" if not Path(argv0).exists() else "Permission denied"
+            reason = f"cannot execute {argv0!r}: {why}"
+            self._remember_failure(service, reason)
+            self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
+                          status=ServiceStatus(service.name, self.name, State.FAILED,
+                                               reason=reason), reason=reason)
+            raise StartFailed(reason)
+
+    def _describe(self, props: dict[str, str], service: Any) -> str:
+        result = props.get("Result", "?")
+        code, status = props.get("ExecMainCode"), props.get("ExecMainStatus")
+        if result == "timeout":
+            return f"not ready within {service.start_timeout:g}s (systemd start timeout)"
+        if result == "start-limit-hit":
+            return (f"gave up after {service.max_restarts} restarts within"
+                    f" {service.restart_window:g}s (start limit hit)")
+        if status == "203":
+            return f"cannot execute {service.argv()[0]!r} (systemd status 203/EXEC)"
+        if code == "1":
+            what = f"exited {status}"
+        elif code == "2":
+            what = f"killed by signal {status}"
+        else:
+            return f"failed ({result})"
+        restarts = int(props.get("NRestarts") or 0)
+        if props.get("ActiveState") == "failed" and 0 < service.max_restarts <= restarts:
+            # systemd 252 keeps Result=exit-code when the burst runs out during restarts
+            return (f"{what}; gave up after {restarts} restarts within"
+                    f" {service.restart_window:g}s (start limit)")
+        return f"{what} ({result})"
+
+    def _fail_start(self, service: Any, ctl: Systemctl, units: list[str], stderr: str,
+                    stop: bool = True) -> None:
+        props = ctl.show(units)
+        first = props.get(units[0], {})
+        reason = self._describe(first, service)
+        restarting = first.get("SubState") in ("auto-restart",) or first.get(
+            "ActiveState") == "activating"
+        if stop and not (restarting and first.get("Result") not in ("timeout",)):
+            ctl.run("stop", *units, check=False)
+        self._remember_failure(service, reason)
+        status = self._status(service, ctl.show(units))
+        self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
+                      status=status, reason=reason)
+        raise StartFailed(reason, self._tail(service, TAIL) or stderr.strip().splitlines())
+
+    def _wait_ready(self, service: Any, ctl: Systemctl, units: list[str],
+                    before: dict[str, dict[str, str]]) -> None:
+        """Notify units are ready once systemctl start returned; others need a health check."""
+        if service.speaks_notify:
+            return
+        from tts_ops.health import check_service
+
+        deadline = time.monotonic() + service.start_timeout
+        settle = time.monotonic() + service.start_seconds
+        first_pid = None
+        while True:
+            props = ctl.show(units)
+            head = props.get(units[0], {})
+            pid = head.get("MainPID")
+            first_pid = first_pid or pid
+            restarted = head.get("NRestarts") != before.get(units[0], {}).get("NRestarts", "0")
+            if head.get("ActiveState") != "active" or pid != first_pid or restarted:
+                self._fail_start(service, ctl, units, "", stop=False)
+            if service.health_check.type == "none":
+                if time.monotonic() >= settle:
+                    return
+            elif check_service(service).ok:
+                return
+            if time.monotonic() > deadline:
+                reason = f"not ready within {service.start_timeout:g}s (health check never passed)"
+                ctl.run("stop", *units, check=False)
+                self._remember_failure(service, reason)
+                raise StartFailed(reason, self._tail(service, TAIL))
+            time.sleep(0.05)
+
+    def _healthy_now(self, service: Any) -> bool:
+        if service.speaks_notify or service.health_check.type == "none":
+            return True
+        from tts_ops.health import check_service
+
+        return check_service(service).ok
+
+    def stop(self, service: Any, *, force: bool = False) -> ServiceStatus:
+        ctl = self._ctl(service)
+        self._require(ctl)
+        units = self.plan(service).instance_units()
+        self.ctx.emit("tts_ops_service_stopping", service=service, backend=self.name)
+        if force:
+            ctl.run("kill", "--signal=SIGKILL", *units, check=False)
+        ctl.run("stop", *units, check=False, timeout=service.stop_timeout + 60)
+        ctl.run("reset-failed", *units, check=False)
+        self._forget_failure(service)
+        status = self._status(service, ctl.show(units))
+        self.ctx.emit("tts_ops_service_stopped", service=service, backend=self.name,
+                      status=status)
+        return status
+
+    def restart(self, service: Any) -> ServiceStatus:
+        self.stop(service)
+        return self.start(service)
+
+    # --- status ---
+
+    def status(self, services: list[Any]) -> list[ServiceStatus]:
+        by_scope: dict[str, list[Any]] = {}
+        for svc in services:
+            by_scope.setdefault(self._scope(svc), []).append(svc)
+        out: dict[str, ServiceStatus] = {}
+        for scope, group in by_scope.items():
+            ctl = Systemctl(scope)
+            units = [u for svc in group for u in self.plan(svc).instance_units()]
+            try:
+                props = ctl.show(units)  # one call for every unit of the scope
+            except SystemctlError:
+                self._require(ctl)  # says why the manager is unreachable
+                raise
+            for svc in group:
+                out[svc.name] = self._status(svc, props)
+        return [out[svc.name] for svc in services]
+
+    def _status(self, service: Any, props: dict[str, dict[str, str]]) -> ServiceStatus:
+        units = self.plan(service).instance_units()
+        parts = [self._one(service, props.get(u, {})) for u in units]
+        status = parts[0]
+        if len(parts) > 1:
+            status.restarts = sum(p.restarts for p in parts)
+            status.ready = all(p.ready for p in parts)
+            states = {p.state for p in parts}
+            for worst in (State.FAILED, State.BACKOFF, State.STARTING, State.STOPPING,
+                          State.UNHEALTHY):
+                if worst in states:
+                    status.state = worst
+                    break
+            if status.rss_bytes is not None:
+                status.rss_bytes = sum(p.rss_bytes or 0 for p in parts)
+            status.extra["instances"] = [p.to_json() for p in parts]
+        if status.state == State.STOPPED:
+            recorded = self._recorded_failure(service)
+            if recorded:
+                status.state, status.reason = State.FAILED, recorded
+        return status
+
+    def _one(self, service: Any, p: dict[str, str]) -> ServiceStatus:
+        active, sub, result = p.get("ActiveState"), p.get("SubState"), p.get("Result")
+        status = ServiceStatus(name=service.name, backend=self.name, host=service.host,
+                               port=service.port)
+        status.extra = {"unit": p.get("Id"), "active_state": active, "sub_state": sub,
+                        "result": result, "scope": self._scope(service)}
+        if active == "active" or active == "reloading":
+            status.state = State.RUNNING
+        elif active == "activating":
+            status.state = State.BACKOFF if sub == "auto-restart" else State.STARTING
+        elif active == "deactivating":
+            status.state = State.STOPPING
+        elif active == "failed":
+            status.state = State.FAILED
+            status.reason = self._describe(p, service)
+        else:
+            status.state = State.STOPPED
+        try:
+            status.restarts = int(p.get("NRestarts") or 0)
+        except ValueError:
+            pass
+        code, exit_status = p.get("ExecMainCode"), p.get("ExecMainStatus")
+        if code == "1" and exit_status is not None:
+            status.exit_code = int(exit_status)
+        elif code == "2" and exit_status is not None:
+            status.exit_signal = int(exit_status)
+        pid = int(p.get("MainPID") or 0)
+        if pid and status.state in (State.RUNNING, State.STARTING, State.STOPPING):
+            status.pid = pid
+            status.ready = status.state == State.RUNNING
+            entered = int(p.get("ExecMainStartTimestampMonotonic") or 0)
+            if entered:
+                status.uptime_s = round((monotonic_now_usec() - entered) / 1e6, 3)
+            memory = p.get("MemoryCurrent", "")
+            if memory.isdigit():
+                status.rss_bytes = int(memory)
+            cpu = p.get("CPUUsageNSec", "")
+            if cpu.isdigit() and status.uptime_s:
+                status.cpu_percent = round(int(cpu) / 1e9 / max(status.uptime_s, 1e-3) * 100, 1)
+        text = p.get("StatusText")
+        status.status_text = text or None
+        return status
+
+    # --- logs ---
+
+    def _tail(self, service: Any, lines: int) -> list[str]:
+        plan = self.plan(service)
+        if plan.log_file is None:
+            import subprocess
+
+            ctl_flag = ["--user"] if plan.scope == "user" else []
+            cmd = ["journalctl", *ctl_flag, "-u", plan.instance_units()[0], "-o", "cat",
+                   "-n", str(lines), "--no-pager"]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            return out.stdout.splitlines()
+        return tail(plan.log_file if not plan.templated else _instance_log(plan), lines)
+
+    def logs(self, service: Any, lines: int, follow_: bool) -> Iterator[str]:
+        plan = self.plan(service)
+        if plan.log_file is None:
+            import subprocess
+
+            ctl_flag = ["--user"] if plan.scope == "user" else []
+            cmd = ["journalctl", *ctl_flag, "-u", plan.instance_units()[0], "-o", "cat",
+                   "-n", str(lines), "--no-pager", *(["-f"] if follow_ else [])]
+            with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    yield line.rstrip("\n")
+            return
+        path = plan.log_file if not plan.templated else _instance_log(plan)
+        yield from tail(path, lines)
+        if follow_:
+            yield from follow(path)
+
+
+def _instance_log(plan: UnitPlan) -> Path:
+    assert plan.log_file is not None
+    name = plan.log_file.name
+    stem = name[:-4] if name.endswith(".log") else name
+    return plan.log_file.with_name(f"{stem}@{plan.service.port}.log")
+

@@ -1,0 +1,23 @@
+"""The entry point of tts-ops-systemd: the ``systemd`` backend and its config section."""
+
+from __future__ import annotations
+
+from tts_ops import hookimpl
+
+
+def _systemd(context):
+    from tts_ops_systemd.backend import SystemdBackend  # imported only when used
+
+    return SystemdBackend(context)
+
+
+@hookimpl
+def tts_ops_register_backends(register) -> None:
+    register.add("systemd", _systemd)
+
+
+@hookimpl
+def tts_ops_validate_config(config) -> list[str]:
+    from tts_ops_systemd.options import validate_options
+
+    return validate_options(config)

@@ -1,0 +1,147 @@
+"""Rendering the unit a careful operator would write, from a validated service config.
+
+One unit per service, ``tts-ops-<name>.service``; with ``instances > 1`` a template
+``tts-ops-<name>@.service`` whose instance name is the port (``@9000``, ``@9001`` ...).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tts_ops_systemd import escape
+
+EXIT_EXEC = 203  # systemd's exit status when the command cannot be executed
+HOME_DIRS = ("/home", "/root", "/run/user")
+INSTANCE = "TTSOPSINSTANCE"  # placeholder replaced by %i after quoting
+
+
+@dataclass
+class UnitPlan:
+    service: Any
+    scope: str
+    hardening: bool
+    log_file: Path | None  # None: the journal
+    state_dir: Path
+
+    @property
+    def templated(self) -> bool:
+        return self.service.instances > 1
+
+    @property
+    def unit_name(self) -> str:
+        return unit_name(self.service)
+
+    def instance_units(self) -> list[str]:
+        svc = self.service
+        if not self.templated:
+            return [self.unit_name]
+        base = self.unit_name.removesuffix("@.service")
+        return [f"{base}@{port}.service" for port in range(svc.port, svc.port + svc.instances)]
+
+
+def unit_name(service: Any) -> str:
+    suffix = "@.service" if service.instances > 1 else ".service"
+    return f"tts-ops-{service.name}{suffix}"
+
+
+def _secs(value: float) -> str:
+    return f"{value:g}s"
+
+
+def render(plan: UnitPlan, python: str | None = None) -> str:
+    svc = plan.service
+    python = python or sys.executable
+    argv = svc.argv(python)
+    if plan.templated and svc.uses_reference_server:
+        argv[argv.index("--port") + 1] = INSTANCE
+    exec_start = escape.exec_line(argv).replace(INSTANCE, "%i")
+    first = Path(argv[0]).name if not svc.uses_reference_server else "the reference TTS server"
+    lines = [
+        "# Written by tts-ops (tts-ops install NAME --process-manager systemd).",
+        "# Edit the tts-ops config instead: this file is rewritten on install.",
+        "[Unit]",
+        f"Description=tts-ops service {escape.plain(svc.name, 'name')}"
+        f" ({escape.plain(first, 'command')})",
+    ]
+    if plan.scope == "system":
+        lines += ["After=network-online.target", "Wants=network-online.target"]
+    # start limits belong in [Unit]: in [Service] systemd only warns and ignores them
+    lines += [f"StartLimitIntervalSec={_secs(svc.restart_window)}",
+              f"StartLimitBurst={max(1, svc.max_restarts)}", "", "[Service]"]
+    if svc.speaks_notify:
+        lines += ["Type=notify", "NotifyAccess=main"]
+    else:
+        lines.append("Type=exec")
+    lines.append(f"ExecStart={exec_start}")
+    lines.append(f"Restart={'on-failure' if svc.max_restarts > 0 else 'no'}")
+    lines.append(f"RestartSec={_secs(svc.restart_delay)}")
+    prevent = [str(EXIT_EXEC), *(str(c) for c in svc.permanent_exit_codes)]
+    lines.append(f"RestartPreventExitStatus={' '.join(prevent)}")
+    lines += [f"TimeoutStartSec={_secs(svc.start_timeout)}",
+              f"TimeoutStopSec={_secs(svc.stop_timeout)}",
+              "KillMode=mixed", f"KillSignal=SIG{svc.stop_signal}"]
+    if svc.watchdog_sec:
+        lines.append(f"WatchdogSec={_secs(svc.watchdog_sec)}")
+    env = dict(svc.env)
+    if plan.templated:
+        env.setdefault("TTS_OPS_INSTANCE", INSTANCE)
+    for key, value in sorted(env.items()):
+        lines.append(f"Environment={escape.environment(key, value)}".replace(INSTANCE, "%i"))
+    if svc.working_dir:
+        lines.append(f"WorkingDirectory={escape.path(str(svc.working_dir), 'working_dir')}")
+    if svc.user:
+        if plan.scope == "user":
+            from tts_ops.errors import ConfigError
+
+            raise ConfigError(f"{svc.name}: user {svc.user!r} needs --scope system (a user"
+                              " manager cannot switch users)")
+        user = escape.plain(svc.user, "user")
+        lines += [f"User={user}", f"Group={user}"]
+    lines += ["CPUAccounting=yes", "MemoryAccounting=yes"]
+    if svc.memory_max:
+        lines.append(f"MemoryMax={svc.memory_max}")
+    if svc.cpu_quota:
+        lines.append(f"CPUQuota={svc.cpu_quota}%")
+    if svc.tasks_max:
+        lines.append(f"TasksMax={svc.tasks_max}")
+    if plan.log_file is None:
+        lines += ["StandardOutput=journal", "StandardError=journal",
+                  f"SyslogIdentifier=tts-ops-{svc.name}"]
+    else:
+        # no journald: without this, systemd sends the output to /dev/null
+        target = escape.path(str(plan.log_file), "log_file")
+        if plan.templated:
+            target = target[:-4] + "@%i.log" if target.endswith(".log") else target + "@%i"
+        lines += [f"StandardOutput=append:{target}", f"StandardError=append:{target}"]
+    if plan.scope == "system" and plan.hardening:
+        lines += _hardening(plan, argv)
+    lines += ["", "[Install]",
+              f"WantedBy={'default.target' if plan.scope == 'user' else 'multi-user.target'}", ""]
+    return "\n".join(lines)
+
+
+def _hardening(plan: UnitPlan, argv: list[str]) -> list[str]:
+    svc = plan.service
+    writable = {str(plan.state_dir)}
+    if plan.log_file is not None:
+        writable.add(str(plan.log_file.parent))
+    if svc.pid_file:
+        writable.add(str(svc.pid_file.parent))
+    if svc.working_dir:
+        writable.add(str(svc.working_dir))
+    used = [argv[0], sys.prefix, sys.base_prefix, *writable]
+    in_home = any(p == h or p.startswith(h + "/") for p in used for h in HOME_DIRS)
+    lines = ["# hardening (options.systemd.hardening=false turns it off)",
+             "NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict",
+             "ReadWritePaths=" + " ".join(escape.path(p, "ReadWritePaths")
+                                          for p in sorted(writable))]
+    if in_home:
+        lines += ["# the program or its data live under a home directory: read-only, not hidden",
+                  "ProtectHome=read-only"]
+    else:
+        lines.append("ProtectHome=yes")
+    lines += ["RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "LockPersonality=yes"]
+    return lines
