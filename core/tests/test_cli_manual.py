@@ -157,8 +157,11 @@ def test_events_reach_plugins_for_restarts_inside_the_supervisor(tmp_path):
         os.kill(pid, signal.SIGKILL)
         from tts_ops.testing import wait_for
 
-        wait_for(lambda: json.loads(run_cli([*base, "status", "--json"], host=host).output)[0]
-                 ["ready"], message="restart")
+        def restarted():
+            row = json.loads(run_cli([*base, "status", "--json"], host=host).output)[0]
+            return row["ready"] and row["pid"] != pid  # the old pid may linger an instant
+
+        wait_for(restarted, message="restart")
         result = run_cli([*base, "events", "--json"], host=host)
         kinds = [json.loads(line)["kind"] for line in result.output.splitlines()]
         assert kinds[:2] == ["started", "ready"]
