@@ -91,11 +91,14 @@ def test_broken_plugin_warns_by_name_and_status_still_works(venv, tmp_path):
 
 def test_load_list_limits_entry_points(venv):
     out = tts_ops(venv, "plugins", "--json", env={"TTS_OPS_PLUGINS": "team_label"})
+    core = {"tts_ops.builtins", "tts_ops.discovery.autoregister"}  # always: part of the core
     names = {r["name"] for r in json.loads(out.stdout)}
-    assert names == {"team_label", "tts_ops.builtins"}
+    assert names == {"team_label", *core}
     assert "broken" not in out.stderr
     out = tts_ops(venv, "plugins", "--json", env={"TTS_OPS_PLUGINS": ""})
-    assert {r["name"] for r in json.loads(out.stdout)} == {"tts_ops.builtins"}
+    rows = json.loads(out.stdout)
+    assert {r["name"] for r in rows} == core
+    assert {r["distribution"] for r in rows} == {"tts-ops"}
 
 
 def test_plugin_validation_and_events_take_part(venv, tmp_path):

@@ -52,7 +52,7 @@ def test_no_backend_installed_exits_3_with_install_hint(tmp_path):
 def test_backends_json_marks_every_capability():
     from tts_ops_manual import plugin as manual_plugin
 
-    rows = json.loads(run_cli(["backends", "--json"], host=make_host(manual_plugin)).output)
+    rows = json.loads(run_cli(["backends", "--json"], host=make_host(manual_plugin)).stdout)
     (manual,) = rows
     assert manual["name"] == "manual" and manual["available"] is True
     assert set(manual["capabilities"]) == {"readiness", "watchdog", "health_restart",

@@ -58,13 +58,14 @@ def test_start_all_status_stop_all(env):
     cli, recorder = env
     result = cli("start", "svc0", "svc1", "svc2")
     assert result.exit_code == 0, result.output
-    rows = json.loads(cli("status", "svc0", "svc1", "svc2", "--json").output)
+    assert result.stderr == ""  # no plugin (auto-registration) warned
+    rows = json.loads(cli("status", "svc0", "svc1", "svc2", "--json").stdout)
     assert [r["state"] for r in rows] == ["running"] * 3
     assert all(r["ready"] and r["pid"] and r["rss_bytes"] > 0 for r in rows)
     assert {e[:3] for e in recorder.events} >= {("ready", f"svc{i}", "manual") for i in range(3)}
     result = cli("stop", "svc0", "svc1", "svc2")
     assert result.exit_code == 0
-    rows = json.loads(cli("status", "svc0", "svc1", "svc2", "--json").output)
+    rows = json.loads(cli("status", "svc0", "svc1", "svc2", "--json").stdout)
     assert [r["state"] for r in rows] == ["stopped"] * 3
 
 
@@ -153,17 +154,17 @@ def test_events_reach_plugins_for_restarts_inside_the_supervisor(tmp_path):
     base = ["-c", str(cfg), "--state-dir", str(tmp_path / "st")]
     try:
         assert run_cli([*base, "start"], host=host).exit_code == 0
-        pid = json.loads(run_cli([*base, "status", "--json"], host=host).output)[0]["pid"]
+        pid = json.loads(run_cli([*base, "status", "--json"], host=host).stdout)[0]["pid"]
         os.kill(pid, signal.SIGKILL)
         from tts_ops.testing import wait_for
 
         def restarted():
-            row = json.loads(run_cli([*base, "status", "--json"], host=host).output)[0]
+            row = json.loads(run_cli([*base, "status", "--json"], host=host).stdout)[0]
             return row["ready"] and row["pid"] != pid  # the old pid may linger an instant
 
         wait_for(restarted, message="restart")
         result = run_cli([*base, "events", "--json"], host=host)
-        kinds = [json.loads(line)["kind"] for line in result.output.splitlines()]
+        kinds = [json.loads(line)["kind"] for line in result.stdout.splitlines()]
         assert kinds[:2] == ["started", "ready"]
         assert "exited" in kinds and "restarted" in kinds
         assert ("exited", "crashy", None, 9) in lifecycle.seen

@@ -129,7 +129,7 @@ def test_config_resolution_order(tmp_path, monkeypatch):
     assert '"fromenv"' in run_cli(["config", "show", "--json"]).output
     monkeypatch.delenv("TTS_OPS_CONFIG")
     (tmp_path / "tts_services.json").unlink()
-    shown = json.loads(run_cli(["config", "show", "--json"]).output)
+    shown = json.loads(run_cli(["config", "show", "--json"]).stdout)
     assert shown["source"] == "<embedded default>"
     assert shown["services"][0]["name"] == "tts-primary"
 
@@ -151,8 +151,9 @@ def test_every_default_is_documented():
     from tts_ops.config.models import ServiceConfig
 
     doc = (ROOT / "docs" / "config.md").read_text()
+    section = doc.split("## Service fields", 1)[1].split("\n## ", 1)[0]
     rows = {}
-    for line in doc.splitlines():
+    for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) >= 3 and cells[0].startswith("`") and cells[0].endswith("`"):
             rows[cells[0].strip("`")] = cells[1]

@@ -91,7 +91,7 @@ def test_validation_hook_problems_are_collected():
 
 def test_plugins_json_shape():
     result = run_cli(["plugins", "--json"], host=make_host(Backends()))
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     keys = ["distribution", "hooks", "name", "registers", "version"]
     assert [sorted(r) for r in rows] == [keys] * len(rows)
     fake = next(r for r in rows if r["registers"])

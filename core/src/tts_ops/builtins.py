@@ -1,7 +1,19 @@
 """The core's built-in plugin: what tts-ops provides without any plugin installed.
 
-Registers nothing but keeps the built-ins path exercised; the embedded registry
-and the file log sink are added here by their issues.
+* the ``file`` registry: discovery records in one SQLite file (WAL mode).
 """
 
 from __future__ import annotations
+
+from tts_ops.hookspecs import hookimpl
+
+
+def _file_registry(location):
+    from tts_ops.discovery.store import SqliteStore  # imported only when used
+
+    return SqliteStore(location)
+
+
+@hookimpl
+def tts_ops_register_registries(register) -> None:
+    register.add("file", _file_registry)

@@ -199,7 +199,7 @@ class PluginHost:
         infos = []
         for name, plugin in self.pm.list_name_plugin():
             dist, version = self._dists.get(name, (None, None))
-            if dist is None and name in BUILTIN_PLUGINS:
+            if dist is None and (name in BUILTIN_PLUGINS or name.startswith("tts_ops.")):
                 from tts_ops import __version__
 
                 dist, version = "tts-ops", __version__

@@ -73,9 +73,16 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
         ctx.obj = App(config_path=config_path, state_dir=state_dir, verbose=verbose, debug=debug,
                       host_factory=host_factory)
 
-    from tts_ops.cli import config_cmd, events_cmd, logs_cmd, plugins_cmd, service_cmd
+    from tts_ops.cli import (
+        config_cmd,
+        discovery_cmd,
+        events_cmd,
+        logs_cmd,
+        plugins_cmd,
+        service_cmd,
+    )
 
-    for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd):
+    for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd):
         module.add_commands(cli)
     return cli
 

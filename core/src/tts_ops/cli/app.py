@@ -58,7 +58,31 @@ class App:
             host = PluginHost()
         for warning in host.warnings:
             print(f"tts-ops: warning: {warning.message()}", file=sys.stderr)
+        from tts_ops.discovery.autoregister import PLUGIN_NAME, AutoRegister
+
+        existing = host.pm.get_plugin(PLUGIN_NAME)
+        if existing is None:
+            host.register(AutoRegister(self), name=PLUGIN_NAME)
+        else:  # a host shared between invocations (tests): follow this one
+            existing.app = self
         return host
+
+    def registry_location(self) -> str:
+        settings = self.config.discovery
+        return settings.path or str(self.state_dir / "registry.db")
+
+    @cached_property
+    def _registry(self) -> Any:
+        from tts_ops.discovery.registry import ServiceRegistry
+
+        settings = self.config.discovery
+        reg = self.host.lookup("registry", settings.registry)
+        store = reg.factory(self.registry_location())
+        return ServiceRegistry(store=store, emit=self.host.emit,
+                               deregister_after=settings.deregister_after)
+
+    def registry(self) -> Any:
+        return self._registry
 
     @cached_property
     def loaded(self) -> LoadedConfig:
@@ -113,8 +137,14 @@ class App:
 
             reg = self.host.lookup("backend", name)
             ensure_host_ok(self.host, reg.plugin)
+            options: dict[str, Any] = dict(self.backend_options)
+            settings = self.config.discovery
+            if settings.auto_register and settings.registry == "file":
+                # the manual backend's supervisors heartbeat straight into the file registry
+                options["discovery"] = {"path": self.registry_location(), "ttl": settings.ttl,
+                                        "service_type": settings.service_type}
             context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
-                                     options=dict(self.backend_options))
+                                     options=options)
             self._backends[name] = reg.factory(context)
         return self._backends[name]
 

@@ -121,7 +121,7 @@ def load_config(explicit: str | None = None, *, cache_dir: Path | None = None,
         from tts_ops import __version__
 
         key = hashlib.sha256(b"\0".join([raw, __version__.encode(), salt.encode(),
-                                          source.encode()])).hexdigest()[:32]
+                                          source.encode(), _models_stamp()])).hexdigest()[:32]
         cache_file = cache_dir / f"config-{key}.json"
         try:
             cached = json.loads(cache_file.read_bytes())
@@ -135,6 +135,12 @@ def load_config(explicit: str | None = None, *, cache_dir: Path | None = None,
 
     data = EMBEDDED_DEFAULT if path is None else read_document(path, raw)
     return LoadedConfig(validate(TtsOpsConfig, data, source), source, path, cache_file)
+
+
+def _models_stamp() -> bytes:
+    """Changes whenever the config models do (a new release, or an edit in development)."""
+    st = (Path(__file__).parent / "models.py").stat()
+    return f"{st.st_size}:{st.st_mtime_ns}".encode()
 
 
 def load_orchestration(path: str) -> Any:

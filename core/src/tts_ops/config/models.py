@@ -170,10 +170,22 @@ class OrchestrationConfig(_Model):
     dependencies: list[Dependency] = Field(default_factory=list)
 
 
+class DiscoveryConfig(_Model):
+    """Where instances are registered, and how long records live without a heartbeat."""
+
+    registry: SafeText = "file"
+    path: SafeText | None = None
+    ttl: PositiveSeconds = 30.0
+    deregister_after: Seconds = 60.0
+    auto_register: bool = True
+    service_type: SafeText = "text-to-speech"
+
+
 class TtsOpsConfig(_Model):
     """A whole ``tts_services.json`` (or TOML) file."""
 
     services: list[ServiceConfig] = Field(default_factory=list)
+    discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
 
     @model_validator(mode="after")
     def _unique(self) -> TtsOpsConfig:

@@ -83,6 +83,13 @@ class HealthView(HealthMethods):
         self.__dict__.update(data)
 
 
+class SectionView:
+    """A plain, read-only config section (``discovery``) rebuilt from its JSON form."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.__dict__.update(data)
+
+
 class ServiceView(ServiceMethods):
     """A read-only service config rebuilt from its validated JSON form."""
 
@@ -104,6 +111,7 @@ class ServiceView(ServiceMethods):
 class ConfigView:
     def __init__(self, data: dict[str, Any]) -> None:
         self.services = [ServiceView(s) for s in data["services"]]
+        self.discovery = SectionView(data.get("discovery") or {})
 
     def get(self, name: str) -> ServiceView | None:
         return next((s for s in self.services if s.name == name), None)

@@ -121,7 +121,8 @@ class ManualBackend:
                     return self._wait_ready(service, st, None)
             self._cleanup_leftovers(st)
             self._check_port(service)
-            atomic_write_json(sdir / "spec.json", build_spec(service, self.ctx.state_dir))
+            spec = build_spec(service, self.ctx.state_dir, self.ctx.options.get("discovery"))
+            atomic_write_json(sdir / "spec.json", spec)
             try:
                 os.unlink(sdir / "status.json")
             except FileNotFoundError:

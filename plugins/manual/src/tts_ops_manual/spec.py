@@ -6,10 +6,22 @@ from pathlib import Path
 from typing import Any
 
 
-def build_spec(service: Any, state_dir: Path) -> dict[str, Any]:
+def build_spec(service: Any, state_dir: Path, discovery: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
     """Turn a validated ServiceConfig into the plain JSON the supervisor needs."""
     hc = service.health_check
+    registry = None
+    if discovery:
+        from dataclasses import asdict
+        from types import SimpleNamespace
+
+        from tts_ops.discovery.autoregister import record_for
+
+        record = record_for(service, SimpleNamespace(**discovery), backend="manual")
+        registry = {"path": discovery["path"], "record": asdict(record),
+                    "interval": max(1.0, discovery["ttl"] / 3)}
     return {
+        "registry": registry,
         "name": service.name,
         "argv": service.argv(),
         "env": dict(service.env),

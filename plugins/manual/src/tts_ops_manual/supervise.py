@@ -64,6 +64,7 @@ class Supervisor:
         self.health_failures = 0
         self.failures: list[float] = []
         self.stop_mode: str | None = None  # "graceful" | "force" | "restart" | "giveup"
+        self.helpers: set[int] = set()  # forked heartbeat writers
         self.exiting = False
         self.status: dict[str, Any] = {
             "name": self.spec["name"],
@@ -184,6 +185,30 @@ class Supervisor:
                           ready_at=None, status_text=None, reason=None, health="unknown")
         self.event("started")
 
+    # --- discovery heartbeats ---------------------------------------------
+
+    def beat(self, health: str) -> None:
+        """Write a heartbeat in a forked child: sqlite3 would add ~2 MB to this process."""
+        registry = self.spec.get("registry")
+        if not registry:
+            return
+        if health == "passing":
+            self.timers["beat"] = time.monotonic() + registry["interval"]
+        else:
+            self.timers.pop("beat", None)
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                signal.set_wakeup_fd(-1)
+                from tts_ops.discovery.beat import beat
+
+                beat(registry["path"], registry["record"], health)
+            except BaseException:
+                code = 1
+            os._exit(code)
+        self.helpers.add(pid)
+
     # --- readiness and health -------------------------------------------
 
     def mark_ready(self, how: str) -> None:
@@ -194,6 +219,7 @@ class Supervisor:
         self.timers["health"] = time.monotonic() + self.spec["health_interval"]
         self.write_status(state="running", ready=True, ready_at=time.time(), health="passing")
         self.event("ready", how=how)
+        self.beat("passing")
 
     def start_probe(self, purpose: str) -> None:
         if self.probe is not None or self.child_pid is None:
@@ -241,6 +267,7 @@ class Supervisor:
             if self.status["state"] == "unhealthy" or self.status["health"] != "passing":
                 self.write_status(state="running", health="passing", health_detail=detail)
                 self.event("healthy", detail=detail)
+                self.beat("passing")
             return
         self.health_failures += 1
         self.status["health_detail"] = detail
@@ -248,6 +275,7 @@ class Supervisor:
             if self.status["state"] != "unhealthy":
                 self.write_status(state="unhealthy", health="critical")
                 self.event("unhealthy", detail=detail)
+                self.beat("critical")
             if self.spec["restart_on_unhealthy"]:
                 self.supervisor_log(f"restarting: {self.health_failures} failed health checks"
                                     f" ({detail})")
@@ -329,6 +357,7 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            self.helpers.discard(pid)
             if pid == self.child_pid:
                 self.on_exit(wstatus)
 
@@ -339,7 +368,8 @@ class Supervisor:
         self.child_pid = None
         if self.probe is not None:
             self.probe_done(False, "process exited")
-        for name in ("ready_deadline", "ready_probe", "start_seconds", "health", "watchdog"):
+        for name in ("ready_deadline", "ready_probe", "start_seconds", "health", "watchdog",
+                     "beat"):
             self.timers.pop(name, None)
         self.close_pipe()
         self.status.update(exit_code=exit_code, exit_signal=exit_signal, pid=None,
@@ -359,6 +389,7 @@ class Supervisor:
         reason = self.pending_reason or how
         self.pending_reason = None
         self.supervisor_log(f"service {how} after {uptime:.1f}s")
+        self.beat("critical")
         if exit_code == 0 and not reason.startswith(("unhealthy", "watchdog", "not ready")):
             self.clear_group()
             self.write_status(state="stopped", reason="exited 0 on its own")
@@ -435,7 +466,7 @@ class Supervisor:
 
     def kill_orphans(self) -> None:
         """Processes re-parented to us (we are a subreaper) that left the group."""
-        helpers = set(self.log.spawned)
+        helpers = set(self.log.spawned) | self.helpers
         for pid in children(os.getpid()):
             if pid not in helpers:
                 try:
@@ -448,6 +479,7 @@ class Supervisor:
             return
         self.stop_mode = mode
         self.timers.pop("restart", None)
+        self.timers.pop("beat", None)
         if self.child_pid is None:
             self.finish_stop()
             return
@@ -505,6 +537,9 @@ class Supervisor:
             self.kill_orphans()
             if self.child_pid is None:
                 self.finish_stop()
+        elif name == "beat":
+            if self.status["ready"] and self.status["state"] == "running":
+                self.beat("passing")
         elif name == "stop_poll":
             self.reap()
             if self.child_pid is None:

@@ -1,0 +1,78 @@
+"""Automatic registration: follow the service lifecycle hooks of every backend.
+
+Ready: registered (passing, weight 100). Stopping: weight 0 before the stop signal, so
+no client is sent to a draining instance. Stopped: deregistered. Exited or failed:
+critical. The CLI registers one `AutoRegister` in its plugin host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tts_ops.discovery.record import InstanceRecord
+from tts_ops.hookspecs import hookimpl
+
+PLUGIN_NAME = "tts_ops.discovery.autoregister"
+
+
+def record_for(service: Any, settings: Any, *, pid: int | None = None, backend: str = "",
+               release: str | None = None) -> InstanceRecord:
+    host = "127.0.0.1" if service.host in ("0.0.0.0", "", "localhost") else service.host
+    if host == "::":
+        host = "::1"
+    meta: dict[str, Any] = {"backend": backend}
+    if pid:
+        meta["pid"] = pid
+    health_url = service.health_url()
+    if health_url:
+        meta["health_url"] = health_url.replace(f"//{service.host}:", f"//{host}:", 1)
+    return InstanceRecord(id=service.name, service=service.name, host=host, port=service.port,
+                          service_type=settings.service_type, weight=100,
+                          labels=dict(service.labels), ttl=settings.ttl, release=release,
+                          meta=meta)
+
+
+class AutoRegister:
+    """Bound to the CLI's `App`; it opens the registry only when an event needs it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def _registry(self):
+        settings = self.app.config.discovery
+        if not settings.auto_register:
+            return None, settings
+        return self.app.registry(), settings
+
+    @hookimpl
+    def tts_ops_service_ready(self, service, backend, status) -> None:
+        registry, settings = self._registry()
+        if registry is not None:
+            registry.register_service(record_for(service, settings, pid=status.pid,
+                                                 backend=backend,
+                                                 release=status.extra.get("release")))
+
+    @hookimpl
+    def tts_ops_service_stopping(self, service) -> None:
+        registry, _settings = self._registry()
+        if registry is not None:
+            registry.set_weight(service.name, 0)
+
+    @hookimpl
+    def tts_ops_service_stopped(self, service) -> None:
+        registry, _settings = self._registry()
+        if registry is not None:
+            registry.deregister_service(service.name)
+
+    @hookimpl
+    def tts_ops_service_exited(self, service) -> None:
+        self._critical(service)
+
+    @hookimpl
+    def tts_ops_service_failed(self, service) -> None:
+        self._critical(service)
+
+    def _critical(self, service: Any) -> None:
+        registry, _settings = self._registry()
+        if registry is not None and registry.get(service.name) is not None:
+            registry.set_health(service.name, "critical")
