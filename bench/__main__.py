@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from bench.cases_core import cold_start
+from bench.cases_deploy import deploy
 from bench.cases_discovery import discovery
 from bench.cases_manual import manual_vs_supervisord
 from bench.cases_server import server
@@ -18,7 +19,8 @@ from bench.cases_systemd import systemd
 from bench.common import Result
 
 CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord,
-         "systemd": systemd, "supervisor": supervisor, "discovery": discovery}
+         "systemd": systemd, "supervisor": supervisor, "discovery": discovery,
+         "deploy": deploy}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 

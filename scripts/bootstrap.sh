@@ -25,7 +25,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$py" -m venv "$VENV"
 fi
 
-DISTS=("$ROOT/core" "$ROOT/plugins/manual" "$ROOT/service" ${BOOTSTRAP_PLUGINS:-})
+DISTS=("$ROOT/core" "$ROOT/plugins/manual" "$ROOT/plugins/strategies" "$ROOT/service"
+       ${BOOTSTRAP_PLUGINS:-})
 want=$(cat "$ROOT"/core/pyproject.toml "$ROOT"/plugins/*/pyproject.toml \
           "$ROOT"/service/pyproject.toml <(echo "${BOOTSTRAP_EXTRAS:-} ${BOOTSTRAP_PLUGINS:-}") \
           | sha256sum | cut -c1-16)

@@ -165,4 +165,6 @@ def test_every_default_is_documented():
         default = field.default if field.default_factory is None else field.default_factory()
         if name == "health_check":
             default = default.describe()
+        elif hasattr(default, "model_dump"):
+            default = default.model_dump(mode="json")
         assert rows[name] == f"`{json.dumps(default)}`", name

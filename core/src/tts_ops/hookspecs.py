@@ -188,6 +188,28 @@ def tts_ops_deploy_finished(deploy: dict[str, Any], result: str, duration_s: flo
 
 
 @hookspec
+def tts_ops_traffic_switched(service: ServiceConfig, weights: dict[str, int]) -> None:
+    """A deploy changed how traffic is split between a service's instances.
+
+    Called right after the discovery weights were set, so that a router (an nginx
+    plugin, a load balancer) follows the same switch.
+
+    :param service: the service being deployed.
+    :param weights: instance id (``NAME@blue`` ...) to weight (0-100).
+    """
+
+
+@hookspec
+def tts_ops_verify_deploy(service: ServiceConfig, url: str) -> list[str] | None:
+    """Post-deployment verification of a new instance, after its health check passed.
+
+    :param service: the new instance's service config (a slot of the deployed service).
+    :param url: its base URL, e.g. ``http://127.0.0.1:9001``.
+    :returns: problems, one line each (any problem fails the deploy), or ``None``.
+    """
+
+
+@hookspec
 def tts_ops_registry_changed(change: dict[str, Any]) -> None:
     """A discovery record changed.
 

@@ -75,6 +75,7 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
 
     from tts_ops.cli import (
         config_cmd,
+        deploy_cmd,
         discovery_cmd,
         events_cmd,
         logs_cmd,
@@ -82,7 +83,8 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
         service_cmd,
     )
 
-    for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd):
+    for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd,
+                   deploy_cmd):
         module.add_commands(cli)
     return cli
 

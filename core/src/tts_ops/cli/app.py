@@ -128,6 +128,12 @@ class App:
             chosen.append(svc)
         return chosen
 
+    def runtime(self, services: list[ServiceConfig]) -> list[Any]:
+        """The services as they run: a deployed service runs as its active slots."""
+        from tts_ops.deploy.slots import runtime_services
+
+        return [r for svc in services for r in runtime_services(self.state_dir, svc)]
+
     # --- backends ---
 
     def backend(self, name: str) -> ProcessBackend:
@@ -150,6 +156,9 @@ class App:
 
     def choose_backend(self, service: ServiceConfig, choice: str | None) -> str:
         """The backend for ``service``: the flag, the config, the recorded one, or auto."""
+        owner = service.labels.get("tts-ops/service")
+        if owner and owner != service.name and self.config.get(owner) is not None:
+            return self.choose_backend(self.config.get(owner), choice)  # a slot: its service's
         if choice and choice != "auto":
             self.backend_reasons[service.name] = f"--process-manager {choice}"
             return choice

@@ -20,7 +20,7 @@ def add_commands(cli: click.Group) -> None:
 @click.pass_obj
 def logs(app, name: str, lines: int, follow: bool, pm: str | None) -> None:
     """Show the last lines of a service's log, and follow it with -f."""
-    (svc,) = app.services((name,), False)
+    svc = app.runtime(app.services((name,), False))[0]
     backend = app.backend(app.choose_backend(svc, pm))
     try:
         for line in backend.logs(svc, lines, follow):

@@ -107,7 +107,7 @@ def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list
 @click.pass_obj
 def start(app, names, all_, pm) -> None:
     """Start services; return when each is ready (exit 1 if one is not)."""
-    services = app.services(names, all_)
+    services = app.runtime(app.services(names, all_))
     for st in _run_each(app, services, pm, "start"):
         extra = f" pid {st.pid}" if st.pid else ""
         click.echo(f"{st.name}: {st.state} ({st.backend}){extra}")
@@ -120,7 +120,7 @@ def start(app, names, all_, pm) -> None:
 @click.pass_obj
 def stop(app, names, all_, pm, force) -> None:
     """Stop services; return when no process of them is left."""
-    services = app.services(names, all_)
+    services = app.runtime(app.services(names, all_))
     for st in _run_each(app, services, pm, "stop", force=force):
         click.echo(f"{st.name}: {st.state} ({st.backend})")
 
@@ -131,7 +131,7 @@ def stop(app, names, all_, pm, force) -> None:
 @click.pass_obj
 def restart(app, names, all_, pm) -> None:
     """Restart services; return when each is ready again."""
-    services = app.services(names, all_)
+    services = app.runtime(app.services(names, all_))
     for st in _run_each(app, services, pm, "restart"):
         click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
 
@@ -143,7 +143,7 @@ def restart(app, names, all_, pm) -> None:
 @click.pass_obj
 def status(app, names, pm, as_json) -> None:
     """Show state, pid, readiness, uptime, restarts and resources of services."""
-    services = app.services(names, True) if not names else app.services(names, False)
+    services = app.runtime(app.services(names, not names))
     by_backend: dict[str, list] = {}
     for svc in services:
         by_backend.setdefault(app.choose_backend(svc, pm), []).append(svc)

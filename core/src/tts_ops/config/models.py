@@ -71,6 +71,32 @@ class HealthCheck(HealthMethods, _Model):
 
 
 
+class DeploySettings(_Model):
+    """How ``tts-ops deploy`` rolls this service out (strategies read what they need)."""
+
+    strategy: Literal["direct", "blue_green", "rolling", "canary"] = "direct"
+    drain_seconds: Seconds = 2.0
+    batch_size: PositiveInt = 1
+    max_unavailable: NonNegInt = 0
+    max_surge: PositiveInt = 1
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [10, 50, 100], min_length=1)
+    step_pause_seconds: Seconds = 5.0
+    min_samples: PositiveInt = 20
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    progress_deadline_seconds: PositiveSeconds = 120.0
+    keep_releases: PositiveInt = 5
+    verify_text: SafeText = "Deployment verification."
+
+    @field_validator("steps")
+    @classmethod
+    def _ascending(cls, value: list[int]) -> list[int]:
+        if value != sorted(value) or value[-1] != 100:
+            raise PydanticCustomError("steps", "must rise and end at 100 (got {got})",
+                                      {"got": value})
+        return value
+
+
 class ServiceConfig(ServiceMethods, _Model):
     """One service. The first block of fields is the seed's; the rest are tts-ops's."""
 
@@ -118,6 +144,11 @@ class ServiceConfig(ServiceMethods, _Model):
     log_max_bytes: PositiveInt = 10 * 1024 * 1024
     log_backups: NonNegInt = 5
 
+    # --- releases (tts-ops deploy) ---
+    source: Path | None = None
+    install: list[SafeText] | None = Field(default=None, min_length=1)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
+
     # --- resources (backends that support limits: systemd) ---
     memory_max: MemorySize | None = None
     cpu_quota: Annotated[int, Field(ge=1, le=100000)] | None = None
@@ -145,7 +176,7 @@ class ServiceConfig(ServiceMethods, _Model):
                 )
         return value
 
-    @field_validator("log_file", "pid_file", "working_dir")
+    @field_validator("log_file", "pid_file", "working_dir", "source")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_absolute():
@@ -186,6 +217,9 @@ class TtsOpsConfig(_Model):
 
     services: list[ServiceConfig] = Field(default_factory=list)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    #: per-environment overrides: {"production": {"tts-primary": {"log_level": "WARNING"}}}
+    environments: dict[Literal["development", "staging", "production"],
+                       dict[SafeText, dict[str, Any]]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _unique(self) -> TtsOpsConfig:

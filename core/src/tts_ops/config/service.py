@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PATH_FIELDS = ("log_file", "pid_file", "working_dir")
+PATH_FIELDS = ("log_file", "pid_file", "working_dir", "source")
 
 
 class HealthMethods:
@@ -84,25 +84,44 @@ class HealthView(HealthMethods):
 
 
 class SectionView:
-    """A plain, read-only config section (``discovery``) rebuilt from its JSON form."""
+    """A plain config section (``discovery``, ``deploy``) rebuilt from its JSON form."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.__dict__.update(data)
+
+    def model_copy(self, update: dict[str, Any] | None = None) -> SectionView:
+        return SectionView({**self.__dict__, **(update or {})})
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 class ServiceView(ServiceMethods):
     """A read-only service config rebuilt from its validated JSON form."""
 
     def __init__(self, data: dict[str, Any]) -> None:
+        object.__setattr__(self, "_source", dict(data))
         values = dict(data)
         for key in PATH_FIELDS:
             if values.get(key) is not None:
                 values[key] = Path(values[key])
         values["health_check"] = HealthView(values["health_check"])
+        if isinstance(values.get("deploy"), dict):
+            values["deploy"] = SectionView(values["deploy"])
         self.__dict__.update(values)
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("a cached service config is read-only")
+
+    def model_copy(self, update: dict[str, Any] | None = None) -> ServiceView:
+        """A changed copy, as pydantic's model_copy (used for deploy slots)."""
+        data = dict(self._source)  # type: ignore[attr-defined]
+        for key, value in (update or {}).items():
+            data[key] = str(value) if isinstance(value, Path) else value
+        return ServiceView(data)
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        return dict(self._source)  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"ServiceView(name={self.name!r})"
@@ -112,6 +131,7 @@ class ConfigView:
     def __init__(self, data: dict[str, Any]) -> None:
         self.services = [ServiceView(s) for s in data["services"]]
         self.discovery = SectionView(data.get("discovery") or {})
+        self.environments: dict[str, dict[str, dict[str, Any]]] = data.get("environments") or {}
 
     def get(self, name: str) -> ServiceView | None:
         return next((s for s in self.services if s.name == name), None)

@@ -26,10 +26,19 @@ def record_for(service: Any, settings: Any, *, pid: int | None = None, backend: 
     health_url = service.health_url()
     if health_url:
         meta["health_url"] = health_url.replace(f"//{service.host}:", f"//{host}:", 1)
-    return InstanceRecord(id=service.name, service=service.name, host=host, port=service.port,
-                          service_type=settings.service_type, weight=100,
-                          labels=dict(service.labels), ttl=settings.ttl, release=release,
-                          meta=meta)
+    labels = dict(service.labels)
+    weight = int(labels.get("tts-ops/initial-weight", 100))
+    return InstanceRecord(id=record_id(service), service=labels.get("tts-ops/service",
+                                                                     service.name),
+                          host=host, port=service.port, service_type=settings.service_type,
+                          weight=weight, labels=labels, ttl=settings.ttl,
+                          release=release or labels.get("tts-ops/release"), meta=meta)
+
+
+def record_id(service: Any) -> str:
+    """``NAME``, or ``NAME@SLOT`` for the slot services a deploy runs."""
+    slot = service.labels.get("tts-ops/slot")
+    return f"{service.labels['tts-ops/service']}@{slot}" if slot else service.name
 
 
 class AutoRegister:
@@ -56,13 +65,13 @@ class AutoRegister:
     def tts_ops_service_stopping(self, service) -> None:
         registry, _settings = self._registry()
         if registry is not None:
-            registry.set_weight(service.name, 0)
+            registry.set_weight(record_id(service), 0)
 
     @hookimpl
     def tts_ops_service_stopped(self, service) -> None:
         registry, _settings = self._registry()
         if registry is not None:
-            registry.deregister_service(service.name)
+            registry.deregister_service(record_id(service))
 
     @hookimpl
     def tts_ops_service_exited(self, service) -> None:
@@ -74,5 +83,5 @@ class AutoRegister:
 
     def _critical(self, service: Any) -> None:
         registry, _settings = self._registry()
-        if registry is not None and registry.get(service.name) is not None:
-            registry.set_health(service.name, "critical")
+        if registry is not None and registry.get(record_id(service)) is not None:
+            registry.set_health(record_id(service), "critical")

@@ -59,7 +59,7 @@ class TTSServiceDiscovery:
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, timeout: float = 30.0
                 ) -> tuple[int, dict[str, str], bytes]:
-        """An HTTP request to an instance; a refused connection fails over to another one."""
+        """An HTTP request to an instance; fails over when a connection is refused or dropped."""
         tried: set[str] = set()
         while True:
             url = self.get_endpoint(exclude=tried)
@@ -69,10 +69,11 @@ class TTSServiceDiscovery:
                 conn.request(method, path, body=body, headers=headers or {})
                 resp = conn.getresponse()
                 return resp.status, dict(resp.getheaders()), resp.read()
-            except (ConnectionRefusedError, ConnectionResetError) as exc:
-                # refused: nothing was processed there, so another instance may take it
-                if isinstance(exc, ConnectionResetError) and conn.sock is None:
-                    raise
+            except (ConnectionRefusedError, ConnectionResetError, BrokenPipeError,
+                    http.client.RemoteDisconnected):
+                # refused, or dropped before any answer (an instance closing its listener
+                # while it drains): another instance takes the request. Synthesis is
+                # idempotent, so a retry elsewhere is safe.
                 self._refused[url] = time.monotonic() + REFUSED_FOR
                 tried.add(url)
                 self.invalidate()

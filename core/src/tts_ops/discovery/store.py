@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -25,7 +26,6 @@ from tts_ops.errors import ConfigError, OperationFailed
 MAGIC = "tts-ops-registry"
 SCHEMA = 1
 KEEP_CHANGES = 10_000
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 _DDL = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +54,9 @@ class SqliteStore:
         self._lock = threading.RLock()
         existed = self.path.exists()
         if existed:
-            self._check_foreign()
+            if not os.access(self.path, os.R_OK):
+                raise OperationFailed(f"registry {self.path}: cannot read it (permission"
+                                      " denied)")
         else:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,19 +80,18 @@ class SqliteStore:
 
     # --- opening ---
 
-    def _check_foreign(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            raise OperationFailed(f"registry {self.path}: cannot read it ({exc.strerror})"
-                                  ) from None
-        if head and head != SQLITE_HEADER:
-            raise ConfigError(f"registry {self.path}: this file is not a tts-ops registry"
-                              " (not an SQLite database); it was left untouched: choose"
-                              " another path")
-
     def _check_schema(self) -> None:
+        # SQLite itself tells a foreign file apart, with reads only. Never open() the file
+        # directly: closing any descriptor of it would drop the POSIX locks that other
+        # connections of this process hold on it (a classic SQLite corruption pitfall).
+        try:
+            self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc) or "encrypted" in str(exc):
+                raise ConfigError(f"registry {self.path}: this file is not a tts-ops registry"
+                                  " (not an SQLite database); it was left untouched: choose"
+                                  " another path") from None
+            raise
         try:
             row = self.db.execute("SELECT value FROM meta WHERE key='magic'").fetchone()
         except sqlite3.DatabaseError:

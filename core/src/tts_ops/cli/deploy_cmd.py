@@ -1,0 +1,125 @@
+"""``tts-ops deploy``, ``deploy history``, ``releases``, ``rollback``."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from tts_ops.cli.service_cmd import backend_options
+from tts_ops.errors import ConfigError, OperationFailed
+
+STRATEGIES = ["direct", "blue_green", "rolling", "canary"]
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(deploy)
+    cli.add_command(releases)
+    cli.add_command(rollback)
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--strategy", default=None, metavar="|".join(STRATEGIES),
+              help="Default: each service's deploy.strategy (direct).")
+@click.option("--environment", default=None, metavar="development|staging|production",
+              help="Default: $TTS_OPS_ENVIRONMENT, else development.")
+@backend_options
+@click.option("--dry-run", is_flag=True, help="Show the plan and the checks; change nothing.")
+@click.option("--skip-tests", is_flag=True, help="Skip the synthesis and plugin verification.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@click.pass_obj
+def deploy(app, names, strategy, environment, pm, dry_run, skip_tests, as_json) -> None:
+    """Deploy services (a new release) with a strategy; `deploy history` lists past deploys.
+
+    Exit 0 deployed and verified, 1 failed and rolled back (the old release serves),
+    2 bad usage or config, 3 a backend or strategy plugin is missing.
+    """
+    if names[:1] == ("history",):
+        _history(app, as_json)
+        return
+    from tts_ops.deploy.engine import DeployEngine, Reporter
+
+    engine = DeployEngine(app, Reporter(as_json, click.echo))
+    env = engine.environment(environment)
+    if strategy is not None:
+        app.host.lookup("strategy", strategy)
+    failed = []
+    for svc in app.services(names, not names):
+        record = engine.deploy(svc, strategy=strategy, environment=env, pm=pm,
+                               dry_run=dry_run, skip_tests=skip_tests)
+        if record["result"] == "checks_failed":
+            failed.append(svc.name)
+    if failed:
+        raise OperationFailed(f"pre-deployment checks failed for {', '.join(failed)}")
+
+
+def _history(app, as_json: bool) -> None:
+    from tts_ops.deploy import history
+
+    records = history.read(app.state_dir)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("started_at", 0)))
+        phases = ", ".join(f"{p['phase']} {p['duration_s']:.2f}s" for p in r.get("phases", []))
+        click.echo(f"{r['id']}  {when}  {r['service']}  {r['strategy']}  {r['environment']}"
+                   f"  {r['result']}  {r.get('duration_s', 0):.2f}s  [{phases}]")
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def releases(app, name, as_json) -> None:
+    """List each service's releases and which one is current."""
+    from tts_ops.deploy.releases import ReleaseStore
+
+    names = [name] if name else app.config.names()
+    rows = []
+    for service in names:
+        store = ReleaseStore(app.state_dir, service)
+        current = store.current()
+        for r in store.all():
+            data = r.to_json()
+            data.pop("config", None)
+            data["current"] = current is not None and current.id == r.id
+            rows.append(data)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"]))
+        mark = "*" if r["current"] else " "
+        click.echo(f"{mark} {r['service']:<20} {r['id']:<22} {when}  {r['state']:<11}"
+                   f" {r['strategy']:<10} {r['environment']}"
+                   + (f"  ({r['reason']})" if r.get("reason") else ""))
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--to", "to_id", default=None, help="Release id (default: the previous good one).")
+@backend_options
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def rollback(app, name, to_id, pm, as_json) -> None:
+    """Deploy an earlier release again, with the strategy it was deployed with."""
+    from tts_ops.deploy.engine import DeployEngine, Reporter
+    from tts_ops.deploy.releases import ReleaseStore
+
+    (svc,) = app.services((name,) if name else (), False)
+    store = ReleaseStore(app.state_dir, svc.name)
+    current = store.current()
+    if to_id:
+        target = store.get(to_id)
+        if target is None:
+            known = ", ".join(r.id for r in store.all()) or "none"
+            raise ConfigError(f"--to {to_id}: no such release of {svc.name} (releases: {known})")
+    else:
+        target = store.last_good(exclude=current.id if current else None)
+        if target is None:
+            raise OperationFailed(f"{svc.name}: no earlier good release to roll back to")
+    engine = DeployEngine(app, Reporter(as_json, click.echo))
+    engine.deploy(svc, strategy=None, environment=target.environment, pm=pm, release=target)

@@ -1,0 +1,88 @@
+"""Pre-deployment validation and the platform report.
+
+Every check runs and every problem is reported at once; plugins add theirs through
+``tts_ops_predeploy_checks``.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import importlib.util
+import os
+import platform
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+MIN_FREE_BYTES = 100 * 1024 * 1024
+
+
+def port_free(host: str, port: int) -> bool:
+    host = "127.0.0.1" if host in ("localhost", "") else host
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def espeak_source() -> str | None:
+    lib = ctypes.util.find_library("espeak-ng")
+    if lib:
+        return f"system {lib}"
+    if importlib.util.find_spec("espeakng_loader") is not None:
+        return "bundled (espeakng-loader)"
+    return None
+
+
+def predeploy_problems(service: Any, new: list[Any], backend: Any, state_dir: Path) -> list[str]:
+    problems = []
+    ok, why = backend.available()
+    if not ok:
+        problems.append(f"backend {backend.name} is not reachable: {why}")
+    for svc in new:
+        if svc.uses_port and not port_free(svc.host, svc.port):
+            problems.append(f"port {svc.port} for {svc.name} is already in use")
+    probe = state_dir if state_dir.exists() else state_dir.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < MIN_FREE_BYTES:
+        problems.append(f"only {free // 2**20} MiB free under {probe}; need"
+                        f" {MIN_FREE_BYTES // 2**20} MiB")
+    if service.uses_reference_server:
+        if importlib.util.find_spec("tts_server") is None:
+            problems.append("the reference TTS server is not installed (pip install tts-server)")
+        elif service.engine_type in ("espeak", "hybrid") and espeak_source() is None:
+            problems.append("espeak-ng is not available (apt-get install espeak-ng, or pip"
+                            " install espeakng-loader)")
+    else:
+        argv0 = service.command[0]
+        if shutil.which(argv0, path=service.env.get("PATH", os.environ.get("PATH"))) is None \
+                and not (service.source and (service.source / argv0).exists()):
+            problems.append(f"command {argv0!r} is not found or not executable")
+    if service.source is not None and not service.source.is_dir():
+        problems.append(f"source {service.source} is not a directory")
+    return problems
+
+
+def platform_report(backend_name: str, backend_reason: str, state_dir: Path) -> dict[str, Any]:
+    try:
+        pid1 = Path("/proc/1/comm").read_text().strip()
+    except OSError:
+        pid1 = "unknown"
+    probe = state_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return {
+        "init_system": pid1,
+        "process_manager": backend_name,
+        "process_manager_reason": backend_reason,
+        "espeak_ng": espeak_source() or "missing",
+        "python": platform.python_version(),
+        "free_disk_mib": shutil.disk_usage(probe).free // 2**20,
+    }

@@ -1,0 +1,158 @@
+"""What a strategy works with: `DeployContext`, and `DeployFailed` to abort with a reason."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tts_ops.backend import StartFailed
+from tts_ops.errors import OperationFailed
+
+_METRIC = re.compile(r'^tts_requests_total\{path="/synthesize",status="(\d{3})"\} ([0-9.e+]+)$',
+                     re.M)
+
+
+class DeployFailed(OperationFailed):
+    """The deploy could not complete; the strategy restored the old release before raising."""
+
+    def __init__(self, reason: str, log_tail: list[str] | None = None) -> None:
+        super().__init__(reason, details=log_tail or [])
+        self.reason = reason
+        self.log_tail = log_tail or []
+
+
+@dataclass
+class DeployContext:
+    service: Any                      # the base service config (for this environment)
+    old: list[Any]                    # the services of the generation now serving
+    new: list[Any]                    # the services of the generation being deployed
+    backend: Any
+    registry: Any
+    settings: Any                     # service.deploy
+    release_id: str
+    step: Callable[..., Any]          # step(name, fn, *args) runs and times a phase
+    log: Callable[[str], None]
+    emit: Callable[..., None]
+    verify_hooks: Callable[[Any, str], list[str]]
+    deadline: float = 0.0
+    started: list[Any] = field(default_factory=list)   # new services started so far
+    stopped: list[Any] = field(default_factory=list)   # old services stopped so far
+    downtime_s: float | None = None
+
+    # --- processes ---
+
+    def start(self, svc: Any) -> Any:
+        self.check_deadline()
+        try:
+            status = self.backend.start(svc)
+        except StartFailed as exc:
+            raise DeployFailed(f"{svc.name} did not start: {exc.reason}", exc.log_tail) from None
+        self.started.append(svc)
+        return status
+
+    def stop(self, svc: Any) -> None:
+        self.backend.stop(svc)
+
+    def running(self, svc: Any) -> bool:
+        return str(self.backend.status([svc])[0].state) in ("running", "unhealthy")
+
+    # --- traffic ---
+
+    def record_id(self, svc: Any) -> str:
+        slot = svc.labels.get("tts-ops/slot")
+        return f"{self.service.name}@{slot}" if slot else svc.name
+
+    def set_weights(self, weights: dict[str, int]) -> None:
+        """Set discovery weights by service name; plugins (routers) follow the same switch."""
+        by_id = {}
+        for name, weight in weights.items():
+            svc = next(s for s in [*self.old, *self.new] if s.name == name)
+            rid = self.record_id(svc)
+            self.registry.set_weight(rid, weight)
+            by_id[rid] = weight
+        self.emit("tts_ops_traffic_switched", service=self.service, weights=by_id)
+        self.log("weights: " + ", ".join(f"{k}={v}" for k, v in by_id.items()))
+
+    def pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.check_deadline()
+            time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+
+    def check_deadline(self) -> None:
+        if self.deadline and time.monotonic() > self.deadline:
+            raise DeployFailed(f"progress deadline of {self.settings.progress_deadline_seconds:g}s"
+                               " passed")
+
+    # --- checks ---
+
+    def verify(self, svc: Any) -> None:
+        """Health, then a real synthesis for the reference server, then the plugins' checks."""
+        from tts_ops.health import check_service
+
+        result = check_service(svc)
+        if not result.ok:
+            raise DeployFailed(f"verification of {svc.name}: health check failed"
+                               f" ({result.detail})")
+        if svc.uses_reference_server and self.settings.verify_text:  # "" with --skip-tests
+            problem = verify_synthesis(svc, self.settings.verify_text)
+            if problem:
+                raise DeployFailed(f"verification of {svc.name}: {problem}")
+        problems = self.verify_hooks(svc, base_url(svc))
+        if problems:
+            raise DeployFailed(f"verification of {svc.name}: " + "; ".join(problems))
+        self.log(f"verified {svc.name}: health passing"
+                 + (", speech synthesized" if svc.uses_reference_server else ""))
+
+    def counters(self, svc: Any) -> tuple[int, int]:
+        """(requests, 5xx responses) to /synthesize so far, from the service's /metrics."""
+        parts = urllib.parse.urlsplit(base_url(svc))
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        except (OSError, http.client.HTTPException):
+            return 0, 0
+        finally:
+            conn.close()
+        total = errors = 0
+        for code, value in _METRIC.findall(text):
+            count = int(float(value))
+            total += count
+            if code.startswith("5"):
+                errors += count
+        return total, errors
+
+
+def base_url(svc: Any) -> str:
+    host = "127.0.0.1" if svc.host in ("0.0.0.0", "", "localhost") else svc.host
+    return f"http://{host}:{svc.port}"
+
+
+def verify_synthesis(svc: Any, text: str) -> str | None:
+    """Synthesize ``text`` on the new instance; a problem in one line, or None."""
+    parts = urllib.parse.urlsplit(base_url(svc))
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", "/synthesize", body=json.dumps({"text": text}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as exc:
+        return f"synthesis request failed ({exc})"
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return f"synthesis answered HTTP {resp.status}"
+    if len(body) <= 44 or body[:4] != b"RIFF" or body[8:12] != b"WAVE":
+        return "synthesis did not return a WAV file"
+    data = body.find(b"data")
+    if data < 0 or int.from_bytes(body[data + 4 : data + 8], "little") == 0:
+        return "synthesis returned an empty WAV file"
+    return None

@@ -1,0 +1,243 @@
+"""The deploy engine: validate, prepare a release, run the strategy, record the outcome.
+
+Per service: take the deploy lock, apply the environment's overrides, run every
+pre-deployment check, create the release, hand a `DeployContext` to the strategy, and
+on success activate the release; on failure (or SIGINT) the strategy restores the old
+generation, the release is marked failed (or rolled back) and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tts_ops.deploy import history, slots
+from tts_ops.deploy.checks import platform_report, predeploy_problems
+from tts_ops.deploy.context import DeployContext, DeployFailed
+from tts_ops.deploy.lock import DeployLock
+from tts_ops.deploy.releases import Release, ReleaseStore
+from tts_ops.errors import ConfigError, OperationFailed
+
+ENVIRONMENTS = ("development", "staging", "production")
+
+
+class Reporter:
+    """Phases as they happen: plain lines, or JSON lines with --json."""
+
+    def __init__(self, as_json: bool, echo: Callable[[str], None]) -> None:
+        self.as_json = as_json
+        self.echo = echo
+        self.tty = sys.stdout.isatty() and not as_json
+
+    def event(self, kind: str, **data: Any) -> None:
+        if self.as_json:
+            self.echo(json.dumps({"event": kind, "ts": round(time.time(), 3), **data}))
+        elif kind == "phase":
+            mark = "ok  " if data["ok"] else "FAIL"
+            self.echo(f"  {mark} {data['service']}: {data['phase']:<12} {data['duration_s']:7.2f}s")
+        elif kind == "log":
+            self.echo(f"       {data['service']}: {data['message']}")
+        elif kind == "start":
+            self.echo(f"deploy {data['id']}: {data['service']} with {data['strategy']}"
+                      f" ({data['environment']}), {data['old']} -> {data['new']}")
+        elif kind == "platform":
+            p = data["platform"]
+            self.echo(f"  platform: init {p['init_system']}, process manager"
+                      f" {p['process_manager']} ({p['process_manager_reason']}), espeak-ng"
+                      f" {p['espeak_ng']}, Python {p['python']}, {p['free_disk_mib']} MiB free")
+        elif kind == "result":
+            self.echo(f"{data['service']}: {data['result']} in {data['duration_s']:.2f}s"
+                      + (f"; downtime {data['downtime_s']:.2f}s" if data.get("downtime_s")
+                         is not None else "") + (f" ({data['reason']})" if data.get("reason")
+                                                 else ""))
+        elif kind == "plan":
+            self.echo(f"  plan: stop {data['old'] or 'nothing'}; start {data['new']}"
+                      f" (ports {data['ports']}); checks: "
+                      + ("all passed" if not data["problems"] else "; ".join(data["problems"])))
+
+
+class DeployEngine:
+    def __init__(self, app: Any, reporter: Reporter) -> None:
+        self.app = app
+        self.out = reporter
+
+    def environment(self, explicit: str | None) -> str:
+        env = explicit or os.environ.get("TTS_OPS_ENVIRONMENT") or "development"
+        if env not in ENVIRONMENTS:
+            raise ConfigError(f"--environment must be one of {', '.join(ENVIRONMENTS)}"
+                              f" (got {env!r})")
+        return env
+
+    def for_environment(self, base: Any, environment: str) -> Any:
+        overrides = self.app.config.environments.get(environment, {}).get(base.name)
+        if not overrides:
+            return base
+        from pydantic import ValidationError
+
+        from tts_ops.config.loader import format_errors
+        from tts_ops.config.models import ServiceConfig
+
+        data = {**base.model_dump(), **overrides}
+        try:
+            return ServiceConfig.model_validate(data)
+        except ValidationError as exc:
+            lines = [f"environments.{environment}.{base.name}: {p}"
+                     for p in format_errors(ServiceConfig, exc)]
+            raise ConfigError(lines[0], problems=lines) from None
+
+    def deploy(self, base: Any, *, strategy: str | None, environment: str, pm: str | None,
+               dry_run: bool = False, skip_tests: bool = False,
+               release: Release | None = None) -> dict[str, Any]:
+        """Deploy one service; returns the history record (``result`` says how it went)."""
+        from tts_ops.config.service import ServiceView
+
+        # snapshots were validated when their release was made: read them as views
+        svc = self.for_environment(base, environment)
+        if release is not None:
+            svc = ServiceView(release.config)
+        name = strategy or (release.strategy if release else svc.deploy.strategy)
+        strat = self.app.host.lookup("strategy", name).factory()
+        backend_name = self.app.choose_backend(svc, pm)
+        backend = self.app.backend(backend_name)
+        state_dir = self.app.state_dir
+        store = ReleaseStore(state_dir, svc.name)
+        started_at = time.time()
+        t0 = time.monotonic()
+        deploy_id = f"d-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(2).hex()}"
+        record: dict[str, Any] = {"id": deploy_id, "service": svc.name, "strategy": name,
+                                  "environment": environment, "backend": backend_name,
+                                  "started_at": started_at, "phases": [], "result": None}
+
+        with DeployLock(state_dir, svc.name):
+            gen_state = slots.active_generation(state_dir, svc.name)
+            active = gen_state["generation"]
+            if active is None and self._running(backend, svc):
+                active = "plain"
+            current = store.current()
+            old_base = ServiceView(current.config) if current else svc
+            old = slots.slot_services(old_base, active, current.id if current else None,
+                                      current.source if current else None, 100) if active else []
+            new_gen = (active or "plain") if strat.same_slot else slots.next_generation(active)
+            new_preview = slots.slot_services(svc, new_gen, None, None, strat.initial_weight)
+            self.out.event("start", id=deploy_id, service=svc.name, strategy=name,
+                           environment=environment, old=active or "nothing", new=new_gen)
+            self.out.event("platform", service=svc.name, platform=platform_report(
+                backend_name, self.app.backend_reasons.get(svc.name, ""), state_dir))
+            deploy_info = {"id": deploy_id, "services": [svc.name], "strategy": name,
+                           "environment": environment}
+
+            def step(phase: str, fn: Callable[..., Any], *args: Any) -> Any:
+                began = time.monotonic()
+                ok = False
+                try:
+                    result = fn(*args)
+                    ok = True
+                    return result
+                finally:
+                    took = round(time.monotonic() - began, 3)
+                    record["phases"].append({"phase": phase, "ok": ok, "duration_s": took})
+                    self.out.event("phase", service=svc.name, phase=phase, ok=ok,
+                                   duration_s=took)
+                    self.app.host.emit("tts_ops_deploy_step", deploy=deploy_info, step=phase,
+                                       ok=ok, duration_s=took)
+
+            def validate() -> list[str]:
+                # a strategy that stops the old instance first frees its ports itself
+                frees_ports = strat.same_slot and bool(old)
+                problems = predeploy_problems(svc, [] if frees_ports else new_preview, backend,
+                                              state_dir)
+                problems += self.app.host.collect("tts_ops_predeploy_checks",
+                                                  config=self.app.config, services=[svc],
+                                                  environment=environment)
+                return problems
+
+            problems = step("validate", validate)
+            if dry_run:
+                self.out.event("plan", service=svc.name, old=[s.name for s in old],
+                               new=[s.name for s in new_preview],
+                               ports=[s.port for s in new_preview], problems=problems)
+                record["result"] = "dry_run" if not problems else "checks_failed"
+                return record
+            if problems:
+                raise OperationFailed(f"{svc.name}: pre-deployment validation failed;"
+                                      " nothing was changed", details=problems)
+            self.app.host.emit("tts_ops_deploy_started", deploy=deploy_info)
+            if release is None:
+                snapshot = _jsonable(svc.model_dump(mode="json"))
+                release = step("prepare", store.create, snapshot, name, environment,
+                               svc.source, svc.install)
+            record["release"] = release.id
+            new = slots.slot_services(svc, new_gen, release.id, release.source,
+                                      strat.initial_weight)
+            settings = svc.deploy
+            if skip_tests:
+                settings = settings.model_copy(update={"verify_text": ""})
+            ctx = DeployContext(
+                service=svc, old=old, new=new, backend=backend, registry=self.app.registry(),
+                settings=settings, release_id=release.id, step=step,
+                log=lambda m: self.out.event("log", service=svc.name, message=m),
+                emit=self.app.host.emit, verify_hooks=self._verify_hooks(skip_tests),
+                deadline=time.monotonic() + settings.progress_deadline_seconds)
+            previous = store.current()
+            try:
+                strat.run(ctx)
+            except (DeployFailed, KeyboardInterrupt) as exc:
+                interrupted = isinstance(exc, KeyboardInterrupt)
+                if interrupted:
+                    strat.rollback(ctx)
+                reason = "interrupted (SIGINT)" if interrupted else exc.reason
+                state = "rolled_back" if interrupted else "failed"
+                store.save(release, state=state, reason=reason)
+                record.update(result="rolled_back", reason=reason,
+                              duration_s=round(time.monotonic() - t0, 3))
+                self._finish(record, deploy_info)
+                tail = [] if interrupted else exc.log_tail
+                raise DeployFailed(f"{svc.name}: {reason}; the old release is still serving",
+                                   tail) from None
+            store.activate(release)
+            if previous is not None and previous.id != release.id and release.created_at < \
+                    previous.created_at:
+                store.save(previous, state="rolled_back", reason=f"rolled back to {release.id}")
+            slots.save_generation(state_dir, svc.name, new_gen, release.id)
+            store.prune(svc.deploy.keep_releases)
+            record.update(result="deployed", duration_s=round(time.monotonic() - t0, 3),
+                          downtime_s=ctx.downtime_s)
+            self._finish(record, deploy_info)
+            return record
+
+    def _finish(self, record: dict[str, Any], deploy_info: dict[str, Any]) -> None:
+        history.append(self.app.state_dir, record)
+        self.app.host.emit("tts_ops_deploy_finished", deploy=deploy_info,
+                           result=record["result"], duration_s=record.get("duration_s", 0.0))
+        self.out.event("result", service=record["service"], result=record["result"],
+                       duration_s=record.get("duration_s", 0.0),
+                       downtime_s=record.get("downtime_s"), reason=record.get("reason"))
+
+    def _running(self, backend: Any, svc: Any) -> bool:
+        try:
+            return str(backend.status([svc])[0].state) in ("running", "unhealthy")
+        except Exception:
+            return False
+
+    def _verify_hooks(self, skip: bool) -> Callable[[Any, str], list[str]]:
+        def run(svc: Any, url: str) -> list[str]:
+            if skip:
+                return []
+            return self.app.host.collect("tts_ops_verify_deploy", service=svc, url=url)
+
+        return run
+
+
+def _jsonable(value: Any) -> Any:
+    """A config dump as plain JSON (views may hold Paths)."""
+    from pathlib import Path
+
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

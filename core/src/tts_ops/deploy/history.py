@@ -1,0 +1,33 @@
+"""Deploy history: one JSON line per deploy in ``<state>/deploys.jsonl`` (appended, locked)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tts_ops.statefile import locked
+
+
+def append(state_dir: Path, record: dict[str, Any]) -> None:
+    path = state_dir / "deploys.jsonl"
+    with locked(state_dir / ".deploys.lock"), open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read(state_dir: Path) -> list[dict[str, Any]]:
+    path = state_dir / "deploys.jsonl"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

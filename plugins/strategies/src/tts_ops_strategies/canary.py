@@ -1,0 +1,75 @@
+"""canary: start the new release, walk its weight up ``steps``, analysing each step.
+
+Each step needs ``min_samples`` requests to the canary (from its ``/metrics``); its error
+rate must stay at or under ``max_error_rate`` and its health check must pass. No data is
+inconclusive: the step waits, and aborts at the progress deadline. Every analysis logs the
+measured value next to its threshold. An abort sets the canary's weight to 0 and stops it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from tts_ops.deploy.context import DeployContext, DeployFailed
+from tts_ops.health import check_service
+
+
+class Canary:
+    name = "canary"
+    same_slot = False
+    initial_weight = 0
+
+    def run(self, ctx: DeployContext) -> None:
+        s = ctx.settings
+        try:
+            ctx.step("start_canary", lambda: [ctx.start(n) for n in ctx.new])
+            ctx.step("verify", lambda: [ctx.verify(n) for n in ctx.new])
+            if not ctx.old:
+                # nothing serves yet: no traffic to shift and nothing to compare against
+                ctx.log("no release is serving: the new one takes all traffic at once")
+                ctx.step("switch", ctx.set_weights, {n.name: 100 for n in ctx.new})
+                return
+            for percent in s.steps:
+                weights = {n.name: percent for n in ctx.new}
+                weights |= {o.name: 100 - percent for o in ctx.old}
+                ctx.step(f"step_{percent}", self._step, ctx, weights, percent)
+        except (DeployFailed, KeyboardInterrupt):
+            self.rollback(ctx)
+            raise
+        if ctx.old:
+            ctx.step("drain", ctx.pause, s.drain_seconds)
+            ctx.step("stop_old", lambda: [ctx.stop(o) for o in ctx.old])
+
+    def _step(self, ctx: DeployContext, weights: dict[str, int], percent: int) -> None:
+        s = ctx.settings
+        before = [ctx.counters(n) for n in ctx.new]
+        ctx.set_weights(weights)
+        time.sleep(min(s.step_pause_seconds, max(0.0, ctx.deadline - time.monotonic())))
+        while True:
+            after = [ctx.counters(n) for n in ctx.new]
+            total = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+            errors = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+            if total >= s.min_samples:
+                break
+            if time.monotonic() > ctx.deadline:
+                raise DeployFailed(f"canary at {percent}%: inconclusive, {total} requests"
+                                   f" reached it (need {s.min_samples}) before the deadline")
+            time.sleep(0.5)  # not ctx.pause: this loop reports the deadline itself
+        rate = errors / total
+        for n in ctx.new:
+            health = check_service(n)
+            if not health.ok:
+                raise DeployFailed(f"canary at {percent}%: health check failed ({health.detail})")
+        verdict = "pass" if rate <= s.max_error_rate else "FAIL"
+        ctx.log(f"canary at {percent}%: error rate {rate:.4f} ({errors}/{total}) vs max"
+                f" {s.max_error_rate:.4f}: {verdict}")
+        if rate > s.max_error_rate:
+            raise DeployFailed(f"canary at {percent}%: error rate {rate:.4f} ({errors}/{total})"
+                               f" above max {s.max_error_rate:.4f}")
+
+    def rollback(self, ctx: DeployContext) -> None:
+        if ctx.started:
+            weights = {n.name: 0 for n in ctx.started} | {o.name: 100 for o in ctx.old}
+            ctx.set_weights(weights)
+        for svc in ctx.started:
+            ctx.backend.stop(svc)

@@ -1,0 +1,307 @@
+"""Deploys of the reference TTS server with every strategy, real processes and real clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from tts_ops_strategies import plugin as strategies_plugin
+
+from tts_ops import hookimpl
+from tts_ops.deploy.lock import DeployLock
+from tts_ops.deploy.releases import ReleaseStore
+from tts_ops.discovery import ServiceRegistry, TTSServiceDiscovery
+from tts_ops.testing import make_host, run_cli
+from tts_ops_manual import plugin as manual_plugin
+
+
+def ports(n: int) -> int:
+    """A base port with n bindable ports after it, below the ephemeral range (32768+), where
+    the tests' own client connections would otherwise take them."""
+    import random
+    import socket
+
+    rng = random.Random()
+    while True:
+        base = rng.randrange(20000, 32000 - n)
+        try:
+            for p in range(base, base + n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return base
+
+
+class Env:
+    def __init__(self, tmp_path, service: dict, plugins=()):
+        self.tmp = tmp_path
+        self.cfg = tmp_path / "tts_services.json"
+        self.state = tmp_path / "state"
+        self.service = service
+        self.write()
+        self.host = make_host(manual_plugin, strategies_plugin, *plugins)
+
+    def write(self, **changes):
+        self.service.update(changes)
+        self.cfg.write_text(json.dumps({"services": [self.service]}))
+
+    def cli(self, *args):
+        return run_cli(["-c", str(self.cfg), "--state-dir", str(self.state), *args,
+                        *(["--process-manager", "manual"] if args[0] in ("deploy", "rollback",
+                                                                          "start") else [])],
+                       host=self.host)
+
+    def registry(self):
+        return ServiceRegistry(self.state / "registry.db")
+
+    def status(self):
+        return json.loads(self.cli("status", "--json").stdout)
+
+
+@pytest.fixture
+def env(tmp_path):
+    base = ports(4)
+    e = Env(tmp_path, {"name": "tts", "engine_type": "espeak", "port": base,
+                       "restart_delay": 0, "start_timeout": 20,
+                       "deploy": {"drain_seconds": 1.0, "step_pause_seconds": 0.5,
+                                  "min_samples": 5, "steps": [50, 100],
+                                  "progress_deadline_seconds": 60}})
+    yield e
+    e.cli("stop", "--all", "--force")
+
+
+class Client(threading.Thread):
+    """Sends synthesis requests through discovery, the whole time, and counts failures."""
+
+    def __init__(self, env: Env) -> None:
+        super().__init__(daemon=True)
+        self.discovery = TTSServiceDiscovery(env.registry(), service="tts", cache_ttl=0.2)
+        self.ok = 0
+        self.failed: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                status, _h, body = self.discovery.post_json("/synthesize", {"text": "hello"})
+                if status == 200 and body[:4] == b"RIFF":
+                    self.ok += 1
+                else:
+                    self.failed.append(f"HTTP {status}")
+            except Exception as exc:
+                self.failed.append(repr(exc))
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(10)
+
+
+@pytest.mark.parametrize("strategy", ["blue_green", "rolling", "canary"])
+def test_zero_failed_requests_while_deploying(env, strategy):
+    if strategy == "rolling":
+        env.write(instances=2)
+    first = env.cli("deploy", "--strategy", strategy)
+    assert first.exit_code == 0, first.output
+    client = Client(env)
+    client.start()
+    try:
+        time.sleep(0.5)
+        for _ in range(2):  # to the other colour and back
+            result = env.cli("deploy", "--strategy", strategy)
+            assert result.exit_code == 0, result.output
+    finally:
+        client.stop()
+    assert client.failed == []
+    assert client.ok > 20
+    records = env.registry().find_services(service="tts")
+    assert all(r.weight == 100 and r.health == "passing" for r in records)
+    assert len(records) == (2 if strategy == "rolling" else 1)
+    history = json.loads(env.cli("deploy", "history", "--json").stdout)
+    assert [h["result"] for h in history] == ["deployed"] * 3
+    assert {p["phase"] for p in history[-1]["phases"]} >= {"validate", "prepare"}
+
+
+def test_canary_logs_each_analysis_against_its_threshold(env):
+    assert env.cli("deploy", "--strategy", "canary").exit_code == 0
+    client = Client(env)
+    client.start()
+    try:
+        result = env.cli("deploy", "--strategy", "canary")
+    finally:
+        client.stop()
+    assert result.exit_code == 0, result.output
+    assert "canary at 50%: error rate 0.0000" in result.output
+    assert "vs max 0.0100: pass" in result.output
+
+
+def test_canary_without_traffic_is_inconclusive_and_aborts(env):
+    env.write(deploy={**env.service["deploy"], "progress_deadline_seconds": 4})
+    assert env.cli("deploy", "--strategy", "canary").exit_code == 0
+    before = env.status()[0]
+    result = env.cli("deploy", "--strategy", "canary")
+    assert result.exit_code == 1
+    assert "inconclusive" in result.stderr and "old release is still serving" in result.stderr
+    after = env.status()
+    assert [(r["name"], r["pid"]) for r in after] == [(before["name"], before["pid"])]
+    assert [r.weight for r in env.registry().find_services(service="tts")] == [100]
+
+
+def test_direct_reports_downtime_and_keeps_the_port(env):
+    assert env.cli("deploy").exit_code == 0
+    first = env.status()[0]
+    result = env.cli("deploy", "--strategy", "direct")
+    assert result.exit_code == 0, result.output
+    assert "downtime:" in result.output
+    second = env.status()[0]
+    assert second["port"] == first["port"] and second["pid"] != first["pid"]
+    record = json.loads(env.cli("deploy", "history", "--json").stdout)[-1]
+    assert 0 < record["downtime_s"] < 10
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"command": ["/nonexistent/tts"]}, "pre-deployment validation failed"),
+    ({"command": [sys.executable, "-c", "raise SystemExit(4)"], "health_check": "tcp"},
+     "did not start"),
+    ({"command": [sys.executable, "-c", "import time; time.sleep(60)"], "health_check": "tcp",
+      "start_timeout": 2}, "did not start"),
+])
+def test_a_bad_release_never_replaces_the_good_one(env, change, reason):
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    serving = env.status()[0]
+    env.write(**change)
+    result = env.cli("deploy", "--strategy", "blue_green")
+    assert result.exit_code == 1
+    assert reason in result.stderr
+    assert "Traceback" not in result.output
+    now = env.status()
+    assert [(r["name"], r["pid"], r["state"]) for r in now] == [
+        (serving["name"], serving["pid"], "running")]
+    records = env.registry().find_services(service="tts")
+    assert [(r.id, r.weight) for r in records] == [(f"tts@{serving['name'][4:]}", 100)]
+
+
+def test_failed_verification_rolls_back(env):
+    class Veto:
+        @hookimpl
+        def tts_ops_verify_deploy(self, service, url):
+            return [f"{url} sounds wrong"]
+
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    serving = env.status()[0]
+    env.host.register(Veto())
+    result = env.cli("deploy", "--strategy", "blue_green")
+    assert result.exit_code == 1 and "sounds wrong" in result.stderr
+    assert env.status()[0]["pid"] == serving["pid"]
+    states = [r["state"] for r in json.loads(env.cli("releases", "--json").stdout)]
+    assert states == ["active", "failed"]
+
+
+def test_a_second_deploy_of_the_same_service_is_refused(env):
+    with DeployLock(env.state, "tts"):
+        result = env.cli("deploy")
+    assert result.exit_code == 1
+    assert f"another deploy is in progress (pid {os.getpid()}" in result.stderr
+
+
+def test_dry_run_changes_nothing(env):
+    result = env.cli("deploy", "--dry-run", "--strategy", "blue_green")
+    assert result.exit_code == 0
+    assert "plan: stop nothing; start ['tts-blue']" in result.output
+    assert "checks: all passed" in result.output
+    assert not (env.state / "releases").exists()
+    assert env.status()[0]["state"] == "stopped"
+
+
+def test_pre_deploy_checks_report_every_problem(env):
+    import socket
+
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    green = env.service["port"] + 1
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", green))
+        blocker.listen()
+        result = env.cli("deploy", "--strategy", "blue_green")
+    assert result.exit_code == 1
+    assert "pre-deployment validation failed; nothing was changed" in result.stderr
+    assert f"port {green} for tts-green is already in use" in result.stderr
+
+
+def test_rollback_returns_to_the_previous_release(env):
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    env.write(log_level="WARNING")
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    rows = json.loads(env.cli("releases", "--json").stdout)
+    first, second = rows[0]["id"], rows[1]["id"]
+    assert env.cli("rollback", "tts").exit_code == 0
+    store = ReleaseStore(env.state, "tts")
+    assert store.current().id == first
+    assert store.get(second).state == "rolled_back"
+    assert env.status()[0]["state"] == "running"
+    assert env.cli("rollback", "tts", "--to", "nope").exit_code == 2
+
+
+def test_keep_releases_prunes_failed_first_and_keeps_the_last_good(tmp_path):
+    store = ReleaseStore(tmp_path, "svc")
+    made = []
+    for state in ["superseded", "failed", "superseded", "failed", "active", "failed"]:
+        r = store.create({"name": "svc"}, "direct", "development", None, None)
+        store.save(r, state=state)
+        made.append(r)
+        time.sleep(0.01)
+    store.activate(made[4])
+    removed = store.prune(3)
+    assert set(removed) == {made[1].id, made[3].id, made[5].id}
+    assert {r.id for r in store.all()} == {made[0].id, made[2].id, made[4].id}
+
+
+def test_environment_overrides_and_their_errors(env):
+    env.cfg.write_text(json.dumps({"services": [env.service], "environments": {
+        "production": {"tts": {"log_level": "WARNING"}}}}))
+    assert env.cli("deploy", "--environment", "production").exit_code == 0
+    release = json.loads(env.cli("releases", "--json").stdout)[0]
+    assert release["environment"] == "production"
+    assert ReleaseStore(env.state, "tts").get(release["id"]).config["log_level"] == "WARNING"
+    env.cfg.write_text(json.dumps({"services": [env.service], "environments": {
+        "production": {"tts": {"port": 70000}}}}))
+    bad = env.cli("deploy", "--environment", "production")
+    assert bad.exit_code == 2
+    assert "environments.production.tts: port: must be 1-65535 (got 70000)" in bad.stderr
+    assert env.cli("deploy", "--environment", "moon").exit_code == 2
+
+
+def test_missing_strategy_plugin_exits_3(env):
+    env.host = make_host(manual_plugin)
+    result = env.cli("deploy", "--strategy", "canary")
+    assert result.exit_code == 3
+    assert "pip install tts-ops-strategies" in result.stderr
+
+
+def test_sigint_during_a_deploy_leaves_the_old_release_serving(env):
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    serving = env.status()[0]
+    env.write(deploy={**env.service["deploy"], "drain_seconds": 30})
+    proc = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg), "--state-dir",
+                             str(env.state), "deploy", "--strategy", "blue_green",
+                             "--process-manager", "manual"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    out = ""
+    while "switch" not in out and time.monotonic() < deadline:
+        out += proc.stdout.readline()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "interrupted (SIGINT); the old release is still serving" in stderr
+    now = env.status()
+    assert [(r["name"], r["pid"]) for r in now] == [(serving["name"], serving["pid"])]
+    weights = {r.id: r.weight for r in env.registry().find_services(service="tts")}
+    assert weights == {f"tts@{serving['name'][4:]}": 100}
