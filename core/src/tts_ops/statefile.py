@@ -40,7 +40,7 @@ def read_json(path: Path) -> Any | None:
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     return json.loads(raw)
 
