@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.cases_core import cold_start
 from bench.cases_deploy import deploy
 from bench.cases_discovery import discovery
+from bench.cases_logs import logs
 from bench.cases_manual import manual_vs_supervisord
 from bench.cases_server import server
 from bench.cases_supervisor import supervisor
@@ -20,7 +21,7 @@ from bench.common import Result
 
 CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord,
          "systemd": systemd, "supervisor": supervisor, "discovery": discovery,
-         "deploy": deploy}
+         "deploy": deploy, "logs": logs}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 

@@ -310,6 +310,13 @@ class ManualBackend:
 
     # --- logs ---
 
+    def rotate_logs(self, service: Any) -> str:
+        st = self.read_status(service.name)
+        if not self.supervisor_alive(st):
+            return "not running: nothing to rotate"
+        os.kill(st["supervisor_pid"], signal.SIGUSR1)
+        return "rotated (the rotated file is gzipped in the background)"
+
     def logs(self, service: Any, lines: int, follow_: bool) -> Iterator[str]:
         path = service.log_path(self.ctx.state_dir)
         yield from tail(path, lines)

@@ -404,6 +404,9 @@ class SupervisorBackend:
 
     # --- logs ---
 
+    def log_sink(self, service: Any) -> tuple[str, Any]:
+        return "supervisor", service.log_path(self.ctx.state_dir)
+
     def _tail(self, client: Client, service: Any, lines: int) -> list[str]:
         name = self._names(service)[0]
         try:

@@ -28,3 +28,16 @@ def tts_ops_validate_config(config) -> list[str]:
         if "conf" in raw and not isinstance(raw["conf"], str):
             problems.append(f"services[{i}].options.supervisor.conf: must be a path")
     return problems
+
+
+def _supervisor_files(location):
+    from tts_ops.logs.sinks import FileSink
+
+    sink = FileSink(location)  # supervisord's NAME.log.N backups are read too
+    sink.name = "supervisor"
+    return sink
+
+
+@hookimpl
+def tts_ops_register_log_sinks(register) -> None:
+    register.add("supervisor", _supervisor_files)

@@ -407,6 +407,12 @@ class SystemdBackend:
 
     # --- logs ---
 
+    def log_sink(self, service: Any) -> tuple[str, Any]:
+        plan = self.plan(service)
+        if plan.log_file is None:
+            return "journald", (plan.instance_units()[0], plan.scope)
+        return "file", plan.log_file
+
     def _tail(self, service: Any, lines: int) -> list[str]:
         plan = self.plan(service)
         if plan.log_file is None:

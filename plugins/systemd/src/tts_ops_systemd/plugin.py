@@ -21,3 +21,14 @@ def tts_ops_validate_config(config) -> list[str]:
     from tts_ops_systemd.options import validate_options
 
     return validate_options(config)
+
+
+def _journald(location):
+    from tts_ops_systemd.journal import JournaldSink
+
+    return JournaldSink(*location)
+
+
+@hookimpl
+def tts_ops_register_log_sinks(register) -> None:
+    register.add("journald", _journald)

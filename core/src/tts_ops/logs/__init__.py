@@ -1,0 +1,1 @@
+"""Log management: one record type for every sink, stats, export, archive, monitor."""
