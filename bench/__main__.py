@@ -14,6 +14,7 @@ from bench.cases_deploy import deploy
 from bench.cases_discovery import discovery
 from bench.cases_logs import logs
 from bench.cases_manual import manual_vs_supervisord
+from bench.cases_orchestrate import orchestrate
 from bench.cases_server import server
 from bench.cases_supervisor import supervisor
 from bench.cases_systemd import systemd
@@ -21,7 +22,7 @@ from bench.common import Result
 
 CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord,
          "systemd": systemd, "supervisor": supervisor, "discovery": discovery,
-         "deploy": deploy, "logs": logs}
+         "deploy": deploy, "logs": logs, "orchestrate": orchestrate}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 

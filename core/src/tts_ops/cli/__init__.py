@@ -79,12 +79,13 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
         discovery_cmd,
         events_cmd,
         logs_cmd,
+        orchestrate_cmd,
         plugins_cmd,
         service_cmd,
     )
 
     for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd,
-                   deploy_cmd):
+                   deploy_cmd, orchestrate_cmd):
         module.add_commands(cli)
     return cli
 

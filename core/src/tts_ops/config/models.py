@@ -71,6 +71,17 @@ class HealthCheck(HealthMethods, _Model):
 
 
 
+class Dependency(_Model):
+    """One edge of the orchestration graph (the seed's orchestration_config.json)."""
+
+    service_name: SafeText
+    dependency_type: Literal["required", "optional"] = "required"
+    timeout: Seconds = 30.0
+    health_check_url: SafeText | None = None
+    condition: Literal["started", "ready", "healthy", "completed"] = "healthy"
+    dependent: ServiceName | None = None
+
+
 class DeploySettings(_Model):
     """How ``tts-ops deploy`` rolls this service out (strategies read what they need)."""
 
@@ -154,6 +165,12 @@ class ServiceConfig(ServiceMethods, _Model):
     cpu_quota: Annotated[int, Field(ge=1, le=100000)] | None = None
     tasks_max: PositiveInt | None = None
 
+    # --- orchestration ---
+    depends_on: list[Dependency] = Field(default_factory=list)
+    oneshot: bool = False
+    min_free_memory_mb: NonNegInt | None = None
+    min_free_disk_mb: NonNegInt | None = None
+
     # --- scale and metadata ---
     instances: Instances = 1
     labels: dict[SafeText, SafeText] = Field(default_factory=dict)
@@ -184,17 +201,6 @@ class ServiceConfig(ServiceMethods, _Model):
                 "path", "must be an absolute path (got '{got}')", {"got": str(value)}
             )
         return value
-
-
-class Dependency(_Model):
-    """One edge of the orchestration graph (the seed's orchestration_config.json)."""
-
-    service_name: SafeText
-    dependency_type: Literal["required", "optional"] = "required"
-    timeout: Seconds = 30.0
-    health_check_url: SafeText | None = None
-    condition: Literal["started", "ready", "healthy", "completed"] = "healthy"
-    dependent: ServiceName | None = None
 
 
 class OrchestrationConfig(_Model):

@@ -108,6 +108,8 @@ class ServiceView(ServiceMethods):
         values["health_check"] = HealthView(values["health_check"])
         if isinstance(values.get("deploy"), dict):
             values["deploy"] = SectionView(values["deploy"])
+        values["depends_on"] = [SectionView(d) if isinstance(d, dict) else d
+                                for d in values.get("depends_on") or []]
         self.__dict__.update(values)
 
     def __setattr__(self, name: str, value: Any) -> None:

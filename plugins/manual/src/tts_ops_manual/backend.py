@@ -117,6 +117,8 @@ class ManualBackend:
                     return self._to_status(service, st)
                 if st.get("state") == "stopping":
                     self._wait_supervisor_exit(st, service.stop_timeout + 10)
+                elif st.get("state") in ("failed", "stopped"):
+                    self._wait_supervisor_exit(st, 10)  # it wrote its last status, exiting
                 else:
                     return self._wait_ready(service, st, None)
             self._cleanup_leftovers(st)

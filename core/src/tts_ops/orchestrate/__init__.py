@@ -1,0 +1,1 @@
+"""Service orchestration: the dependency graph, phased start and stop, the monitor."""
