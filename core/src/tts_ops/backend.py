@@ -70,6 +70,19 @@ class ServiceStatus:
         return data
 
 
+def command_problem(service: ServiceConfig) -> str | None:
+    """Why the service's command cannot be executed here, or None (checked before a start)."""
+    import os
+    import shutil
+    from pathlib import Path as _Path
+
+    argv0 = service.argv()[0]
+    if shutil.which(argv0, path=service.env.get("PATH", os.environ.get("PATH"))) is not None:
+        return None
+    why = "No such file or directory" if not _Path(argv0).exists() else "Permission denied"
+    return f"cannot execute {argv0!r}: {why}"
+
+
 class StartFailed(Exception):
     """Raised by ``ProcessBackend.start`` when the service did not become ready.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import urllib.parse
 from dataclasses import dataclass
 
 
@@ -15,6 +14,8 @@ class CheckResult:
 
 
 def check_http(url: str, timeout: float) -> CheckResult:
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     conn_cls = (
         http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection

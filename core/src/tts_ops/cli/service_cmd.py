@@ -6,7 +6,6 @@ Several services are acted on in parallel. Exit 1 if any of them failed.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import click
@@ -59,6 +58,8 @@ def _names(f):
 
 def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list[Any]:
     """Run ``action`` on each service's backend in parallel; report failures; exit 1 if any."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tts_ops.backend import BackendUnavailable, StartFailed
 
     plan = [(svc, app.choose_backend(svc, pm)) for svc in services]

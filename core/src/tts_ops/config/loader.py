@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +75,8 @@ def read_document(path: Path, raw: bytes | None = None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read config: not UTF-8 ({exc.reason})") from None
     if path.suffix == ".toml":
+        import tomllib
+
         try:
             data: Any = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -116,11 +117,14 @@ def load_config(explicit: str | None = None, *, cache_dir: Path | None = None,
     source = str(path) if path is not None else EMBEDDED
     cache_file = None
     if cache_dir is not None:
-        import hashlib
+        try:  # the built-in module: hashlib would load OpenSSL (~3 ms) on every command
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
 
         from tts_ops import __version__
 
-        key = hashlib.sha256(b"\0".join([raw, __version__.encode(), salt.encode(),
+        key = sha256(b"\0".join([raw, __version__.encode(), salt.encode(),
                                           source.encode(), _models_stamp()])).hexdigest()[:32]
         cache_file = cache_dir / f"config-{key}.json"
         try:

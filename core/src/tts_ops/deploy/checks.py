@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ctypes.util
 import importlib.util
-import os
 import platform
 import shutil
 import socket
@@ -61,10 +60,11 @@ def predeploy_problems(service: Any, new: list[Any], backend: Any, state_dir: Pa
             problems.append("espeak-ng is not available (apt-get install espeak-ng, or pip"
                             " install espeakng-loader)")
     else:
-        argv0 = service.command[0]
-        if shutil.which(argv0, path=service.env.get("PATH", os.environ.get("PATH"))) is None \
-                and not (service.source and (service.source / argv0).exists()):
-            problems.append(f"command {argv0!r} is not found or not executable")
+        from tts_ops.backend import command_problem
+
+        problem = command_problem(service)
+        if problem and not (service.source and (service.source / service.command[0]).exists()):
+            problems.append(problem)
     if service.source is not None and not service.source.is_dir():
         problems.append(f"source {service.source} is not a directory")
     return problems

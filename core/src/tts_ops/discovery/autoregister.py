@@ -7,16 +7,20 @@ critical. The CLI registers one `AutoRegister` in its plugin host.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tts_ops.discovery.record import InstanceRecord
 from tts_ops.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from tts_ops.discovery.record import InstanceRecord
 
 PLUGIN_NAME = "tts_ops.discovery.autoregister"
 
 
 def record_for(service: Any, settings: Any, *, pid: int | None = None, backend: str = "",
                release: str | None = None) -> InstanceRecord:
+    from tts_ops.discovery.record import InstanceRecord
+
     host = "127.0.0.1" if service.host in ("0.0.0.0", "", "localhost") else service.host
     if host == "::":
         host = "::1"

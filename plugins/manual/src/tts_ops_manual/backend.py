@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -129,6 +126,8 @@ class ManualBackend:
                 os.unlink(sdir / "status.json")
             except FileNotFoundError:
                 pass
+            import subprocess
+
             with open(sdir / "supervise.log", "ab") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "tts_ops_manual.supervise", str(sdir)],
@@ -137,8 +136,7 @@ class ManualBackend:
                 )
         return self._wait_ready(service, None, proc)
 
-    def _wait_ready(self, service: Any, st: dict | None, proc: subprocess.Popen | None
-                    ) -> ServiceStatus:
+    def _wait_ready(self, service: Any, st: dict | None, proc: Any) -> ServiceStatus:
         deadline = time.monotonic() + service.start_timeout
         started_emitted = False
         while True:
@@ -178,6 +176,8 @@ class ManualBackend:
         raise StartFailed(reason, tail(service.log_path(self.ctx.state_dir), TAIL_ON_FAILURE))
 
     def _check_port(self, service: Any) -> None:
+        import socket
+
         if not service.uses_port:
             return
         host = service.host if service.host not in ("localhost", "") else "127.0.0.1"
@@ -216,6 +216,8 @@ class ManualBackend:
         return self.start(service)
 
     def _wait_supervisor_exit(self, st: dict[str, Any], timeout: float) -> bool:
+        import select
+
         pid = st["supervisor_pid"]
         try:
             fd = os.pidfd_open(pid)

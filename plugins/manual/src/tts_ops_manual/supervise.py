@@ -389,7 +389,15 @@ class Supervisor:
         reason = self.pending_reason or how
         self.pending_reason = None
         self.supervisor_log(f"service {how} after {uptime:.1f}s")
-        self.beat("critical")
+        try:
+            self._after_exit(exit_code, exit_signal, reason, uptime, how)
+        finally:
+            # after the respawn: the heartbeat writer is a fork, not worth delaying it for
+            if not self.status["ready"]:
+                self.beat("critical")
+
+    def _after_exit(self, exit_code: int | None, exit_signal: int | None, reason: str,
+                    uptime: float, how: str) -> None:
         if exit_code == 0 and not reason.startswith(("unhealthy", "watchdog", "not ready")):
             self.clear_group()
             self.write_status(state="stopped", reason="exited 0 on its own")

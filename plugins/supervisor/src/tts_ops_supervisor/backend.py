@@ -10,8 +10,6 @@ supervisord considers a program stopped once its main process exits.
 from __future__ import annotations
 
 import difflib
-import os
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from tts_ops.backend import (
     StartFailed,
     State,
     Support,
+    command_problem,
 )
 from tts_ops.errors import ConfigError, OperationFailed
 from tts_ops.procinfo import descendants, group_exists, kill_group, usage
@@ -239,11 +238,8 @@ class SupervisorBackend:
         return status
 
     def _check_command(self, service: Any) -> None:
-        argv0 = service.argv()[0]
-        path = service.env.get("PATH", os.environ.get("PATH", ""))
-        if shutil.which(argv0, path=path) is None:
-            why = "No such file or directory" if not Path(argv0).exists() else "Permission denied"
-            reason = f"cannot execute {argv0!r}: {why}"
+        reason = command_problem(service)
+        if reason is not None:
             self._remember(service, failure=reason)
             self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
                           status=ServiceStatus(service.name, self.name, State.FAILED,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from tts_ops.backend import (
     StartFailed,
     State,
     Support,
+    command_problem,
 )
 from tts_ops.errors import OperationFailed
 from tts_ops.logread import follow, tail
@@ -216,11 +216,8 @@ class SystemdBackend:
         return status
 
     def _check_command(self, service: Any) -> None:
-        argv0 = service.argv()[0]
-        path = service.env.get("PATH", os.environ.get("PATH", ""))
-        if shutil.which(argv0, path=path) is None:
-            why = "No such file or directory" if not Path(argv0).exists() else "Permission denied"
-            reason = f"cannot execute {argv0!r}: {why}"
+        reason = command_problem(service)
+        if reason is not None:
             self._remember_failure(service, reason)
             self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
                           status=ServiceStatus(service.name, self.name, State.FAILED,
