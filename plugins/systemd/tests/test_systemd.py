@@ -252,3 +252,19 @@ def test_options_section_is_validated(tmp_path):
     assert "services[0].options.systemd.hardnening: unknown key; did you mean 'hardening'?" \
         in result.stderr
     assert "services[0].options.systemd.scope: must be one of auto, user, system" in result.stderr
+
+
+def test_dead_journal_sockets_do_not_count_as_a_journal(tmp_path):
+    """Leftover socket files of a journald that died must not send output to nowhere."""
+    import socket as socketmod
+
+    from tts_ops_systemd.systemctl import journal_running
+
+    path = str(tmp_path / "stdout")
+    listener = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+    assert journal_running(path) is True  # someone listens: a journal
+    listener.close()  # the file stays, nobody listens: like a journald that died
+    assert journal_running(path) is False
+    assert journal_running(str(tmp_path / "missing")) is False

@@ -78,9 +78,23 @@ class Systemctl:
         return False, f"{self.scope} scope: {detail[0] if detail else state or 'no answer'}"
 
 
-def journal_running() -> bool:
-    return Path("/run/systemd/journal/socket").exists() and Path(
-        "/run/systemd/journal/stdout").exists()
+def journal_running(path: str = "/run/systemd/journal/stdout") -> bool:
+    """Whether journald answers, not merely whether its socket files exist.
+
+    A journald that died leaves its sockets behind; sending units' output there would lose
+    it, so the socket must accept a connection.
+    """
+    import socket
+
+    if not Path(path).exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1)
+        try:
+            sock.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def monotonic_now_usec() -> int:
