@@ -164,6 +164,8 @@ def test_direct_reports_downtime_and_keeps_the_port(env):
     assert second["port"] == first["port"] and second["pid"] != first["pid"]
     record = json.loads(env.cli("deploy", "history", "--json").stdout)[-1]
     assert 0 < record["downtime_s"] < 10
+    (instance,) = env.registry().find_services(service="tts")
+    assert instance.release == record["release"]  # discovery knows which release serves
 
 
 @pytest.mark.parametrize(("change", "reason"), [

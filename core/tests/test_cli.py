@@ -68,7 +68,14 @@ def test_console_script_cold_path_does_not_import_plugins():
     assert out.stdout.strip() == "[]"
 
 
-def test_shell_completion_is_available():
-    out = subprocess.run([sys.executable, "-m", "tts_ops"], env={"_TTS_OPS_COMPLETE": "bash_source",
-                         "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
-    assert "_tts_ops_completion" in out.stdout or "complete" in out.stdout
+def test_shell_completion_works():
+    base = {"PATH": "/usr/bin:/bin"}
+    script = subprocess.run([sys.executable, "-m", "tts_ops"],
+                            env={**base, "_TTS_OPS_COMPLETE": "bash_source"},
+                            capture_output=True, text=True).stdout
+    assert "_tts_ops_completion()" in script and "_TTS_OPS_COMPLETE=bash_complete" in script
+    answer = subprocess.run([sys.executable, "-m", "tts_ops"],
+                            env={**base, "_TTS_OPS_COMPLETE": "bash_complete",
+                                 "COMP_WORDS": "tts-ops sta", "COMP_CWORD": "1"},
+                            capture_output=True, text=True).stdout.split()
+    assert answer == ["plain,start", "plain,status"]

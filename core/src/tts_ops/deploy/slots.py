@@ -48,7 +48,11 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
     """The services that make up ``generation`` of ``base`` for one release."""
     n = base.instances
     if generation == "plain":
-        return [base]
+        if not release_id:
+            return [base]
+        labels = {**base.labels, RELEASE_LABEL: release_id}
+        return [base.model_copy(update={"labels": labels,
+                                        "env": {**base.env, "TTS_OPS_RELEASE": release_id}})]
     first = base.port if generation == "blue" else base.port + n
     out = []
     for i in range(n):
