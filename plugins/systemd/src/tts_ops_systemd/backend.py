@@ -415,9 +415,9 @@ class SystemdBackend:
         if plan.log_file is None:
             import subprocess
 
-            ctl_flag = ["--user"] if plan.scope == "user" else []
-            cmd = ["journalctl", *ctl_flag, "-u", plan.instance_units()[0], "-o", "cat",
-                   "-n", str(lines), "--no-pager"]
+            from tts_ops_systemd.journal import journal_command
+
+            cmd = journal_command(plan.instance_units()[0], "cat", "-n", str(lines))
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
             return out.stdout.splitlines()
         return tail(plan.log_file if not plan.templated else _instance_log(plan), lines)
@@ -427,9 +427,10 @@ class SystemdBackend:
         if plan.log_file is None:
             import subprocess
 
-            ctl_flag = ["--user"] if plan.scope == "user" else []
-            cmd = ["journalctl", *ctl_flag, "-u", plan.instance_units()[0], "-o", "cat",
-                   "-n", str(lines), "--no-pager", *(["-f"] if follow_ else [])]
+            from tts_ops_systemd.journal import journal_command
+
+            cmd = journal_command(plan.instance_units()[0], "cat", "-n", str(lines),
+                                  *(["-f"] if follow_ else []))
             with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
                 assert proc.stdout is not None
                 for line in proc.stdout:

@@ -8,15 +8,25 @@ import time
 from collections.abc import Callable, Iterator
 
 
+def journal_command(unit: str, output: str, *extra: str) -> list[str]:
+    """journalctl for one unit's entries, whether journald filed it as a system or a user unit.
+
+    A user manager's units are normally ``_SYSTEMD_USER_UNIT``; one that runs outside a
+    user@.service slice (as in containers) gets ``_SYSTEMD_UNIT``: match either (``+`` ORs).
+    """
+    return ["journalctl", f"_SYSTEMD_UNIT={unit}", "+", f"_SYSTEMD_USER_UNIT={unit}", "-o",
+            output, "--no-pager", *extra]
+
+
 class JournaldSink:
     name = "journald"
 
     def __init__(self, unit: str, scope: str) -> None:
         self.unit = unit
-        self.flag = ["--user"] if scope == "user" else []
+        self.scope = scope
 
-    def _cmd(self, *extra: str) -> list[str]:
-        return ["journalctl", *self.flag, "-u", self.unit, "-o", "json", "--no-pager", *extra]
+    def _cmd(self, *extra: str, output: str = "json") -> list[str]:
+        return journal_command(self.unit, output, *extra)
 
     def lines(self, skip: Callable[[str], None]) -> Iterator[bytes]:
         """Each entry's MESSAGE as a line (the reference server's are JSON lines)."""

@@ -1,0 +1,86 @@
+"""The journald log sink against a real systemd-journald (started for this module only).
+
+journald listens on the system-wide /run/systemd/journal paths, so the fixture removes them
+when it is done; units started meanwhile send their output to the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tts_ops.backend import BackendContext
+from tts_ops.testing import free_port, make_host, run_cli, service, wait_for
+
+JOURNALD = "/lib/systemd/systemd-journald"
+SOCKETS = Path("/run/systemd/journal")
+
+
+@pytest.fixture(scope="module")
+def journald(user_manager):
+    from tts_ops_systemd.systemctl import journal_running
+
+    if not Path(JOURNALD).exists() or shutil.which("journalctl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide systemd-journald and journalctl (Debian systemd)")
+        pytest.skip("systemd-journald is not installed")
+    if journal_running():
+        pytest.skip("a journald already runs here; not starting a second one")
+    existed = SOCKETS.exists()
+    SOCKETS.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([JOURNALD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_for(journal_running, timeout=10, message="journald to answer")
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if not existed:
+            shutil.rmtree(SOCKETS, ignore_errors=True)
+
+
+def test_units_log_to_the_journal_and_every_command_reads_it(journald, tmp_path):
+    from tts_ops_systemd import plugin
+    from tts_ops_systemd.backend import SystemdBackend
+
+    state = tmp_path / "st"
+    backend = SystemdBackend(BackendContext(state_dir=state, options={"scope": "user"}))
+    port = free_port()
+    name = f"jd-{os.urandom(3).hex()}"
+    svc = service(name, engine_type="espeak", port=port)
+    plan = backend.plan(svc)
+    assert plan.log_file is None  # a journal runs: no append: file
+    assert backend.log_sink(svc)[0] == "journald"
+    try:
+        backend.start(svc)
+        import urllib.request
+
+        for _ in range(3):
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/synthesize",
+                                         data=b'{"text": "journal"}',
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).read()
+        lines = wait_for(lambda: [ln for ln in backend.logs(svc, 50, False)
+                                  if '"event": "request"' in ln and len(ln) > 0], timeout=10,
+                         message="request lines in the journal")
+        assert len(lines) >= 3
+        cfg = tmp_path / "c.json"
+        cfg.write_text(json.dumps({"services": [{"name": name, "engine_type": "espeak",
+                                                 "port": port, "process_manager": "systemd",
+                                                 "options": {"systemd": {"scope": "user"}}}]}))
+        out = run_cli(["-c", str(cfg), "--state-dir", str(state), "logs", "stats", "--json"],
+                      host=make_host(plugin))
+        assert out.exit_code == 0, out.output
+        (stats,) = json.loads(out.stdout)
+        assert stats["requests"] >= 3 and stats["levels"]["INFO"] >= 5
+        assert stats["synth_ms"]["p50"] is not None
+    finally:
+        backend.uninstall(svc)
+        time.sleep(0.2)
