@@ -27,15 +27,6 @@ def is_alive(pid: int | None, ticks: int | None) -> bool:
     return start_ticks(pid) == ticks
 
 
-def parent_pid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    return int(data[data.rindex(b")") + 2 :].split()[1])
-
-
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 

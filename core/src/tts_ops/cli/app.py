@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tts_ops.errors import ConfigError, MissingComponent, PluginError
+from tts_ops.errors import ConfigError, MissingComponent
 
 if TYPE_CHECKING:
     from tts_ops.backend import ProcessBackend
@@ -217,9 +217,3 @@ def unknown_service(name: str, known: list[str], source: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f" (services: {', '.join(known)})"
     return f"unknown service {name!r} in {source}{hint}"
-
-
-def require_plugin_ok(app: App, plugin: str) -> None:
-    for w in app.host.warnings:
-        if w.plugin == plugin:
-            raise PluginError(w.message())

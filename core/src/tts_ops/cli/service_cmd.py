@@ -12,8 +12,6 @@ import click
 
 from tts_ops.errors import MissingComponent, OperationFailed, TtsOpsError
 
-PM_CHOICE = click.Choice(["auto", "manual", "systemd", "supervisor"], case_sensitive=False)
-
 
 def add_commands(cli: click.Group) -> None:
     for command in (start, stop, restart, status, install, uninstall, enable, disable):
@@ -47,8 +45,6 @@ def backend_options(f):
         " process_manager, the one it was started with, else auto-detect.",
     )(f)
 
-
-_pm_option = backend_options
 
 
 def _names(f):
@@ -104,7 +100,7 @@ def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list
 
 @click.command()
 @_names
-@_pm_option
+@backend_options
 @click.pass_obj
 def start(app, names, all_, pm) -> None:
     """Start services; return when each is ready (exit 1 if one is not)."""
@@ -116,7 +112,7 @@ def start(app, names, all_, pm) -> None:
 
 @click.command()
 @_names
-@_pm_option
+@backend_options
 @click.option("--force", is_flag=True, help="Skip the graceful wait: SIGKILL at once.")
 @click.pass_obj
 def stop(app, names, all_, pm, force) -> None:
@@ -128,7 +124,7 @@ def stop(app, names, all_, pm, force) -> None:
 
 @click.command()
 @_names
-@_pm_option
+@backend_options
 @click.pass_obj
 def restart(app, names, all_, pm) -> None:
     """Restart services; return when each is ready again."""
@@ -139,7 +135,7 @@ def restart(app, names, all_, pm) -> None:
 
 @click.command()
 @click.argument("names", nargs=-1)
-@_pm_option
+@backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_obj
 def status(app, names, pm, as_json) -> None:
@@ -193,7 +189,7 @@ _PAST = {"install": "installed", "uninstall": "uninstalled", "enable": "enabled"
 def _one_service_command(action: str, doc: str):
     @click.command(name=action, help=doc)
     @click.argument("names", nargs=-1, required=True)
-    @_pm_option
+    @backend_options
     @click.pass_obj
     def command(app, names, pm) -> None:
         services = app.services(names, False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,6 @@ class Reporter:
     def __init__(self, as_json: bool, echo: Callable[[str], None]) -> None:
         self.as_json = as_json
         self.echo = echo
-        self.tty = sys.stdout.isatty() and not as_json
 
     def event(self, kind: str, **data: Any) -> None:
         if self.as_json:

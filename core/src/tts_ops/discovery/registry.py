@@ -14,7 +14,6 @@ from typing import Any
 from tts_ops.discovery.record import InstanceRecord
 from tts_ops.discovery.store import SqliteStore
 
-DEFAULT_TTL = 30.0
 DEFAULT_DEREGISTER_AFTER = 60.0
 
 

@@ -35,12 +35,6 @@ class Graph:
     def deps_of(self, name: str) -> list[Edge]:
         return [e for e in self.edges if e.dependent == name]
 
-    def dependents_of(self, name: str) -> list[str]:
-        return sorted({e.dependent for e in self.edges if e.dependency == name})
-
-    def phase_of(self, name: str) -> int:
-        return next(i for i, phase in enumerate(self.phases) if name in phase)
-
     def externals(self) -> dict[str, str | None]:
         return {e.dependency: e.url for e in self.edges if e.external}
 

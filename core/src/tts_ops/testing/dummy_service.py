@@ -38,6 +38,8 @@ def main() -> None:
     p.add_argument("--print", dest="text", action="append", default=[])
     p.add_argument("--lines", type=int, default=0, help="print N numbered lines, then exit 0")
     p.add_argument("--fail-health-after", type=float, default=None)
+    p.add_argument("--healthy-after", type=float, default=0.0,
+                   help="READY=1 at once, but /health fails for this many seconds")
     p.add_argument("--watchdog-for", type=float, default=None,
                    help="feed the watchdog for this many seconds, then stop feeding it")
     p.add_argument("--exit-after", type=float, default=None)
@@ -69,7 +71,7 @@ def main() -> None:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             now = time.monotonic()
-            failing = args.never_ready or now < ready_at or (
+            failing = args.never_ready or now < ready_at or now < started + args.healthy_after or (
                 args.fail_health_after is not None and now - started > args.fail_health_after)
             self.send_response(500 if failing else 200)
             self.send_header("Content-Length", "2")
