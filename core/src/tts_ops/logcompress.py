@@ -1,6 +1,6 @@
 """``python -m tts_ops.logcompress FILE``: gzip a rotated log file next to itself, atomically.
 
-Writes ``FILE.gz.tmp``, fsyncs, renames to ``FILE.gz``, then removes ``FILE``; an
+Writes a new temp file, fsyncs, renames it to ``FILE.gz``, then removes ``FILE``; an
 interruption leaves ``FILE`` intact (readers may briefly see both, never neither).
 """
 
@@ -13,16 +13,14 @@ import sys
 
 
 def compress(path: str) -> None:
-    tmp = path + ".gz.tmp"
-    mode = os.stat(path).st_mode & 0o777
-    with open(path, "rb") as src, open(tmp, "wb") as raw:
-        os.fchmod(raw.fileno(), mode)
-        with gzip.GzipFile(filename=os.path.basename(path), mode="wb", fileobj=raw,
-                           compresslevel=6) as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        raw.flush()
-        os.fsync(raw.fileno())
-    os.replace(tmp, path + ".gz")
+    from tts_ops.statefile import atomic_file, open_nofollow
+
+    src_fd = open_nofollow(path, os.O_RDONLY)
+    mode = os.fstat(src_fd).st_mode & 0o777
+    name = os.path.basename(path)
+    with os.fdopen(src_fd, "rb") as src, atomic_file(path + ".gz", mode) as raw, \
+            gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=6) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
     os.unlink(path)
 
 
@@ -30,5 +28,5 @@ if __name__ == "__main__":
     for name in sys.argv[1:]:
         try:
             compress(name)
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, PermissionError):
+            pass  # gone, or not a file we may read: leave it as it is

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from tts_ops.statefile import open_nofollow, private_dir
+
 LOG_MODE = 0o640
 
 
@@ -51,13 +53,13 @@ class RotatingLogWriter:
         self.compress = compress
         self.mode = mode
         self.spawned: list[int] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent, 0o750)
         self._fd = -1
         self._size = 0
         self._open()
 
     def _open(self) -> None:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
+        self._fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.mode)
         os.fchmod(self._fd, self.mode)
         self._size = os.fstat(self._fd).st_size
 
@@ -96,15 +98,16 @@ class RotatingLogWriter:
         """Close the file, rename it aside, open a fresh one, compress in the background."""
         if self._size == 0:
             return None
-        os.close(self._fd)
         rotated: Path | None = None
         if self.backups > 0:
+            os.close(self._fd)
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
             rotated = self.path.with_name(f"{self.path.name}.{stamp}.{time.time_ns() % 10**9:09d}")
             os.rename(self.path, rotated)
+            self._open()
         else:
-            os.truncate(self.path, 0)
-        self._open()
+            os.ftruncate(self._fd, 0)  # through our fd: never a path someone swapped
+            self._size = 0
         if rotated is not None:
             self._prune()
             if self.compress:

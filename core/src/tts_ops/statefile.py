@@ -1,26 +1,115 @@
-"""Atomic state files: write to a temp file, fsync, rename; ``flock`` where processes meet.
+"""Safe files: atomic writes, no-follow opens, private directories, ``flock``.
 
+Every file tts-ops writes goes through here, so that a symlink or a foreign file planted
+where tts-ops writes (a log in a world-writable directory, say) is refused, never followed:
+opens use ``O_NOFOLLOW`` and must find a regular file owned by us; temp files are created
+with ``O_EXCL`` under a random name; directories tts-ops creates are 0700 (or as asked).
 Standard library only: the manual backend's supervisor imports this module.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from tts_ops.errors import ConfigError
+
+PRIVATE = 0o600  # files that may hold env values (secrets): owner only
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+class UnsafeFile(ConfigError, OSError):
+    """A path where tts-ops writes is a link, not a regular file, or someone else's.
+
+    A `ConfigError` (one line, exit 2: choose another path) and an `OSError` (code that
+    handles a failed write handles this too).
+    """
+
+    def __init__(self, path: Path | str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}; tts-ops does not write through it: remove it or"
+                         " choose another path")
+        self.errno = errno.EPERM
+        self.strerror = self.message
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def open_nofollow(path: Path | str, flags: int, mode: int = PRIVATE) -> int:
+    """``os.open`` that refuses a symlink, a non-regular file and a file we do not own.
+
+    ``O_NONBLOCK`` keeps a planted FIFO from blocking the open; it is cleared afterwards.
+    """
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile(path, "is a symbolic link") from None
+        if exc.errno == errno.ENXIO:
+            raise UnsafeFile(path, "is not a regular file") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFile(path, "is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise UnsafeFile(path, f"belongs to uid {st.st_uid}, not to us")
+        if st.st_nlink > 1:
+            raise UnsafeFile(path, "has other hard links")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def private_dir(path: Path, mode: int = 0o700) -> Path:
+    """Create ``path`` and any missing parents with ``mode`` (not only the last one)."""
+    missing = []
+    current = Path(path)
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, mode)
+    return path
+
+
+def _new_temp(path: Path, mode: int) -> tuple[int, Path]:
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
+        except FileExistsError:
+            continue
+        os.fchmod(fd, mode)  # the umask must not change what we chose
+        return fd, tmp
+    raise UnsafeFile(path, "no free temp file name beside it")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path | str, mode: int = PRIVATE) -> Iterator[BinaryIO]:
+    """A new file (``O_EXCL``, random name) that replaces ``path`` when the block ends.
+
+    Readers see the old or the new file, never half of one; the rename replaces a symlink
+    at ``path`` rather than following it; on an exception the temp file is removed.
+    """
+    path = Path(path)
+    fd, tmp = _new_temp(path, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -31,8 +120,23 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE) -> None:
+    """Replace ``path`` with ``data`` atomically (see `atomic_file`)."""
+    with atomic_file(path, mode) as fh:
+        fh.write(data)
+
+
+def atomic_write_json(path: Path, data: Any, mode: int = PRIVATE) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode(), mode)
+
+
+def append_line(path: Path, line: str, mode: int = PRIVATE) -> None:
+    """Append one line to ``path`` (created ``mode``), never through a link."""
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path) -> Any | None:
@@ -51,8 +155,8 @@ def locked(path: Path, *, blocking: bool = True) -> Iterator[int]:
 
     With ``blocking=False`` raises BlockingIOError when another process holds it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(path.parent)
+    fd = open_nofollow(path, os.O_RDWR | os.O_CREAT, PRIVATE)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         yield fd

@@ -52,7 +52,7 @@ def test_arguments_and_environment_reach_the_program_exactly(backend, cleanup):
 
 
 def test_a_value_with_both_quotes_is_refused():
-    svc = service("x", env={"A": "both ' and \""})
+    svc = service("x", env={"A": "both ' and \" inside"})
     with pytest.raises(ConfigError, match=r"env\.A: supervisor cannot represent"):
         render(svc, "/tmp/x.log")
 

@@ -268,3 +268,52 @@ def test_dead_journal_sockets_do_not_count_as_a_journal(tmp_path):
     listener.close()  # the file stays, nobody listens: like a journald that died
     assert journal_running(path) is False
     assert journal_running(str(tmp_path / "missing")) is False
+
+
+def test_every_hostile_value_reaches_the_program_through_a_real_unit(backend, cleanup, tmp_path):
+    from tts_ops.testing import HOSTILE_TEXT
+
+    printer = ("import json, os, sys, time; print(json.dumps([sys.argv[1:], {k: v for k, v in"
+               " os.environ.items() if k.startswith('V')}]), flush=True); time.sleep(60)")
+    env = {f"V{i}": v for i, v in enumerate(HOSTILE_TEXT)}
+    svc = service(name(), command=[sys.executable, "-c", printer, *HOSTILE_TEXT], notify=False,
+                  health_check="none", start_seconds=0.5, env=env)
+    cleanup(svc)
+    plan = UnitPlan(svc, "user", True, tmp_path / "x.log", tmp_path)
+    out = verify(render(plan), tmp_path, plan.unit_name)
+    assert out.returncode == 0, out.stderr
+    backend.start(svc)
+    line = wait_for(lambda: [ln for ln in backend.logs(svc, 20, False) if ln.startswith("[")])
+    args, seen = json.loads(line[0])
+    assert args == HOSTILE_TEXT
+    assert seen == env
+
+
+@pytest.mark.parametrize("field", ["command", "env", "working_dir", "log_file", "user"])
+def test_the_unit_renderer_refuses_control_characters_on_its_own(state_dir, field):
+    from tts_ops.config.models import ServiceConfig
+    from tts_ops.testing import FORBIDDEN_TEXT
+
+    for value in FORBIDDEN_TEXT:
+        fields = {"command": ["/bin/echo", value]} if field == "command" else \
+            {"env": {"A": value}} if field == "env" else {field: value}
+        # model_construct skips validation: this is the renderer's own defence
+        base = ServiceConfig.model_construct(name="x").__dict__
+        svc = ServiceConfig.model_construct(**{**base, "notify": False, **fields})
+        from pathlib import Path
+
+        log = Path(value) if field == "log_file" else state_dir / "x.log"
+        with pytest.raises(ConfigError, match="control characters"):
+            render(UnitPlan(svc, "system", True, log, state_dir))
+
+
+@pytest.mark.parametrize(("field", "value"), [("restart_delay", float("nan")),
+                                              ("stop_timeout", float("inf")),
+                                              ("watchdog_sec", 1e300)])
+def test_the_unit_renderer_refuses_impossible_times_on_its_own(state_dir, field, value):
+    from tts_ops.config.models import ServiceConfig
+
+    base = ServiceConfig.model_construct(name="x").__dict__
+    svc = ServiceConfig.model_construct(**{**base, field: value})
+    with pytest.raises(ConfigError, match=f"^{field}: must be 0-"):
+        render(UnitPlan(svc, "user", True, state_dir / "x.log", state_dir))

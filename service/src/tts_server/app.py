@@ -11,6 +11,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -18,6 +19,7 @@ from starlette.routing import Route
 from tts_server import __version__
 from tts_server.audio import encode_wav
 from tts_server.engines.base import BadRequest, Engine
+from tts_server.guard import BodyGuard, Limits
 from tts_server.metrics import Metrics
 
 log = logging.getLogger("tts_server")
@@ -53,7 +55,27 @@ def _error(status: int, message: str, field: str | None = None, **extra: Any) ->
     return JSONResponse(body, status_code=status)
 
 
-def create_app(state: ServerState) -> Starlette:
+def _bad_text(value: Any) -> str | None:
+    """Why a string cannot be spoken (a NUL would cut it short in the engine), or None."""
+    if not isinstance(value, str):
+        return None
+    if "\0" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (it holds a lone surrogate)"
+    return None
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Framework errors (404, 405, 408, 413 from the guard) in the same JSON shape."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+                        headers=exc.headers)
+
+
+def create_app(state: ServerState, limits: Limits | None = None) -> Any:
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", **state.info()})
 
@@ -78,6 +100,8 @@ def create_app(state: ServerState) -> Starlette:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"malformed JSON: {exc}", "body")
+        except RecursionError:
+            return _error(400, "malformed JSON: nested too deeply", "body")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object", "body")
         unknown = set(body) - {"text", "voice", "rate"}
@@ -87,6 +111,10 @@ def create_app(state: ServerState) -> Starlette:
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
             return _error(400, "text is required: a non-empty string", "text")
+        for name in ("text", "voice"):
+            problem = _bad_text(body.get(name))
+            if problem:
+                return _error(400, f"{name} {problem}", name)
         if len(text) > state.max_text:
             return _error(413, f"text is {len(text)} characters; the limit is {state.max_text}",
                           "text")
@@ -128,8 +156,8 @@ def create_app(state: ServerState) -> Starlette:
         Route("/ready", ready),
         Route("/voices", voices),
         Route("/metrics", metrics),
-    ])
-    return _AccessLog(app, state)
+    ], exception_handlers={HTTPException: _http_error})
+    return _AccessLog(BodyGuard(app, limits or Limits()), state)
 
 
 class _AccessLog:

@@ -25,20 +25,31 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="Seconds to finish in-flight requests after SIGTERM.")
+    p.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
+                   help="Largest request body; a larger Content-Length is answered 413 unread.")
+    p.add_argument("--header-timeout", type=float, default=30.0,
+                   help="Seconds a client has to send a request's headers.")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="Seconds a client has to send a request's body.")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="Open connections beyond which idle ones are closed, else 503.")
     p.add_argument("--espeak-source", choices=["auto", "system", "bundled"], default="auto",
                    help="Which espeak-ng library: the system one or the espeakng-loader wheel.")
     p.add_argument("--version", action="version", version=f"tts-server {__version__}")
     args = p.parse_args(argv)
     for name, low, high in (("port", 0, 65535), ("max_text", 1, 10**7), ("max_queue", 1, 10**6),
-                            ("workers", 1, 64)):
+                            ("workers", 1, 64), ("max_body_bytes", 1, 2**31),
+                            ("header_timeout", 0.001, 3600), ("body_timeout", 0.001, 3600),
+                            ("drain_timeout", 0, 3600), ("max_connections", 1, 10**6)):
         value = getattr(args, name)
-        if not low <= value <= high:
+        if not low <= value <= high:  # False for NaN too
             p.error(f"--{name.replace('_', '-')} must be {low}-{high} (got {value})")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from tts_server.guard import Limits
     from tts_server.logs import setup_logging
     from tts_server.server import Settings, run
 
@@ -47,5 +58,9 @@ def main(argv: list[str] | None = None) -> None:
                         log_level=args.log_level, enable_coqui=args.enable_coqui,
                         coqui_model=args.coqui_model, max_text=args.max_text,
                         max_queue=args.max_queue, workers=args.workers,
-                        drain_timeout=args.drain_timeout, espeak_source=args.espeak_source)
+                        drain_timeout=args.drain_timeout, espeak_source=args.espeak_source,
+                        limits=Limits(max_body=args.max_body_bytes,
+                                      header_timeout=args.header_timeout,
+                                      body_timeout=args.body_timeout,
+                                      max_connections=args.max_connections))
     sys.exit(run(settings))

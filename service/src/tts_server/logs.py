@@ -27,9 +27,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+class RateLimit(logging.Filter):
+    """At most ``burst`` warnings or errors of one kind per ``window`` seconds.
+
+    A kind is the logger and the start of the message's first line (asyncio and uvicorn
+    format their messages before logging them), so a flood (a traceback per refused
+    connection, say) cannot fill the log and push earlier history out through rotation.
+    The first record let through after a quiet spell says how many were ``suppressed``.
+    """
+
+    def __init__(self, burst: int = 10, window: float = 60.0, kinds: int = 1000) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window = window
+        self.kinds = kinds
+        self.seen: dict[tuple[str, str], list[float]] = {}  # kind -> [start, count, dropped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, str(record.msg).split("\n", 1)[0][:60])
+        now = time.monotonic()
+        entry = self.seen.get(key)
+        if entry is None or now - entry[0] >= self.window:
+            if entry is None and len(self.seen) >= self.kinds:
+                self.seen.clear()
+            if entry is not None and entry[2]:
+                record.suppressed = int(entry[2])
+            self.seen[key] = [now, 1, 0]
+            return True
+        if entry[1] < self.burst:
+            entry[1] += 1
+            return True
+        entry[2] += 1
+        return False
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RateLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -21,3 +21,6 @@ class Metrics:
         self.ready = Gauge("tts_ready", "1 when the engine is warmed up", registry=self.registry)
         self.rejected = Counter("tts_rejected", "Requests refused because the queue was full",
                                 registry=self.registry)
+        self.connections_closed = Counter(
+            "tts_connections_closed", "Connections closed by a limit (busy, evicted,"
+            " header_timeout)", ["reason"], registry=self.registry)

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 
@@ -22,6 +22,7 @@ from tts_server.app import ServerState, create_app
 from tts_server.audio import check_speech, encode_wav
 from tts_server.engines import create_engine
 from tts_server.engines.base import EngineUnavailable
+from tts_server.guard import Limits, protocol_class, raise_fd_limit
 from tts_server.notify import Notifier
 from tts_server.sockets import bind_socket, inherited_socket
 
@@ -42,6 +43,7 @@ class Settings:
     workers: int = 1
     drain_timeout: float = 30.0
     espeak_source: str = "auto"
+    limits: Limits = field(default_factory=Limits)
 
 
 class _Server(uvicorn.Server):
@@ -73,8 +75,11 @@ def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
                                  espeak_source=settings.espeak_source)
     state = ServerState(engine=engine, engine_note=note, max_text=settings.max_text,
                         max_queue=settings.max_queue)
-    app = create_app(state)
+    app = create_app(state, settings.limits)
+    closed = state.metrics.connections_closed
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                            http=protocol_class(settings.limits,
+                                                lambda kind: closed.labels(kind).inc()),
                             timeout_graceful_shutdown=settings.drain_timeout,
                             log_level=settings.log_level.lower())
     server = _Server(config)
@@ -120,6 +125,11 @@ def _address(sock: socket.socket) -> str:
 
 def run(settings: Settings) -> int:
     notifier = Notifier()
+    usable = raise_fd_limit()
+    if settings.limits.max_connections > usable:
+        log.warning(f"max connections lowered to {usable}: the descriptor limit allows no more",
+                    extra={"event": "limits"})
+        settings.limits.max_connections = usable
     try:
         sock = inherited_socket() or bind_socket(settings.host, settings.port)
     except OSError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from tts_ops import __version__
-from tts_ops.errors import TtsOpsError
+from tts_ops.errors import TtsOpsError, printable
 
 
 class _Group(click.Group):
@@ -38,12 +38,12 @@ def report_error(exc: TtsOpsError) -> None:
     problems = getattr(exc, "problems", None)
     if problems and len(problems) > 1:
         for line in problems:
-            click.echo(f"tts-ops: error: {line}", err=True)
+            click.echo(f"tts-ops: error: {printable(line)}", err=True)
         return
-    click.echo(f"tts-ops: error: {exc.message}", err=True)
+    click.echo(f"tts-ops: error: {printable(exc.message)}", err=True)
     for line in exc.details:
         if line != exc.message:
-            click.echo(f"  {line}", err=True)
+            click.echo(f"  {printable(line)}", err=True)
 
 
 def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:

@@ -114,7 +114,9 @@ def stats(app, names, since, until, as_json) -> None:
         for d in data:
             p = d["synth_ms"]
             click.echo(f"{d['service']}: {d['lines']} lines, {d['bytes']} bytes,"
-                       f" {d['first'] or '-'} .. {d['last'] or '-'}")
+                       f" {d['first'] or '-'} .. {d['last'] or '-'}"
+                       + (f"; {d['malformed_lines']} malformed lines skipped"
+                          if d["malformed_lines"] else ""))
             click.echo("  levels: " + ", ".join(f"{k} {v}" for k, v in sorted(
                 d["levels"].items())))
             click.echo(f"  errors: {d['errors']} ({d['errors_per_minute'] or 0}/min);"
@@ -146,10 +148,16 @@ def export(app, file, names, start_time, end_time, level, fmt) -> None:
     skips = _Skips()
     sinks = _sinks(app, names)
 
+    malformed = 0
+
     def records():
+        nonlocal malformed
         for name, sink in sinks:
             for raw in sink.lines(skips):
                 rec = parse(raw.decode("utf-8", "replace").rstrip("\n"), name, full=True)
+                if rec.malformed:
+                    malformed += 1
+                    continue
                 if (lo is not None or hi is not None) and rec.ts is None:
                     continue
                 if (lo is not None and rec.ts < lo) or (hi is not None and rec.ts > hi):
@@ -161,16 +169,24 @@ def export(app, file, names, start_time, end_time, level, fmt) -> None:
     if file == "-":
         count = exporter.write(records(), sys.stdout, fmt)
     else:
-        target = Path(file)
-        tmp = target.with_name(f".{target.name}.tmp")
+        import io
+
+        from tts_ops.logwriter import LOG_MODE
+        from tts_ops.statefile import atomic_file
+
         try:
-            with open(tmp, "w", encoding="utf-8", newline="") as out:
+            # the logs are 0640: an export of them is no more readable than they are
+            with atomic_file(Path(file), LOG_MODE) as raw:
+                out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
                 count = exporter.write(records(), out, fmt)
-            tmp.replace(target)
+                out.flush()
+                out.detach()
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise OperationFailed(f"cannot write {file}: {exc.strerror or exc}") from None
         click.echo(f"exported {count} records to {file}", err=True)
+    if malformed:
+        click.echo(f"tts-ops: skipped {malformed} malformed records (impossible numbers)",
+                   err=True)
     skips.finish()
 
 

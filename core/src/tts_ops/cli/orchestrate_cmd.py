@@ -152,7 +152,7 @@ def _stamped_echo(message=None, err=False, **_kw):  # pragma: no cover - daemon 
 def _daemonize(state_dir: Path) -> None:
     """Fork into the background: new session, output to <state>/orchestrator.log."""
     from tts_ops.config.paths import ensure_writable_dir
-    from tts_ops.statefile import atomic_write_bytes
+    from tts_ops.statefile import atomic_write_bytes, open_nofollow
 
     ensure_writable_dir(state_dir)
     if os.fork() > 0:
@@ -160,7 +160,8 @@ def _daemonize(state_dir: Path) -> None:
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
-    log = os.open(state_dir / "orchestrator.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    log = open_nofollow(state_dir / "orchestrator.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                        0o640)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(log, 1)

@@ -1,24 +1,36 @@
-"""Reusable constrained field types whose errors read ``must be 1-65535 (got 70000)``."""
+"""Reusable constrained field types whose errors read ``must be 1-65535 (got 70000)``.
+
+Every number is finite and bounded above and below (`BOUNDS` documents each bound in one
+place, and docs/config.md lists them); every string and path that can reach a file, a unit,
+a program section or an argv is free of control characters and of lone surrogates.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import signal
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator, Strict
 from pydantic_core import PydanticCustomError
 
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# C0 controls, DEL and C1 controls: none of them belongs in a file, a unit or an argv;
+# lone surrogates cannot even be encoded as UTF-8
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_NAMES = {"\0": "NUL", "\n": "newline", "\r": "carriage return", "\t": "tab"}
+
+DAY = 86400.0
 
 
-def _between(lo: float, hi: float | None):
+def _between(lo: float, hi: float):
     def check(value: float) -> float:
-        if value < lo or (hi is not None and value > hi):
-            want = f"{_fmt(lo)}-{_fmt(hi)}" if hi is not None else f">= {_fmt(lo)}"
+        if not math.isfinite(value) or value < lo or value > hi:
             raise PydanticCustomError("range", "must be {want} (got {got})",
-                                      {"want": want, "got": value})
+                                      {"want": f"{_fmt(lo)}-{_fmt(hi)}", "got": value})
         return value
 
     return AfterValidator(check)
@@ -48,30 +60,90 @@ def check_signal(value: str) -> str:
     return name
 
 
-def check_no_nul(value: str) -> str:
-    if "\0" in value or "\n" in value:
-        raise PydanticCustomError("text", "must not contain NUL or newline characters", {})
+def control_character(value: str) -> str | None:
+    """The name of the first control character in ``value`` (None when there is none)."""
+    m = _CONTROL.search(value)
+    if m is None:
+        return None
+    ch = m.group()
+    if "\ud800" <= ch <= "\udfff":
+        return "a lone surrogate"
+    return _CONTROL_NAMES.get(ch, f"control character U+{ord(ch):04X}")
+
+
+def check_text(value: str) -> str:
+    found = control_character(value)
+    if found is not None:
+        raise PydanticCustomError(
+            "text", "must not contain {what}: it would reach a file, a unit or a command line",
+            {"what": found})
     return value
 
 
-_MEMORY = re.compile(r"^(\d+[KMGT]?|infinity)$")
+def check_path(value: Path) -> Path:
+    check_text(str(value))
+    if not value.is_absolute():
+        raise PydanticCustomError("path", "must be an absolute path (got '{got}')",
+                                  {"got": str(value)})
+    return value
+
+
+_MEMORY = re.compile(r"^(\d{1,19}[KMGT]?|infinity)$")
 
 
 def check_memory(value: str) -> str:
     if not _MEMORY.match(value):
         raise PydanticCustomError(
-            "memory", "must be bytes with an optional K, M, G or T suffix, or infinity"
-            " (got '{got}')", {"got": value})
+            "memory", "must be bytes (at most 19 digits) with an optional K, M, G or T suffix,"
+            " or infinity (got '{got}')", {"got": value})
     return value
 
 
-Port = Annotated[int, _between(1, 65535)]
+def _path_string(value: object) -> object:
+    # a path is the one string-shaped field lax mode would coerce from a number: refuse it
+    if not isinstance(value, str | Path):
+        raise PydanticCustomError("path_type", "must be a path string (got {got})",
+                                  {"got": value})
+    return value
+
+
+#: every numeric bound, by type name: (low, high). docs/config.md repeats them (a test
+#: compares), so that each limit is written down once for users.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "Port": (1, 65535),
+    "Count": (0, 10_000),
+    "PositiveCount": (1, 10_000),
+    "Seconds": (0, DAY),
+    "PositiveSeconds": (0.001, DAY),
+    "Backoff": (1, 10),
+    "Instances": (1, 64),
+    "Bytes": (1, 2**40),
+    "Megabytes": (0, 2**30),
+    "Percent": (1, 100_000),
+    "ExitCode": (0, 255),
+    "Fraction": (0, 1),
+    "Step": (1, 100),
+    "Tasks": (1, 10_000_000),
+}
+
+
+Port = Annotated[int, Strict(), _between(*BOUNDS["Port"])]
+Count = Annotated[int, Strict(), _between(*BOUNDS["Count"])]
+PositiveCount = Annotated[int, Strict(), _between(*BOUNDS["PositiveCount"])]
+Seconds = Annotated[float, Strict(), _between(*BOUNDS["Seconds"])]
+PositiveSeconds = Annotated[float, Strict(), _between(*BOUNDS["PositiveSeconds"])]
+Backoff = Annotated[float, Strict(), _between(*BOUNDS["Backoff"])]
+Instances = Annotated[int, Strict(), _between(*BOUNDS["Instances"])]
+Bytes = Annotated[int, Strict(), _between(*BOUNDS["Bytes"])]
+Megabytes = Annotated[int, Strict(), _between(*BOUNDS["Megabytes"])]
+Percent = Annotated[int, Strict(), _between(*BOUNDS["Percent"])]
+ExitCode = Annotated[int, Strict(), _between(*BOUNDS["ExitCode"])]
+Fraction = Annotated[float, Strict(), _between(*BOUNDS["Fraction"])]
+Step = Annotated[int, Strict(), _between(*BOUNDS["Step"])]
+Tasks = Annotated[int, Strict(), _between(*BOUNDS["Tasks"])]
 MemorySize = Annotated[str, AfterValidator(check_memory)]
-NonNegInt = Annotated[int, _between(0, None)]
-PositiveInt = Annotated[int, _between(1, None)]
-Seconds = Annotated[float, _between(0, None)]
-PositiveSeconds = Annotated[float, _between(0.001, None)]
-Instances = Annotated[int, _between(1, 64)]
 ServiceName = Annotated[str, AfterValidator(check_service_name)]
 SignalName = Annotated[str, AfterValidator(check_signal)]
-SafeText = Annotated[str, AfterValidator(check_no_nul)]
+SafeText = Annotated[str, AfterValidator(check_text)]
+SafePath = Annotated[Path, Strict(False), BeforeValidator(_path_string),
+                     AfterValidator(check_path)]

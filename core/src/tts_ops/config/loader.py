@@ -15,9 +15,42 @@ from typing import Any
 from tts_ops.errors import ConfigError
 
 EMBEDDED = "<embedded default>"
-
-
 CACHE_KEEP = 20
+#: objects and lists nested deeper than this are refused (a config needs about five)
+MAX_DEPTH = 32
+MAX_LINE = 300  # an error line quotes at most this much of a hostile value
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def _depth(data: Any) -> int:
+    """How deeply ``data`` nests objects and lists (iterative: no recursion to exhaust)."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 @dataclass
@@ -32,11 +65,12 @@ class LoadedConfig:
         """Store the validated config so later commands skip validation (best effort)."""
         if self.cache_file is None or self.from_cache:
             return
-        from tts_ops.statefile import atomic_write_json
+        from tts_ops.statefile import atomic_write_json, private_dir
 
         try:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.cache_file, self.config.model_dump(mode="json"))
+            private_dir(self.cache_file.parent)
+            # the config holds env values (secrets): owner only
+            atomic_write_json(self.cache_file, self.config.model_dump(mode="json"), mode=0o600)
             old = sorted(self.cache_file.parent.glob("config-*.json"),
                          key=lambda f: f.stat().st_mtime)
             for stale in old[:-CACHE_KEEP]:
@@ -74,20 +108,32 @@ def read_document(path: Path, raw: bytes | None = None) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: cannot read config: not UTF-8 ({exc.reason})") from None
-    if path.suffix == ".toml":
-        import tomllib
+    try:
+        if path.suffix == ".toml":
+            import tomllib
 
-        try:
-            data: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"
-            ) from None
+            try:
+                data: Any = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        else:
+            try:
+                data = json.loads(text, object_pairs_hook=_unique_keys)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"{path}: line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}"
+                ) from None
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{path}: duplicate key {clip(repr(exc.args[0]))}: a key may appear"
+                          " once in each object; keep one") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read; a config needs at most"
+                          f" {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer literal of more than 4300 digits
+        raise ConfigError(f"{path}: cannot read config: {clip(str(exc))}") from None
+    if _depth(data) > MAX_DEPTH:
+        raise ConfigError(f"{path}: nested more than {MAX_DEPTH} levels deep; a config needs"
+                          " about five")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be an object (got {type(data).__name__})")
     return data
@@ -98,10 +144,17 @@ def validate(model: type, data: dict[str, Any], source: str) -> Any:
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
         problems = [f"{source}: {p}" for p in format_errors(model, exc)]
         raise ConfigError(problems[0], problems=problems) from None
+    from tts_ops.config.models import TtsOpsConfig, environment_problems
+
+    if isinstance(config, TtsOpsConfig):
+        problems = [f"{source}: {p}" for p in environment_problems(config)]
+        if problems:
+            raise ConfigError(problems[0], problems=problems)
+    return config
 
 
 def load_config(explicit: str | None = None, *, cache_dir: Path | None = None,
@@ -162,8 +215,15 @@ def format_errors(model: type, exc: Any) -> list[str]:
         loc = [p for p in err["loc"] if not _is_type_tag(p)]
         where = _dotted(loc)
         message = _message(model, loc, err)
-        lines.append(f"{where}: {message}" if where else message)
+        lines.append(clip(f"{where}: {message}" if where else message))
     return lines
+
+
+def clip(text: str) -> str:
+    """One printable line of at most MAX_LINE characters, whatever a hostile value held."""
+    from tts_ops.errors import printable
+
+    return printable(text, MAX_LINE)
 
 
 def _is_type_tag(part: Any) -> bool:
@@ -204,6 +264,8 @@ def _message(model: type, loc: list[Any], err: dict[str, Any]) -> str:
         return f"must be an integer (got {got!r})"
     if kind in ("float_parsing", "float_type"):
         return f"must be a number (got {got!r})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {got!r})"
     if kind in ("bool_parsing", "bool_type"):
         return f"must be true or false (got {got!r})"
     if kind in ("string_type",):

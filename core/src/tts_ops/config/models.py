@@ -5,24 +5,32 @@ The seed's ``tts_services.json`` validates unchanged; unknown keys are errors.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from tts_ops.config.fields import (
     ENV_NAME,
+    Backoff,
+    Bytes,
+    Count,
+    ExitCode,
+    Fraction,
     Instances,
+    Megabytes,
     MemorySize,
-    NonNegInt,
+    Percent,
     Port,
-    PositiveInt,
+    PositiveCount,
     PositiveSeconds,
+    SafePath,
     SafeText,
     Seconds,
     ServiceName,
     SignalName,
+    Step,
+    Tasks,
 )
 from tts_ops.config.service import HealthMethods, ServiceMethods
 
@@ -31,7 +39,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    # strict: no bool as int, no "20100" as a port; allow_inf_nan=False: no NaN or inf
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False, strict=True,
+                              allow_inf_nan=False)
 
 
 class HealthCheck(HealthMethods, _Model):
@@ -69,6 +79,43 @@ class HealthCheck(HealthMethods, _Model):
             {"got": value},
         )
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or any(ch.isspace() for ch in value):
+            raise PydanticCustomError(
+                "health_path", "must be a URL path starting with / and without spaces"
+                " (got {got}); percent-encode a space as %20", {"got": repr(value)})
+        return value
+
+
+def check_url(value: str) -> str:
+    """An http(s) URL with a host, no whitespace and a valid port."""
+    from urllib.parse import urlsplit
+
+    problem = None
+    if any(ch.isspace() for ch in value):
+        problem = "contains whitespace; percent-encode a space as %20"
+    else:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as exc:
+            problem = str(exc)
+        else:
+            if parts.scheme not in ("http", "https"):
+                problem = "must start with http:// or https://"
+            elif not parts.hostname:
+                problem = "has no host"
+    if problem:
+        raise PydanticCustomError("url", "invalid URL {got}: {problem}",
+                                  {"got": repr(value), "problem": problem})
+    return value
 
 
 class Dependency(_Model):
@@ -78,6 +125,11 @@ class Dependency(_Model):
     dependency_type: Literal["required", "optional"] = "required"
     timeout: Seconds = 30.0
     health_check_url: SafeText | None = None
+
+    @field_validator("health_check_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
     condition: Literal["started", "ready", "healthy", "completed"] = "healthy"
     dependent: ServiceName | None = None
 
@@ -87,16 +139,16 @@ class DeploySettings(_Model):
 
     strategy: Literal["direct", "blue_green", "rolling", "canary"] = "direct"
     drain_seconds: Seconds = 2.0
-    batch_size: PositiveInt = 1
-    max_unavailable: NonNegInt = 0
-    max_surge: PositiveInt = 1
-    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
-        default_factory=lambda: [10, 50, 100], min_length=1)
+    batch_size: Instances = 1
+    max_unavailable: Count = 0
+    max_surge: Instances = 1
+    steps: list[Step] = Field(default_factory=lambda: [10, 50, 100], min_length=1,
+                              max_length=100)
     step_pause_seconds: Seconds = 5.0
-    min_samples: PositiveInt = 20
-    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    min_samples: PositiveCount = 20
+    max_error_rate: Fraction = 0.01
     progress_deadline_seconds: PositiveSeconds = 120.0
-    keep_releases: PositiveInt = 5
+    keep_releases: PositiveCount = 5
     verify_text: SafeText = "Deployment verification."
 
     @field_validator("steps")
@@ -117,18 +169,18 @@ class ServiceConfig(ServiceMethods, _Model):
     port: Port = 9000
     host: SafeText = "127.0.0.1"
     log_level: LogLevel = "INFO"
-    max_restarts: NonNegInt = 3
+    max_restarts: Count = 3
     restart_delay: Seconds = 5.0
     health_check_interval: PositiveSeconds = 30.0
     enable_coqui: bool = False
     coqui_model: SafeText | None = None
-    log_file: Path | None = None
-    pid_file: Path | None = None
+    log_file: SafePath | None = None
+    pid_file: SafePath | None = None
 
     # --- what to run ---
     command: list[SafeText] | None = Field(default=None, min_length=1)
     env: dict[str, SafeText] = Field(default_factory=dict)
-    working_dir: Path | None = None
+    working_dir: SafePath | None = None
     user: SafeText | None = None
     notify: bool | None = None
     process_manager: SafeText | None = None
@@ -138,38 +190,38 @@ class ServiceConfig(ServiceMethods, _Model):
     start_timeout: PositiveSeconds = 30.0
     start_seconds: Seconds = 1.0
     watchdog_sec: PositiveSeconds | None = None
-    unhealthy_threshold: PositiveInt = 3
+    unhealthy_threshold: PositiveCount = 3
     restart_on_unhealthy: bool = True
 
     # --- restart policy ---
-    restart_backoff: Annotated[float, Field(ge=1.0)] = 2.0
+    restart_backoff: Backoff = 2.0
     restart_delay_max: Seconds = 60.0
     restart_window: PositiveSeconds = 60.0
-    permanent_exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field(default_factory=list)
+    permanent_exit_codes: list[ExitCode] = Field(default_factory=list, max_length=256)
 
     # --- stopping ---
     stop_signal: SignalName = "TERM"
     stop_timeout: Seconds = 10.0
 
     # --- logs ---
-    log_max_bytes: PositiveInt = 10 * 1024 * 1024
-    log_backups: NonNegInt = 5
+    log_max_bytes: Bytes = 10 * 1024 * 1024
+    log_backups: Count = 5
 
     # --- releases (tts-ops deploy) ---
-    source: Path | None = None
+    source: SafePath | None = None
     install: list[SafeText] | None = Field(default=None, min_length=1)
     deploy: DeploySettings = Field(default_factory=DeploySettings)
 
     # --- resources (backends that support limits: systemd) ---
     memory_max: MemorySize | None = None
-    cpu_quota: Annotated[int, Field(ge=1, le=100000)] | None = None
-    tasks_max: PositiveInt | None = None
+    cpu_quota: Percent | None = None
+    tasks_max: Tasks | None = None
 
     # --- orchestration ---
     depends_on: list[Dependency] = Field(default_factory=list)
     oneshot: bool = False
-    min_free_memory_mb: NonNegInt | None = None
-    min_free_disk_mb: NonNegInt | None = None
+    min_free_memory_mb: Megabytes | None = None
+    min_free_disk_mb: Megabytes | None = None
 
     # --- scale and metadata ---
     instances: Instances = 1
@@ -193,13 +245,19 @@ class ServiceConfig(ServiceMethods, _Model):
                 )
         return value
 
-    @field_validator("log_file", "pid_file", "working_dir", "source")
+    @field_validator("user")
     @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_absolute():
+    def _known_user(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        import pwd
+
+        try:
+            pwd.getpwnam(value)
+        except KeyError:
             raise PydanticCustomError(
-                "path", "must be an absolute path (got '{got}')", {"got": str(value)}
-            )
+                "user", "no such user {got} on this host: create it, or drop the field to"
+                " run as the invoking user", {"got": repr(value)}) from None
         return value
 
 
@@ -257,6 +315,36 @@ class TtsOpsConfig(_Model):
 
     def names(self) -> list[str]:
         return [s.name for s in self.services]
+
+
+def with_overrides(base: Any, overrides: dict[str, Any]) -> ServiceConfig:
+    """``base`` (a model or a cached view) with one environment's overrides, validated."""
+    return ServiceConfig.model_validate({**base.model_dump(mode="json"), **overrides})
+
+
+def environment_problems(config: Any) -> list[str]:
+    """Every problem of the ``environments`` overrides, validated like the base services."""
+    from pydantic import ValidationError
+
+    from tts_ops.config.loader import format_errors
+
+    lines: list[str] = []
+    for env, services in config.environments.items():
+        for name, overrides in services.items():
+            where = f"environments.{env}.{name}"
+            base = config.get(name)
+            if base is None:
+                known = ", ".join(config.names()) or "none"
+                lines.append(f"{where}: no service named {name!r} (services: {known})")
+                continue
+            if overrides.get("name", name) != name:
+                lines.append(f"{where}.name: an environment cannot rename a service")
+                continue
+            try:
+                with_overrides(base, overrides)
+            except ValidationError as exc:
+                lines += [f"{where}.{p}" for p in format_errors(ServiceConfig, exc)]
+    return lines
 
 
 EMBEDDED_DEFAULT: dict[str, Any] = {

@@ -23,14 +23,28 @@ def resolve_state_dir(explicit: str | None = None) -> Path:
 
 
 def ensure_writable_dir(path: Path, what: str = "state dir") -> Path:
-    """Create ``path`` if needed; a clear error if it cannot be written."""
+    """Create ``path`` (0700) if needed; a clear error if it cannot be written or is unsafe.
+
+    A directory that another user owns or may write to is refused: whoever can write
+    there can plant a link where tts-ops writes its state.
+    """
+    from tts_ops.statefile import private_dir
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
+        st = os.stat(path)
     except OSError as exc:
         raise ConfigError(
             f"{what} {path}: cannot create it ({exc.strerror}); pass --state-dir or set"
             " TTS_OPS_STATE_DIR to a writable directory"
         ) from None
+    if st.st_uid not in (os.geteuid(), 0):
+        raise ConfigError(f"{what} {path}: belongs to uid {st.st_uid}; use a directory of your"
+                          " own (--state-dir or TTS_OPS_STATE_DIR)")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"{what} {path}: other users may write to it (mode"
+                          f" {st.st_mode & 0o7777:04o}); run chmod go-w {path} or choose"
+                          " another directory")
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(
             f"{what} {path}: not writable; pass --state-dir or set TTS_OPS_STATE_DIR to a"

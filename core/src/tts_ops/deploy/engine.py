@@ -74,18 +74,9 @@ class DeployEngine:
         overrides = self.app.config.environments.get(environment, {}).get(base.name)
         if not overrides:
             return base
-        from pydantic import ValidationError
+        from tts_ops.config.models import with_overrides
 
-        from tts_ops.config.loader import format_errors
-        from tts_ops.config.models import ServiceConfig
-
-        data = {**base.model_dump(), **overrides}
-        try:
-            return ServiceConfig.model_validate(data)
-        except ValidationError as exc:
-            lines = [f"environments.{environment}.{base.name}: {p}"
-                     for p in format_errors(ServiceConfig, exc)]
-            raise ConfigError(lines[0], problems=lines) from None
+        return with_overrides(base, overrides)  # validated with the config: cannot fail
 
     def deploy(self, base: Any, *, strategy: str | None, environment: str, pm: str | None,
                dry_run: bool = False, skip_tests: bool = False,

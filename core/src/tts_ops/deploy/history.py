@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tts_ops.statefile import locked
+from tts_ops.statefile import locked, open_nofollow
 
 
 def append(state_dir: Path, record: dict[str, Any]) -> None:
     path = state_dir / "deploys.jsonl"
-    with locked(state_dir / ".deploys.lock"), open(path, "a", encoding="utf-8") as fh:
+    with locked(state_dir / ".deploys.lock"), os.fdopen(
+            open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "a",
+            encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
         fh.flush()
         os.fsync(fh.fileno())

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tts_ops.errors import OperationFailed
+from tts_ops.statefile import open_nofollow, private_dir
 
 
 class DeployLock:
@@ -19,8 +20,8 @@ class DeployLock:
         self.fd: int | None = None
 
     def __enter__(self) -> DeployLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        private_dir(self.path.parent)
+        fd = open_nofollow(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

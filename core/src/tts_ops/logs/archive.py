@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tts_ops.logwriter import rotated_files
+from tts_ops.logwriter import LOG_MODE, rotated_files
+from tts_ops.statefile import atomic_file, private_dir
 
 
 def archivable(path: Path, older_than: float | None) -> list[Path]:
@@ -40,35 +40,25 @@ def create(groups: dict[str, list[Path]], output: Path) -> tuple[Path | None, di
     files = [(svc, f) for svc, fs in groups.items() for f in fs]
     if not files:
         return None, {"files": []}
-    output.mkdir(parents=True, exist_ok=True)
+    private_dir(output, 0o750)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     final = output / f"tts-logs-{stamp}.tar.gz"
-    tmp = output / f".{final.name}.{os.getpid()}.tmp"
     entries = []
     mtimes = [f.stat().st_mtime for _svc, f in files]
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for svc, f in files:
-                arcname = f"{svc}/{f.name}"
-                tar.add(f, arcname=arcname)
-                entries.append({"service": svc, "file": str(f), "name": arcname,
-                                "size": f.stat().st_size, "sha256": _sha256(f)})
-            manifest = {"created": stamp, "files": entries,
-                        "time_range": {"oldest_mtime": min(mtimes), "newest_mtime": max(mtimes)}}
-            data = json.dumps(manifest, indent=1).encode()
-            info = tarfile.TarInfo("manifest.json")
-            info.size = len(data)
-            info.mtime = int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+    # the logs are 0640: the archive of them is no more readable than they are
+    with atomic_file(final, LOG_MODE) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        for svc, f in files:
+            arcname = f"{svc}/{f.name}"
+            tar.add(f, arcname=arcname)
+            entries.append({"service": svc, "file": str(f), "name": arcname,
+                            "size": f.stat().st_size, "sha256": _sha256(f)})
+        manifest = {"created": stamp, "files": entries,
+                    "time_range": {"oldest_mtime": min(mtimes), "newest_mtime": max(mtimes)}}
+        data = json.dumps(manifest, indent=1).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
     for _svc, f in files:  # only now, with the archive safely in place
         try:
             f.unlink()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,31 @@ _TEXT_TS = re.compile(
 _TEXT_LEVEL = re.compile(r"\b(DEBUG|INFO|WARNING|WARN|ERROR|ERR|CRITICAL|CRIT|FATAL|NOTICE|TRACE)"
                          r"\b", re.IGNORECASE)
 _second_cache: dict[str, float] = {}
+MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z: the last second an ISO time can name
+MAX_MS = 1e9  # a latency field above ~11 days is not a latency
+
+
+class Malformed(ValueError):
+    """A JSON record with a number no log line can mean (NaN, inf, out of range)."""
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise Malformed(text)
+    return value
+
+
+def _no_constant(text: str) -> float:
+    raise Malformed(text)  # NaN, Infinity, -Infinity: not JSON, and not a number to count
+
+
+def plausible_ts(value: float) -> bool:
+    return 0 <= value <= MAX_TS
+
+
+def plausible_ms(value: float) -> bool:
+    return 0 <= value <= MAX_MS
 
 
 @dataclass
@@ -35,6 +61,7 @@ class LogRecord:
     level: str | None = None
     msg: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    malformed: bool = False  # a JSON record with an impossible number: count it, skip it
 
     def to_json(self) -> dict[str, Any]:
         iso = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.ts))
@@ -113,21 +140,30 @@ def parse(line: str, service: str, full: bool = False) -> LogRecord:
                                 _json_str(line, "msg"))
                 synth = _json_num(line, "synth_ms")
                 if synth is not None:
+                    if not plausible_ms(synth):
+                        return LogRecord(service, line, malformed=True)
                     rec.fields["synth_ms"] = synth
                 event = _json_str(line, "event")
                 if event is not None:
                     rec.fields["event"] = event
                 return rec
         try:
-            data = json.loads(line)
-        except ValueError:
+            data = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+        except Malformed:
+            return LogRecord(service, line, malformed=True)
+        except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
             ts = data.pop("ts", None) or data.pop("time", None) or data.pop("timestamp", None)
             level = data.pop("level", None) or data.pop("levelname", None)
             msg = data.pop("msg", None) or data.pop("message", None)
-            when = parse_time(ts) if isinstance(ts, str) else float(ts) if isinstance(
-                ts, int | float) else None
+            when = parse_time(ts) if isinstance(ts, str) else None
+            if isinstance(ts, int | float) and not isinstance(ts, bool):
+                when = float(ts) if abs(ts) <= MAX_TS else MAX_TS * 2  # no float overflow
+            synth = data.get("synth_ms")
+            if (when is not None and not plausible_ts(when)) or (
+                    isinstance(synth, int | float) and not plausible_ms(float(synth))):
+                return LogRecord(service, line, malformed=True)
             return LogRecord(service, line, when, _level(level) if isinstance(level, str)
                              else None, str(msg) if msg is not None else None, data)
     return parse_text(line, service)

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from tts_ops.logs.records import parse
+from tts_ops.logs.records import MAX_MS, parse
 
 BUCKET = math.log(1.01)
 MAX_TOP = 10_000
@@ -35,6 +35,7 @@ class ServiceStats:
     first: str | None = None
     last: str | None = None
     raw: int = 0
+    malformed: int = 0  # records with an impossible number: counted here, skipped
 
     def add_latency(self, ms: float) -> None:
         bucket = int(math.log(max(ms, 0.001)) / BUCKET)
@@ -64,6 +65,7 @@ class ServiceStats:
         return {
             "service": self.service, "lines": self.lines, "bytes": self.bytes,
             "levels": dict(self.levels), "unparsed_lines": self.raw,
+            "malformed_lines": self.malformed,
             "errors": errors,
             "errors_per_minute": round(errors / minutes, 3) if minutes else None,
             "requests": self.requests,
@@ -87,7 +89,7 @@ def consume(st: ServiceStats, lines, since: str | None, until: str | None) -> No
     log = math.log
     first = st.first.encode() if st.first else None
     last = st.last.encode() if st.last else None
-    n = nbytes = requests = 0
+    n = nbytes = requests = malformed = 0
     slow: list[bytes] = []
     for line in lines:
         if line.startswith(b'{"ts": "'):
@@ -98,23 +100,30 @@ def consume(st: ServiceStats, lines, since: str | None, until: str | None) -> No
             if i > 0:
                 j = line.find(b'"', i + 10)
                 level = line[i + 10 : j]
+                k = line.find(b'"synth_ms": ', j)
+                ms = None
+                if k > 0:
+                    end = line.find(b",", k)
+                    if end < 0:
+                        end = line.find(b"}", k)
+                    try:
+                        ms = float(line[k + 12 : end])
+                    except ValueError:
+                        ms = None
+                    # NaN fails both comparisons: impossible numbers are malformed
+                    if ms is not None and not 0 <= ms <= MAX_MS:
+                        malformed += 1
+                        continue
                 n += 1
                 nbytes += len(line)
                 levels[level] = levels.get(level, 0) + 1
                 if first is None:
                     first = ts
                 last = ts
-                k = line.find(b'"synth_ms": ', j)
-                if k > 0:
-                    end = line.find(b",", k)
-                    if end < 0:
-                        end = line.find(b"}", k)
-                    try:
-                        bucket = int(log(max(float(line[k + 12 : end]), 0.001)) / BUCKET)
-                        latency[bucket] = latency.get(bucket, 0) + 1
-                        requests += 1
-                    except ValueError:
-                        pass
+                if ms is not None:
+                    bucket = int(log(max(ms, 0.001)) / BUCKET)
+                    latency[bucket] = latency.get(bucket, 0) + 1
+                    requests += 1
                 elif line.find(b'"event": "request"', j) > 0:
                     requests += 1
                 if level == b"ERROR" or level == b"CRITICAL":
@@ -130,6 +139,7 @@ def consume(st: ServiceStats, lines, since: str | None, until: str | None) -> No
             slow.clear()
     _slow_lines(st, slow, since, until)
     st.lines += n
+    st.malformed += malformed
     st.bytes += nbytes
     st.requests += requests
     for level, count in levels.items():
@@ -149,6 +159,9 @@ def _slow_lines(st: ServiceStats, lines: list[bytes], since: str | None, until: 
 def accumulate(st: ServiceStats, line: bytes, since: str | None, until: str | None) -> None:
     """Count one line of any format (the slow path: plain text, other JSON)."""
     rec = parse(line.decode("utf-8", "replace").rstrip("\n"), st.service)
+    if rec.malformed:
+        st.malformed += 1
+        return
     when = iso(rec.ts) if rec.ts is not None else None
     if when is not None and ((since and when < since) or (until and when > until)):
         return

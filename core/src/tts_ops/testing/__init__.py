@@ -14,6 +14,17 @@ from typing import Any
 
 DUMMY = [sys.executable, "-m", "tts_ops.testing.dummy_service"]
 
+#: text a config may hold that is hostile to the formats backends render (shell quoting,
+#: ini comments and sections, % interpolation, $ expansion, C escapes, unit specifiers):
+#: every renderer must carry each one to the program exactly
+HOSTILE_TEXT = ["two words", "100%", "%%", "%(ENV_HOME)s", "%n", "%i", "$HOME", "${PATH}",
+                "$$", 'q"uote', "back\\slash", "\\n", "semi;colon", "x ;y", "a #b", "x\\;",
+                "'single'", "it's", "é ünïcode", "[program:evil]", "command=/bin/sh",
+                "=", ",", "a,b=c", "-", "--", "*", "~", "`id`", "$(id)", "<>|&"]
+#: text the config layer refuses, and every renderer refuses again (defence in depth)
+FORBIDDEN_TEXT = ["a\nb", "a\rb", "a\0b", "a\tb", "\x1b[31m", "a\x7fb",
+                  "x\ncommand=/bin/sh -c 'touch /tmp/pwned'"]
+
 
 def make_host(*plugins: object, load_entrypoints: bool = False):
     """A fresh plugin host with exactly these plugin objects (modules or instances)."""

@@ -26,6 +26,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 import sys
 import time
 from collections import deque
@@ -35,11 +36,13 @@ from typing import Any
 from tts_ops.logwriter import RotatingLogWriter
 from tts_ops.procinfo import children, kill_group, start_ticks
 from tts_ops.spawn import _libc, credentials_for, spawn
-from tts_ops.statefile import atomic_write_json
+from tts_ops.statefile import append_line, atomic_write_bytes, atomic_write_json, private_dir
 from tts_ops_manual.probe import Probe
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_PARTIAL = 64 * 1024
+SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
+CRED_SPACE = socket.CMSG_SPACE(struct.calcsize("iII"))  # struct ucred: pid, uid, gid
 
 
 def _uniform(low: float, high: float) -> float:
@@ -66,6 +69,7 @@ class Supervisor:
         self.stop_mode: str | None = None  # "graceful" | "force" | "restart" | "giveup"
         self.helpers: set[int] = set()  # forked heartbeat writers
         self.exiting = False
+        self.ignored_notify = 0  # datagrams from processes outside the service
         self.status: dict[str, Any] = {
             "name": self.spec["name"],
             "supervisor_pid": os.getpid(),
@@ -101,8 +105,7 @@ class Supervisor:
     def event(self, name: str, **data: Any) -> None:
         record = {"ts": time.time(), "event": name, "service": self.spec["name"],
                   "pid": self.child_pid, "restarts": self.status["restarts"], **data}
-        with open(self.dir / "events.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_line(self.dir / "events.jsonl", json.dumps(record) + "\n")
 
     def supervisor_log(self, message: str) -> None:
         line = json.dumps({"ts": time.time(), "level": "INFO", "logger": "tts-ops-manual",
@@ -124,6 +127,9 @@ class Supervisor:
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         token = f"tts-ops-manual/{self.spec['name']}/{os.getpid()}/{os.urandom(6).hex()}"
         self.notify.bind("\0" + token)
+        # abstract sockets are visible to every user (/proc/net/unix): the kernel's
+        # credentials on each datagram tell us who sent it, and only the service may speak
+        self.notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.notify.setblocking(False)
         self.notify_addr = "@" + token
         self.sel.register(self.notify, selectors.EVENT_READ, "notify")
@@ -169,8 +175,8 @@ class Supervisor:
         self.health_failures = 0
         if spec.get("pid_file"):
             pid_file = Path(spec["pid_file"])
-            pid_file.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json_text(pid_file, f"{pid}\n")
+            private_dir(pid_file.parent, 0o755)
+            atomic_write_bytes(pid_file, f"{pid}\n".encode(), 0o644)  # readable, as pid files are
         self.timers.pop("restart", None)
         self.timers["ready_deadline"] = time.monotonic() + spec["start_timeout"]
         if not spec["notify"]:
@@ -281,12 +287,28 @@ class Supervisor:
                                     f" ({detail})")
                 self.kill_for_restart(f"unhealthy: {detail}")
 
+    def from_service(self, ancdata: list[tuple[int, int, bytes]]) -> bool:
+        """Whether a datagram's sender (SCM_CREDENTIALS) is in the service's process group."""
+        if self.pgid is None:
+            return False
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == SCM_CREDENTIALS and len(data) >= 12:
+                pid = struct.unpack("iII", data[:12])[0]
+                try:
+                    return os.getpgid(pid) == self.pgid
+                except OSError:  # the sender is gone: we cannot tell, so no
+                    return False
+        return False
+
     def handle_notify(self) -> None:
         while True:
             try:
-                data = self.notify.recv(4096)
+                data, ancdata, _flags, _addr = self.notify.recvmsg(4096, CRED_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
+            if not self.from_service(ancdata):
+                self.ignored_notify += 1
+                continue
             fields = dict(line.partition("=")[::2]
                           for line in data.decode("utf-8", "replace").splitlines())
             # one datagram often says READY=1 and STATUS= together: apply STATUS first
@@ -416,9 +438,8 @@ class Supervisor:
             self.fail(f"{reason}; gave up after {self.spec['max_restarts']} restarts within"
                       f" {self.spec['restart_window']:g}s")
             return
-        growth = self.spec["restart_backoff"] ** (len(self.failures) - 1)
-        delay = self.spec["restart_delay"] * growth
-        delay = min(delay, self.spec["restart_delay_max"])
+        delay = backoff_delay(self.spec["restart_delay"], self.spec["restart_backoff"],
+                              len(self.failures), self.spec["restart_delay_max"])
         if delay > 0:
             delay *= _uniform(0.9, 1.1)  # jitter: services do not restart in lockstep
         self.clear_group()
@@ -617,10 +638,16 @@ class Supervisor:
         return 0
 
 
-def atomic_write_json_text(path: Path, text: str) -> None:
-    from tts_ops.statefile import atomic_write_bytes
-
-    atomic_write_bytes(path, text.encode())
+def backoff_delay(first: float, factor: float, failures: int, cap: float) -> float:
+    """``first * factor ** (failures - 1)``, capped, without overflowing for any count."""
+    if first <= 0:
+        return 0.0
+    delay = first
+    for _ in range(failures - 1):  # stops as soon as the cap is reached: a few steps
+        if delay >= cap or factor <= 1:
+            break
+        delay *= factor
+    return min(delay, cap)
 
 
 def main(argv: list[str]) -> int:

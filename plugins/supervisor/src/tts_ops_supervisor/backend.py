@@ -27,7 +27,7 @@ from tts_ops.backend import (
 )
 from tts_ops.errors import ConfigError, OperationFailed
 from tts_ops.procinfo import descendants, group_exists, kill_group, usage
-from tts_ops.statefile import atomic_write_bytes, atomic_write_json, read_json
+from tts_ops.statefile import PRIVATE, atomic_write_bytes, atomic_write_json, private_dir, read_json
 from tts_ops_supervisor.conf import SupervisorConf, find_conf, read_conf
 from tts_ops_supervisor.program import program_name, render, startsecs
 from tts_ops_supervisor.rpc import Client, RpcFault, Unreachable
@@ -107,12 +107,12 @@ class SupervisorBackend:
         if autostart is None:
             autostart = "autostart=true" in old
         log_file = str(service.log_path(self.ctx.state_dir))
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        private_dir(Path(log_file).parent, 0o750)
         text = render(service, log_file, autostart=autostart)
-        if text == old:
+        if text == old and path.stat().st_mode & 0o777 == PRIVATE:
             return False, ""
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, text.encode())
+        atomic_write_bytes(path, text.encode(), PRIVATE)  # it holds the env values
         diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
                                             str(path), str(path))) if old else ""
         return True, diff

@@ -6,6 +6,7 @@ One unit per service, ``tts-ops-<name>.service``; with ``instances > 1`` a templ
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from tts_ops_systemd import escape
 EXIT_EXEC = 203  # systemd's exit status when the command cannot be executed
 HOME_DIRS = ("/home", "/root", "/run/user")
 INSTANCE = "TTSOPSINSTANCE"  # placeholder replaced by %i after quoting
+MAX_SECONDS = 7 * 86400.0
 
 
 @dataclass
@@ -47,7 +49,12 @@ def unit_name(service: Any) -> str:
     return f"tts-ops-{service.name}{suffix}"
 
 
-def _secs(value: float) -> str:
+def _secs(value: float, what: str = "a time") -> str:
+    # defence in depth: the config layer bounds every number, a unit never says "nans"
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        from tts_ops.errors import ConfigError
+
+        raise ConfigError(f"{what}: must be 0-{MAX_SECONDS:g} seconds (got {value!r})")
     return f"{value:g}s"
 
 
@@ -69,7 +76,7 @@ def render(plan: UnitPlan, python: str | None = None) -> str:
     if plan.scope == "system":
         lines += ["After=network-online.target", "Wants=network-online.target"]
     # start limits belong in [Unit]: in [Service] systemd only warns and ignores them
-    lines += [f"StartLimitIntervalSec={_secs(svc.restart_window)}",
+    lines += [f"StartLimitIntervalSec={_secs(svc.restart_window, 'restart_window')}",
               f"StartLimitBurst={max(1, svc.max_restarts)}", "", "[Service]"]
     if svc.speaks_notify:
         lines += ["Type=notify", "NotifyAccess=main"]
@@ -77,14 +84,14 @@ def render(plan: UnitPlan, python: str | None = None) -> str:
         lines.append("Type=exec")
     lines.append(f"ExecStart={exec_start}")
     lines.append(f"Restart={'on-failure' if svc.max_restarts > 0 else 'no'}")
-    lines.append(f"RestartSec={_secs(svc.restart_delay)}")
+    lines.append(f"RestartSec={_secs(svc.restart_delay, 'restart_delay')}")
     prevent = [str(EXIT_EXEC), *(str(c) for c in svc.permanent_exit_codes)]
     lines.append(f"RestartPreventExitStatus={' '.join(prevent)}")
-    lines += [f"TimeoutStartSec={_secs(svc.start_timeout)}",
-              f"TimeoutStopSec={_secs(svc.stop_timeout)}",
+    lines += [f"TimeoutStartSec={_secs(svc.start_timeout, 'start_timeout')}",
+              f"TimeoutStopSec={_secs(svc.stop_timeout, 'stop_timeout')}",
               "KillMode=mixed", f"KillSignal=SIG{svc.stop_signal}"]
     if svc.watchdog_sec:
-        lines.append(f"WatchdogSec={_secs(svc.watchdog_sec)}")
+        lines.append(f"WatchdogSec={_secs(svc.watchdog_sec, 'watchdog_sec')}")
     env = dict(svc.env)
     if plan.templated:
         env.setdefault("TTS_OPS_INSTANCE", INSTANCE)

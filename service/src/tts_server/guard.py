@@ -1,0 +1,190 @@
+"""Limits that keep one client from hurting the others.
+
+* ``Content-Length`` above ``max_body`` is answered 413 before a byte of the body is read;
+  a chunked body is counted as it streams and cut off at the same limit.
+* A request's headers must arrive within ``header_timeout`` of its first byte (or of the
+  connection), its body within ``body_timeout`` of the first read: slow clients are
+  dropped (408), never kept forever.
+* At most ``max_connections`` connections: past the limit the oldest connection that is
+  idle or still sending headers is closed to make room, and when none is, the new
+  connection gets an immediate 503. Health checks keep getting through a slow-header
+  flood, and the process never runs out of file descriptors.
+
+uvicorn has no header timeout and no connection cap that closes idle sockets, so the
+connection-level half is a subclass of its h11 protocol; the body half is ASGI middleware.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+FD_HEADROOM = 64  # descriptors kept free for the engine, logs and the listening socket
+CLOSE = {"connection": "close"}
+
+
+@dataclass
+class Limits:
+    max_body: int = 1024 * 1024
+    header_timeout: float = 30.0
+    body_timeout: float = 30.0
+    max_connections: int = 1000
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft descriptor limit to the hard one; return what connections may use."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        try:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(16, soft - FD_HEADROOM)
+
+
+def _canned(status: int, reason: str, message: str) -> bytes:
+    body = json.dumps({"error": message}).encode()
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
+
+
+def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a header timeout and a connection cap.
+
+    ``on_reject(kind)`` is called for every connection closed by a limit ("busy",
+    "evicted", "header_timeout"), for the metrics.
+    """
+    # connections that are idle or have not finished their headers, oldest first
+    waiting: OrderedDict[GuardedH11, None] = OrderedDict()
+    busy = _canned(503, "Service Unavailable", "too many connections; retry shortly")
+    slow = _canned(408, "Request Timeout",
+                   f"request headers not received within {limits.header_timeout:g}s")
+
+    def count(kind: str) -> None:
+        if on_reject is not None:
+            on_reject(kind)
+
+    class GuardedH11(H11Protocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.max_connections:
+                victim = next(iter(waiting), None)
+                if victim is None:
+                    count("busy")
+                    transport.write(busy)
+                    transport.close()
+                    return
+                count("evicted")
+                victim.transport.close()
+            self._await_headers(start_timer=True)
+
+        def _idle(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def _await_headers(self, start_timer: bool) -> None:
+            waiting[self] = None
+            waiting.move_to_end(self)
+            if start_timer and self._header_timer is None:
+                self._header_timer = self.loop.call_later(limits.header_timeout,
+                                                          self._headers_late)
+
+        def _forget(self) -> None:
+            waiting.pop(self, None)
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_late(self) -> None:
+            self._header_timer = None
+            if self._idle() and not self.transport.is_closing():
+                count("header_timeout")
+                self.transport.write(slow)
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            if self._idle():
+                self._await_headers(start_timer=True)
+            super().data_received(data)
+            if not self._idle():
+                self._forget()  # a request is under way: its headers are complete
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._idle() and not self.transport.is_closing():
+                # idle keep-alive: uvicorn's keep-alive timer closes it; we may evict it
+                self._await_headers(start_timer=False)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._forget()
+            super().connection_lost(exc)
+
+    return GuardedH11
+
+
+class BodyGuard:
+    """ASGI middleware: the body limit and the body timeout."""
+
+    def __init__(self, app: Any, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limits = self.limits
+        declared = None
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _reply(send, 400, "Content-Length is not a number")
+                    return
+        if declared is not None and declared > limits.max_body:
+            await _reply(send, 413, f"the body is {declared} bytes; the limit is"
+                                    f" {limits.max_body}")
+            return
+        loop = asyncio.get_running_loop()
+        state = {"received": 0, "deadline": None, "done": False}
+
+        async def guarded() -> dict:
+            if state["done"]:
+                return await receive()  # the body is in: waiting for a disconnect is fine
+            if state["deadline"] is None:
+                state["deadline"] = loop.time() + limits.body_timeout
+            try:
+                message = await asyncio.wait_for(receive(),
+                                                 max(0.0, state["deadline"] - loop.time()))
+            except TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within"
+                                         f" {limits.body_timeout:g}s", headers=CLOSE) from None
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > limits.max_body:
+                    raise HTTPException(413, f"the body is over the limit of {limits.max_body}"
+                                             " bytes", headers=CLOSE)
+                state["done"] = not message.get("more_body", False)
+            return message
+
+        await self.app(scope, guarded, send)
+
+
+async def _reply(send: Any, status: int, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
