@@ -254,3 +254,49 @@ def test_plain_text_and_other_json_lines(text, level, has_ts):
     rec = parse(text, "s")
     assert rec.level == level and (rec.ts is not None) == has_ts
     assert rec.raw == text
+
+
+ODD = ['{"ts": 1e999, "level": "INFO", "msg": "from the far future"}',
+       '{"ts": -1e20, "level": "INFO", "msg": "before time"}',
+       '{"ts": NaN, "level": "INFO", "msg": "not a time"}',
+       '{"ts": 1' + "0" * 400 + ', "level": "INFO", "msg": "a very long int"}',
+       line("2024-01-01T00:04:00.000Z", "INFO", "POST /synthesize 200", event="request",
+            synth_ms=1e999),
+       '{"ts": "2024-01-01T00:04:01.000Z", "level": "INFO", "msg": "x", "synth_ms": NaN}',
+       '{"ts": "2024-01-01T00:04:02.000Z", "level": "INFO", "msg": "x", "synth_ms": -5}',
+       '{"ts": "2024-01-01T00:04:03.000Z", "level": "INFO", "msg": "x", "other": Infinity}',
+       '{"level": "INFO", "ts": "2024-01-01T00:04:04.000Z", "msg": "x", "synth_ms": 1e309}']
+
+
+def test_records_with_impossible_numbers_are_counted_and_skipped(logset):
+    tmp, cfg, live = logset
+    with live.open("a") as fh:
+        fh.write("\n".join(ODD) + "\n")
+    stats = cli(tmp, cfg, "logs", "stats", "--json")
+    assert stats.exit_code == 0, stats.output
+    [row] = json.loads(stats.stdout)
+    # stats reads ts, level and synth_ms: the record whose impossible number is in a field
+    # it never reads ("other") is counted like any other; export writes every field
+    assert row["malformed_lines"] == len(ODD) - 1
+    assert row["lines"] == 57  # the logset's 56 lines and the "other": Infinity one
+    text = cli(tmp, cfg, "logs", "stats")
+    assert f"{len(ODD) - 1} malformed lines skipped" in text.stdout
+    for fmt in ("json", "jsonl", "csv"):
+        out = cli(tmp, cfg, "logs", "export", str(tmp / f"all.{fmt}"), "--format", fmt)
+        assert out.exit_code == 0, out.output
+        assert f"skipped {len(ODD)} malformed records" in out.stderr
+        assert "Infinity" not in (tmp / f"all.{fmt}").read_text()
+
+
+def test_export_and_archive_are_no_more_readable_than_the_logs(logset):
+    tmp, cfg, live = logset
+    victim = tmp / "victim"
+    victim.write_text("precious\n")
+    target = tmp / "out.jsonl"
+    target.symlink_to(victim)  # a planted link is replaced, never written through
+    assert cli(tmp, cfg, "logs", "export", str(target), "--format", "jsonl").exit_code == 0
+    assert not target.is_symlink() and victim.read_text() == "precious\n"
+    assert os.stat(target).st_mode & 0o777 == 0o640
+    assert cli(tmp, cfg, "logs", "archive", "--output", str(tmp / "arch")).exit_code == 0
+    (archive,) = (tmp / "arch").glob("*.tar.gz")
+    assert os.stat(archive).st_mode & 0o777 == 0o640
