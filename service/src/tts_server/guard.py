@@ -26,7 +26,11 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-FD_HEADROOM = 64  # descriptors kept free for the engine, logs and the listening socket
+# asyncio accepts up to uvicorn's ``backlog`` sockets per wake-up, and the connections we
+# close to make room keep their descriptors until its next pass: with a small batch and
+# room for two of them (the new and the evicted), a flood stays under the fd limit
+ACCEPT_BATCH = 32
+FD_HEADROOM = 64 + 2 * ACCEPT_BATCH  # and descriptors for the engine, logs, the listener
 CLOSE = {"connection": "close"}
 
 
@@ -86,6 +90,7 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
                     transport.close()
                     return
                 count("evicted")
+                victim._forget()  # now: its close completes only on the loop's next pass
                 victim.transport.close()
             self._await_headers(start_timer=True)
 

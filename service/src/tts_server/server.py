@@ -22,9 +22,9 @@ from tts_server.app import ServerState, create_app
 from tts_server.audio import check_speech, encode_wav
 from tts_server.engines import create_engine
 from tts_server.engines.base import EngineUnavailable
-from tts_server.guard import Limits, protocol_class, raise_fd_limit
+from tts_server.guard import ACCEPT_BATCH, Limits, protocol_class, raise_fd_limit
 from tts_server.notify import Notifier
-from tts_server.sockets import bind_socket, inherited_socket
+from tts_server.sockets import LISTEN_BACKLOG, bind_socket, inherited_socket
 
 log = logging.getLogger("tts_server")
 WARMUP_TEXT = "The text to speech service is warming up."
@@ -78,6 +78,7 @@ def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
     app = create_app(state, settings.limits)
     closed = state.metrics.connections_closed
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+                            backlog=ACCEPT_BATCH,
                             http=protocol_class(settings.limits,
                                                 lambda kind: closed.labels(kind).inc()),
                             timeout_graceful_shutdown=settings.drain_timeout,
@@ -92,6 +93,9 @@ def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
         if serving.done():
             await serving
             return
+        # asyncio listened with the small accept batch as the backlog: give the kernel
+        # queue its full size back (the batch stays small)
+        sock.listen(LISTEN_BACKLOG)
         try:
             await asyncio.to_thread(warm_up, state)
         except Exception as exc:

@@ -6,6 +6,7 @@ import os
 import socket
 
 SD_LISTEN_FDS_START = 3
+LISTEN_BACKLOG = 1024
 
 
 def inherited_socket() -> socket.socket | None:
@@ -22,7 +23,7 @@ def inherited_socket() -> socket.socket | None:
     return sock
 
 
-def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+def bind_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if host == "localhost":
         host = "127.0.0.1"
