@@ -289,7 +289,7 @@ def test_records_with_impossible_numbers_are_counted_and_skipped(logset):
 
 
 def test_export_and_archive_are_no_more_readable_than_the_logs(logset):
-    tmp, cfg, live = logset
+    tmp, cfg, _live = logset
     victim = tmp / "victim"
     victim.write_text("precious\n")
     target = tmp / "out.jsonl"
