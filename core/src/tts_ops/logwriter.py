@@ -18,6 +18,24 @@ from tts_ops.statefile import open_nofollow, private_dir
 LOG_MODE = 0o640
 
 
+def claim_log_file(path: Path, service: str) -> Path:
+    """Create ``path`` (0640, parents 0750) or check it, before any process manager opens it.
+
+    supervisord and systemd open a log themselves, as root, following links: a link, a FIFO
+    or another user's file planted at the path is refused here, in one line, instead.
+    """
+    from tts_ops.errors import ConfigError
+
+    try:
+        private_dir(path.parent, 0o750)
+        os.close(open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE))
+    except ConfigError as exc:  # UnsafeFile
+        raise ConfigError(f"{service}: log_file {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{service}: log_file {path}: {exc.strerror}") from None
+    return path
+
+
 def rotated_files(path: Path) -> list[Path]:
     """Rotated files of ``path``, oldest first (compressed or not)."""
     by_stem: dict[str, Path] = {}

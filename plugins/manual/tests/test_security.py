@@ -256,3 +256,11 @@ def test_a_crash_loop_past_a_thousand_failures_ends_in_failed(backend):
         assert backend.status([svc])[0].state == State.FAILED
     finally:
         backend.stop(svc, force=True)
+
+
+def test_a_user_removed_after_validation_fails_the_start_in_one_line(backend):
+    svc = sleeper("gone", user="nobody")
+    object.__setattr__(svc, "user", "no-such-user-tts-ops")  # as if deleted since
+    with pytest.raises(Exception, match="user 'no-such-user-tts-ops' does not exist"):
+        backend.start(svc)
+    assert backend.status([svc])[0].state == State.FAILED

@@ -107,3 +107,19 @@ def test_program_file_holding_env_values_is_private(backend, supervisord):
         assert "hunter2" in path.read_text()
     finally:
         backend.uninstall(svc)
+
+
+def test_a_symlink_planted_as_the_log_file_is_refused(backend, supervisord, tmp_path):
+    # supervisord opens the log itself, as root, following links: tts-ops checks first
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "x.log").symlink_to(victim)
+    svc = service(f"sv-{uuid.uuid4().hex[:8]}", command=["sleep", "60"], notify=False,
+                  health_check="none", log_file=str(logs / "x.log"))
+    with pytest.raises(ConfigError, match=rf"^{svc.name}: log_file .*x.log: is a symbolic"):
+        backend.start(svc)
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
+    assert not list((supervisord.dir / "conf.d").glob(f"*{svc.name}*"))

@@ -287,6 +287,10 @@ def test_every_hostile_value_reaches_the_program_through_a_real_unit(backend, cl
     args, seen = json.loads(line[0])
     assert args == HOSTILE_TEXT
     assert seen == env
+    from tts_ops_systemd.systemctl import Systemctl
+
+    unit_file = Systemctl("user").unit_dir() / plan.unit_name
+    assert os.stat(unit_file).st_mode & 0o777 == 0o600  # it holds the env values
 
 
 @pytest.mark.parametrize("field", ["command", "env", "working_dir", "log_file", "user"])
@@ -317,3 +321,18 @@ def test_the_unit_renderer_refuses_impossible_times_on_its_own(state_dir, field,
     svc = ServiceConfig.model_construct(**{**base, field: value})
     with pytest.raises(ConfigError, match=f"^{field}: must be 0-"):
         render(UnitPlan(svc, "user", True, state_dir / "x.log", state_dir))
+
+
+def test_a_symlink_planted_as_the_log_file_is_refused(backend, tmp_path):
+    # systemd opens StandardOutput=append: itself, following links: tts-ops checks first
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "x.log").symlink_to(victim)
+    svc = service(name(), command=["sleep", "60"], notify=False, health_check="none",
+                  log_file=str(tmp_path / "x.log"))
+    with pytest.raises(ConfigError, match=rf"^{svc.name}: log_file .*x.log: is a symbolic"):
+        backend.start(svc)
+    assert victim.read_text() == "precious\n"
+    from tts_ops_systemd.systemctl import Systemctl
+
+    assert not (Systemctl("user").unit_dir() / f"tts-ops-{svc.name}.service").exists()

@@ -25,9 +25,9 @@ from tts_ops.backend import (
     Support,
 )
 from tts_ops.config.paths import ensure_writable_dir
-from tts_ops.errors import ConfigError, OperationFailed
+from tts_ops.errors import OperationFailed
 from tts_ops.logread import follow, tail
-from tts_ops.logwriter import LOG_MODE
+from tts_ops.logwriter import claim_log_file
 from tts_ops.procinfo import (
     descendants,
     group_exists,
@@ -36,14 +36,7 @@ from tts_ops.procinfo import (
     kill_group,
     usage,
 )
-from tts_ops.statefile import (
-    UnsafeFile,
-    atomic_write_json,
-    locked,
-    open_nofollow,
-    private_dir,
-    read_json,
-)
+from tts_ops.statefile import atomic_write_json, locked, open_nofollow, private_dir, read_json
 from tts_ops_manual.spec import build_spec
 
 POLL = 0.01
@@ -128,7 +121,7 @@ class ManualBackend:
                     return self._wait_ready(service, st, None)
             self._cleanup_leftovers(st)
             self._check_port(service)
-            self._check_log_file(service)
+            claim_log_file(service.log_path(self.ctx.state_dir), service.name)
             spec = build_spec(service, self.ctx.state_dir, self.ctx.options.get("discovery"))
             atomic_write_json(sdir / "spec.json", spec)
             try:
@@ -145,17 +138,6 @@ class ManualBackend:
                     start_new_session=True, close_fds=True,
                 )
         return self._wait_ready(service, None, proc)
-
-    def _check_log_file(self, service: Any) -> None:
-        """Open the log as the supervisor will: a planted link fails here, in one line."""
-        path = service.log_path(self.ctx.state_dir)
-        private_dir(path.parent, 0o750)
-        try:
-            os.close(open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE))
-        except UnsafeFile as exc:
-            raise ConfigError(f"{service.name}: log_file {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{service.name}: log_file {path}: {exc.strerror}") from None
 
     def _wait_ready(self, service: Any, st: dict | None, proc: Any) -> ServiceStatus:
         deadline = time.monotonic() + service.start_timeout

@@ -149,7 +149,13 @@ class Supervisor:
             env["WATCHDOG_USEC"] = str(int(spec["watchdog_sec"] * 1_000_000))
         creds = None
         if spec.get("user"):
-            creds, home = credentials_for(spec["user"])
+            try:
+                creds, home = credentials_for(spec["user"])
+            except KeyError:  # removed since the config was validated
+                reason = f"user {spec['user']!r} does not exist on this host"
+                self.supervisor_log(reason)
+                self.fail(reason)
+                return
             env.setdefault("HOME", home)
             env["USER"] = env["LOGNAME"] = spec["user"]
         rfd, wfd = os.pipe2(os.O_CLOEXEC)

@@ -26,6 +26,7 @@ from tts_ops.backend import (
     command_problem,
 )
 from tts_ops.errors import ConfigError, OperationFailed
+from tts_ops.logwriter import claim_log_file
 from tts_ops.procinfo import descendants, group_exists, kill_group, usage
 from tts_ops.statefile import PRIVATE, atomic_write_bytes, atomic_write_json, private_dir, read_json
 from tts_ops_supervisor.conf import SupervisorConf, find_conf, read_conf
@@ -107,7 +108,10 @@ class SupervisorBackend:
         if autostart is None:
             autostart = "autostart=true" in old
         log_file = str(service.log_path(self.ctx.state_dir))
-        private_dir(Path(log_file).parent, 0o750)
+        if service.instances == 1:  # numprocs logs are named by supervisord, per process
+            claim_log_file(Path(log_file), service.name)
+        else:
+            private_dir(Path(log_file).parent, 0o750)
         text = render(service, log_file, autostart=autostart)
         if text == old and path.stat().st_mode & 0o777 == PRIVATE:
             return False, ""

@@ -26,7 +26,14 @@ from tts_ops.backend import (
 )
 from tts_ops.errors import OperationFailed
 from tts_ops.logread import follow, tail
-from tts_ops.statefile import atomic_write_bytes, atomic_write_json, read_json
+from tts_ops.logwriter import claim_log_file
+from tts_ops.statefile import (
+    PRIVATE,
+    atomic_write_bytes,
+    atomic_write_json,
+    private_dir,
+    read_json,
+)
 from tts_ops_systemd.options import options_for
 from tts_ops_systemd.systemctl import (
     Systemctl,
@@ -107,6 +114,11 @@ class SystemdBackend:
         self._require(ctl)
         plan = self.plan(service)
         text = render(plan)
+        if plan.log_file is not None:  # before the unit exists: systemd follows links
+            if plan.templated:  # per-instance names (NAME@PORT.log), opened by systemd
+                private_dir(plan.log_file.parent, 0o750)
+            else:
+                claim_log_file(plan.log_file, plan.service.name)
         path = ctl.unit_dir() / plan.unit_name
         try:
             old = path.read_text()
@@ -115,16 +127,14 @@ class SystemdBackend:
         except PermissionError:
             raise OperationFailed(f"cannot read {path}: permission denied; use --scope user or"
                                   " run as root") from None
-        if old == text:
+        if old == text and path.stat().st_mode & 0o777 == PRIVATE:
             return None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, text.encode())
+            atomic_write_bytes(path, text.encode(), PRIVATE)  # Environment= holds secrets
         except PermissionError:
             raise OperationFailed(f"cannot write {path}: permission denied; use --scope user"
                                   " or run as root") from None
-        if plan.log_file is not None:
-            plan.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._reload(ctl)
         if old is None:
             return None
