@@ -7,6 +7,7 @@ races a rotation, and a line is written whole to exactly one file. Standard libr
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from tts_ops.statefile import open_nofollow, private_dir
 
 LOG_MODE = 0o640
+# a disk that is full or failing: lines are dropped and counted, writing resumes when it can
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS})
 
 
 def claim_log_file(path: Path, service: str) -> Path:
@@ -71,6 +74,8 @@ class RotatingLogWriter:
         self.compress = compress
         self.mode = mode
         self.spawned: list[int] = []
+        self.dropped = 0  # lines lost to a full or failing disk (counted, never fatal)
+        self._torn = False  # a write stopped mid-line: the next one starts a new line
         private_dir(self.path.parent, 0o750)
         self._fd = -1
         self._size = 0
@@ -106,23 +111,51 @@ class RotatingLogWriter:
             self._append(b"".join(batch))
 
     def _append(self, data: bytes) -> None:
+        if self._fd < 0:  # a rotation could not open the new file: try again now
+            try:
+                self._open()
+            except OSError as exc:
+                if exc.errno not in DISK_ERRORS:
+                    raise
+                self.dropped += data.count(b"\n")
+                return
+        end_torn = b"\n" if self._torn else b""  # end the fragment a full disk left
+        data = end_torn + data
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        written = 0
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+                written += n
+        except OSError as exc:
+            if exc.errno not in DISK_ERRORS:
+                raise
+            self.dropped += data.count(b"\n", max(written, len(end_torn)))
+            if written:  # else the file still ends as it did: torn or not
+                self._torn = data[written - 1 : written] != b"\n"
+            self._size += written
+            return
+        self._torn = False
         self._size += len(data)
 
     def rotate(self) -> Path | None:
         """Close the file, rename it aside, open a fresh one, compress in the background."""
-        if self._size == 0:
+        if self._size == 0 or self._fd < 0:
             return None
         rotated: Path | None = None
         if self.backups > 0:
             os.close(self._fd)
+            self._fd = -1
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
             rotated = self.path.with_name(f"{self.path.name}.{stamp}.{time.time_ns() % 10**9:09d}")
             os.rename(self.path, rotated)
-            self._open()
+            self._torn = False
+            try:
+                self._open()
+            except OSError as exc:
+                if exc.errno not in DISK_ERRORS:
+                    raise  # else the next write tries again
         else:
             os.ftruncate(self._fd, 0)  # through our fd: never a path someone swapped
             self._size = 0

@@ -137,6 +137,10 @@ class ManualBackend:
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     start_new_session=True, close_fds=True,
                 )
+            # hold the lock until the supervisor has said who it is: a second start that
+            # got the lock sooner would find no status, and spawn a second supervisor
+            while proc.poll() is None and self.read_status(service.name) is None:
+                time.sleep(POLL)
         return self._wait_ready(service, None, proc)
 
     def _wait_ready(self, service: Any, st: dict | None, proc: Any) -> ServiceStatus:
@@ -267,7 +271,9 @@ class ManualBackend:
         status.status_text = st.get("status_text")
         status.reason = st.get("reason")
         status.extra = {"supervisor_pid": st.get("supervisor_pid"), "health": st.get("health"),
-                        "log_file": st.get("log_file")}
+                        "log_file": st.get("log_file"),
+                        # lines lost while the log's disk was full or failing
+                        "log_dropped": st.get("log_dropped", 0)}
         alive = self.supervisor_alive(st)
         if not alive and state not in ("stopped", "failed"):
             # the supervisor died without saying so: report the truth

@@ -41,6 +41,8 @@ from tts_ops_manual.probe import Probe
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_PARTIAL = 64 * 1024
+STATUS_RETRY = 1.0  # seconds between attempts to write a status the disk refused
+DROPS_REPORT = 1.0  # seconds between status updates while log lines are being dropped
 SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
 CRED_SPACE = socket.CMSG_SPACE(struct.calcsize("iII"))  # struct ucred: pid, uid, gid
 
@@ -100,12 +102,23 @@ class Supervisor:
     def write_status(self, **changes: Any) -> None:
         self.status.update(changes)
         self.status["updated_at"] = time.time()
-        atomic_write_json(self.dir / "status.json", self.status)
+        self.status["log_dropped"] = self.log.dropped
+        try:
+            atomic_write_json(self.dir / "status.json", self.status)
+        except OSError:
+            # a full or failing state disk must not end supervision: keep the service
+            # running and write the status again soon
+            self.timers["status_retry"] = time.monotonic() + STATUS_RETRY
+        else:
+            self.timers.pop("status_retry", None)
 
     def event(self, name: str, **data: Any) -> None:
         record = {"ts": time.time(), "event": name, "service": self.spec["name"],
                   "pid": self.child_pid, "restarts": self.status["restarts"], **data}
-        append_line(self.dir / "events.jsonl", json.dumps(record) + "\n")
+        try:
+            append_line(self.dir / "events.jsonl", json.dumps(record) + "\n")
+        except OSError:
+            self.status["events_dropped"] = self.status.get("events_dropped", 0) + 1
 
     def supervisor_log(self, message: str) -> None:
         line = json.dumps({"ts": time.time(), "level": "INFO", "logger": "tts-ops-manual",
@@ -181,8 +194,11 @@ class Supervisor:
         self.health_failures = 0
         if spec.get("pid_file"):
             pid_file = Path(spec["pid_file"])
-            private_dir(pid_file.parent, 0o755)
-            atomic_write_bytes(pid_file, f"{pid}\n".encode(), 0o644)  # readable, as pid files are
+            try:
+                private_dir(pid_file.parent, 0o755)
+                atomic_write_bytes(pid_file, f"{pid}\n".encode(), 0o644)  # readable, as usual
+            except OSError as exc:  # compatibility only: never worth the service
+                self.supervisor_log(f"cannot write pid_file {pid_file}: {exc.strerror or exc}")
         self.timers.pop("restart", None)
         self.timers["ready_deadline"] = time.monotonic() + spec["start_timeout"]
         if not spec["notify"]:
@@ -352,10 +368,19 @@ class Supervisor:
         cut = data.rfind(b"\n") + 1
         self.partial = data[cut:]
         if len(self.partial) > MAX_PARTIAL:
-            cut, self.partial = len(data), b""
-            data += b"\n"
+            # a line this long is cut into MAX_PARTIAL pieces, each a line of its own
+            data, self.partial = data + b"\n", b""
+            cut = len(data)
         if cut:
             self.log.write_lines(data[:cut])
+            self.note_drops()
+
+    def note_drops(self) -> None:
+        """Say in the status, at most once a second, that log lines are being lost."""
+        if self.log.dropped != self.status.get("log_dropped", 0) and \
+                "drops" not in self.timers:
+            self.timers["drops"] = time.monotonic() + (0 if not self.status.get(
+                "log_dropped") else DROPS_REPORT)
 
     def close_pipe(self) -> None:
         if self.pipe_fd is None:
@@ -575,6 +600,8 @@ class Supervisor:
         elif name == "beat":
             if self.status["ready"] and self.status["state"] == "running":
                 self.beat("passing")
+        elif name in ("status_retry", "drops"):
+            self.write_status()
         elif name == "stop_poll":
             self.reap()
             if self.child_pid is None:

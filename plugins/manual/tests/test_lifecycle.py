@@ -1,0 +1,177 @@
+"""Lifecycle faults of the manual backend: races, full disks, long lines, SIGKILLed supervisors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from tts_ops.testing import DUMMY, free_port
+
+
+def supervisors_of(sdir) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "tts_ops_manual.supervise" in cmd and str(sdir) in cmd:
+            found.append(proc)
+    return found
+
+
+def test_two_concurrent_starts_make_one_supervisor(tmp_path):
+    for attempt in range(4):
+        port = free_port()
+        cfg = tmp_path / f"c{attempt}.json"
+        state = tmp_path / f"state{attempt}"
+        cfg.write_text(json.dumps({"services": [{
+            "name": "twin", "port": port, "command": [*DUMMY, "--port", str(port)],
+            "notify": True, "restart_delay": 0}]}))
+        base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(state)]
+        starts = [subprocess.Popen([*base, "start", "twin", "--process-manager", "manual"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for _ in range(2)]
+        outs = [p.communicate(timeout=60) for p in starts]
+        try:
+            assert [p.returncode for p in starts] == [0, 0], outs
+            assert len(supervisors_of(state / "manual" / "twin")) == 1
+            status = json.loads(subprocess.run([*base, "status", "--json"], capture_output=True,
+                                               text=True, check=True).stdout)
+            assert status[0]["state"] == "running"
+        finally:
+            subprocess.run([*base, "stop", "--all"], capture_output=True, timeout=60)
+        assert supervisors_of(state / "manual" / "twin") == []
+
+
+def test_a_line_over_64_kb_is_split_into_whole_lines(backend, tmp_path):
+    from tts_ops.testing import service, wait_for
+
+    make = "''.join(f'{i:07d}' for i in range(30_000))"  # 210,000 characters, one line
+    text = eval(make)
+    svc = service("long", command=[sys.executable, "-c", f"import sys, time;"
+                                   f" sys.stdout.write({make}); sys.stdout.flush();"
+                                   " print(); print('after', flush=True); time.sleep(60)"],
+                  notify=False, health_check="none", start_seconds=0.2, log_max_bytes=100_000,
+                  log_backups=5)
+    try:
+        backend.start(svc)
+        log = svc.log_path(backend.ctx.state_dir)
+        from tts_ops.logwriter import rotated_files
+
+        def read(f):
+            import gzip
+
+            return gzip.decompress(f.read_bytes()) if f.name.endswith(".gz") else f.read_bytes()
+
+        def lines():
+            files = [*rotated_files(log), log]
+            return [ln for f in files for ln in read(f).split(b"\n")[:-1]]
+
+        wait_for(lambda: b"after" in lines(), message="the line after the long one")
+        pieces = [ln for ln in lines() if ln and ln[:1].isdigit()]
+        assert b"".join(pieces).decode() == text
+        # cut once more than 64 KiB waits for a newline: pieces of at most two pipe reads
+        assert all(len(p) <= 2 * 65536 for p in pieces)
+        assert len(pieces) >= 2
+        # every file ends with a whole line: no line spreads over two files
+        for f in [*rotated_files(log), log]:
+            assert read(f).endswith(b"\n")
+    finally:
+        backend.stop(svc, force=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: a real ENOSPC, not a simulated one."""
+    import os
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs",
+                           str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to mount a tmpfs: {done.stderr}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def ticks(log) -> list[int]:
+    return [int(n) for n in re.findall(rb"^tick (\d+)$", log.read_bytes(), re.M)]
+
+
+def fill(disk) -> None:
+    import os
+
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+TICKER = [sys.executable, "-u", "-c", "import itertools, time; [(print(f'tick {i}',"
+          " flush=True), time.sleep(0.01)) for i in itertools.count()]"]
+
+
+def test_a_full_log_disk_drops_and_counts_lines_and_the_service_keeps_its_pid(
+        backend, tiny_disk):
+    from tts_ops.testing import service, wait_for
+
+    log = tiny_disk / "logs" / "ticker.log"
+    svc = service("ticker", command=TICKER, notify=False, health_check="none",
+                  start_seconds=0.2, log_file=str(log), log_max_bytes=10**9)
+    try:
+        pid = backend.start(svc).pid
+        wait_for(lambda: log.stat().st_size > 0)
+        fill(tiny_disk)
+        st = wait_for(lambda: (s := backend.status([svc])[0]).extra["log_dropped"] > 20 and s,
+                      message="lines counted as dropped")
+        assert st.pid == pid and st.state.value == "running"
+        (tiny_disk / "filler").unlink()  # space returns: so does the log
+        last = ticks(log)[-1]
+        wait_for(lambda: ticks(log)[-1] > last + 20, message="new lines after space returned")
+        assert backend.status([svc])[0].pid == pid
+        # a line the full disk tore is ended by a newline, never glued to the next one
+        lines = log.read_bytes().splitlines()
+        odd = [ln for ln in lines if not re.fullmatch(rb"t(i(c(k( \d*)?)?)?)?", ln)]
+        assert not odd, odd
+        assert sum(1 for ln in lines if not re.fullmatch(rb"tick \d+", ln)) <= 1
+    finally:
+        backend.stop(svc, force=True)
+
+
+def test_a_full_state_disk_does_not_stop_supervision(tiny_disk, tmp_path, events):
+    import os
+    import signal
+
+    from tts_ops.backend import BackendContext
+    from tts_ops.testing import service, wait_for
+    from tts_ops_manual.backend import ManualBackend
+
+    backend = ManualBackend(BackendContext(state_dir=tiny_disk / "state", emit=events))
+    svc = service("ticker", command=TICKER, notify=False, health_check="none",
+                  start_seconds=0.2, restart_delay=0, log_file=str(tmp_path / "t.log"))
+    try:
+        first = backend.start(svc)
+        supervisor = psutil.Process(first.extra["supervisor_pid"])
+        fill(tiny_disk)
+        os.kill(first.pid, signal.SIGKILL)
+        # the supervisor cannot write its status, but it restarts the service all the same
+        child = wait_for(lambda: [c.pid for c in supervisor.children() if c.pid != first.pid
+                                  and "tick" in " ".join(c.cmdline())],
+                         message="a restarted service")
+        assert supervisor.is_running()
+        (tiny_disk / "filler").unlink()
+        st = wait_for(lambda: (s := backend.status([svc])[0]).pid == child[0] and s,
+                      message="the status written once space returned")
+        assert st.restarts == 1 and st.state.value == "running"
+    finally:
+        backend.stop(svc, force=True)
