@@ -283,7 +283,9 @@ def test_missing_strategy_plugin_exits_3(env):
     env.host = make_host(manual_plugin)
     result = env.cli("deploy", "--strategy", "canary")
     assert result.exit_code == 3
-    assert "pip install tts-ops-strategies" in result.stderr
+    from tts_ops.hints import install_hint
+
+    assert install_hint("tts-ops-strategies") in result.stderr
 
 
 def test_sigint_during_a_deploy_leaves_the_old_release_serving(env):

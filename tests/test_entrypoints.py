@@ -132,3 +132,32 @@ def test_the_broken_plugin_fails_a_command_that_needs_it(venv, tmp_path):
     assert out.returncode == 3
     assert "no backend named 'broken'" in out.stderr
     assert "plugin 'broken' (tts-ops-broken 6.6.6) is disabled" in out.stderr
+
+
+def test_a_minimal_install_fails_at_once_and_its_hints_work_from_a_checkout(tmp_path):
+    """core and the manual plugin only: no tts-server, no strategies."""
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # plain paths (no .pth processing): the dependencies, core and the manual plugin only
+    dev_site = sysconfig.get_paths()["purelib"]
+    (_site_packages(venv) / "minimal.pth").write_text(
+        f"{dev_site}\n{ROOT / 'core' / 'src'}\n{ROOT / 'plugins' / 'manual' / 'src'}\n")
+    cfg = tmp_path / "c.json"
+    # a start that waited for readiness would take 600 s: the 60 s below would expire
+    cfg.write_text(json.dumps({"services": [{"name": "tts", "port": free_port(),
+                                             "start_timeout": 600}]}))
+    env = {**os.environ, "TTS_OPS_PLUGINS": "manual"}
+    base = [str(venv / "bin" / "python"), "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tmp_path / "state")]
+    out = subprocess.run([*base, "start", "tts"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 1, out.stderr
+    assert "the reference TTS server is not installed (the distribution tts-server);" \
+        f" pip install {ROOT / 'service'}" in out.stderr
+    out = subprocess.run([*base, "deploy", "--strategy", "canary"], capture_output=True,
+                         text=True, env=env, timeout=60)
+    assert out.returncode == 3
+    assert f"pip install {ROOT / 'plugins' / 'strategies'}" in out.stderr
+    # and the hint works as printed
+    hint = out.stderr.split("install it with: ", 1)[1].split()
+    assert hint[:2] == ["pip", "install"] and (Path(hint[2]) / "pyproject.toml").is_file()

@@ -173,3 +173,51 @@ def test_events_reach_plugins_for_restarts_inside_the_supervisor(tmp_path):
         assert len(last) == 1
     finally:
         run_cli([*base, "stop", "--force"], host=host)
+
+
+class Policy:
+    """A config policy plugin that can be switched to reject every config."""
+
+    def __init__(self):
+        self.reject = False
+
+    @hookimpl
+    def tts_ops_validate_config(self, config):
+        return ["policy: services must run as a service account"] if self.reject else []
+
+
+def test_a_rejecting_policy_gates_start_but_never_stop_status_or_logs(tmp_path):
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": "svc", "port": port, "command": [*DUMMY, "--port", str(port)],
+        "notify": True}]}))
+    policy = Policy()
+    host = make_host(manual_plugin, policy)
+    base = ["-c", str(cfg), "--state-dir", str(tmp_path / "state")]
+
+    def cli(*args):
+        return run_cli([*base, *args], host=host)
+
+    assert cli("start", "svc").exit_code == 0
+    policy.reject = True  # the policy changed while the service runs
+    for gated in (["start", "svc"], ["restart", "svc"], ["deploy", "svc"],
+                  ["config", "validate"]):
+        refused = cli(*gated)
+        assert refused.exit_code == 2, (gated, refused.output)
+        assert "policy: services must run as a service account" in refused.stderr
+    status = cli("status", "--json")  # the hot path reads the cached config: no validators
+    assert status.exit_code == 0 and json.loads(status.stdout)[0]["state"] == "running"
+    edited = json.loads(cfg.read_text())
+    edited["services"][0]["labels"] = {"team": "speech"}
+    cfg.write_text(json.dumps(edited))  # read fresh: the validators run, and it says so
+    status = cli("status", "--json")
+    assert status.exit_code == 0 and json.loads(status.stdout)[0]["state"] == "running"
+    assert "warning: " in status.stderr and "start, deploy and install refuse" in status.stderr
+    assert cli("logs", "svc", "-n", "5").exit_code == 0
+    stopped = cli("stop", "--all")
+    assert stopped.exit_code == 0, stopped.output
+    assert json.loads(cli("status", "--json").stdout)[0]["state"] == "stopped"
+    policy.reject = False
+    assert cli("start", "svc").exit_code == 0  # fixed: allowed again, nothing was cached
+    assert cli("stop", "--all").exit_code == 0

@@ -76,6 +76,14 @@ def command_problem(service: ServiceConfig) -> str | None:
     import shutil
     from pathlib import Path as _Path
 
+    if service.uses_reference_server:
+        import importlib.util
+
+        if importlib.util.find_spec("tts_server") is None:
+            from tts_ops.hints import install_hint
+
+            return ("the reference TTS server is not installed (the distribution tts-server);"
+                    f" {install_hint('tts-server')}, or give the service a command")
     argv0 = service.argv()[0]
     if shutil.which(argv0, path=service.env.get("PATH", os.environ.get("PATH"))) is not None:
         return None

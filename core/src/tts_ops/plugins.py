@@ -231,7 +231,11 @@ _KNOWN_DISTS = {
 
 def _install_hint(kind: str, name: str) -> str:
     dist = _KNOWN_DISTS.get((kind, name))
-    return f"; install it with: pip install {dist}" if dist else ""
+    if not dist:
+        return ""
+    from tts_ops.hints import install_hint
+
+    return f"; install it with: {install_hint(dist)}"
 
 
 def ensure_host_ok(host: PluginHost, plugin: str) -> None:

@@ -22,7 +22,9 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            _warn_policy(ctx.obj)
+            return result
         except TtsOpsError as exc:
             app = ctx.obj
             if app is not None and getattr(app, "debug", False):
@@ -32,6 +34,15 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("tts-ops: interrupted", err=True)
             ctx.exit(130)
+
+
+def _warn_policy(app: Any) -> None:
+    """A command the validators do not gate (stop, status, logs) ran anyway: say why not."""
+    problems = getattr(app, "policy_problems", None)
+    if problems and not app.policy_enforced:
+        click.echo(f"tts-ops: warning: {printable(problems[0])}"
+                   + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                   + "; start, deploy and install refuse this config", err=True)
 
 
 def report_error(exc: TtsOpsError) -> None:

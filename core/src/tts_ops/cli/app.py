@@ -41,6 +41,10 @@ class App:
         #: hot commands read a config that validated before from the state dir's cache;
         #: ``config validate`` and ``config show`` turn this off
         self.use_cache = True
+        #: what the plugins' validators said of the config: it gates the commands that start
+        #: or install something (`require_valid`), never stop, status or logs
+        self.policy_problems: list[str] = []
+        self.policy_enforced = False
         self._backends: dict[str, ProcessBackend] = {}
         #: options from --scope, --supervisor-conf; backends read what they know
         self.backend_options: dict[str, str] = {}
@@ -94,11 +98,28 @@ class App:
         if loaded.from_cache:
             return loaded
         problems = self.host.collect("tts_ops_validate_config", config=loaded.config)
-        if problems:
-            lines = [f"{loaded.source}: {p}" for p in problems]
-            raise ConfigError(lines[0], problems=lines)
+        if problems:  # not cached: the validators are asked again next time
+            self.policy_problems = [f"{loaded.source}: {p}" for p in problems]
+            return loaded
         loaded.remember()
         return loaded
+
+    def require_valid(self) -> None:
+        """Refuse to start, deploy or install from a config a plugin's validator rejected.
+
+        The validators are always asked here, cache or not: a policy may change its mind
+        (a new rule, a file it reads) while the config stays the same.
+        """
+        self.policy_enforced = True
+        loaded = self.loaded
+        if loaded.from_cache:
+            from tts_ops.config.loader import load_config
+
+            fresh = load_config(self.config_path)
+            self.policy_problems = [f"{fresh.source}: {p}" for p in self.host.collect(
+                "tts_ops_validate_config", config=fresh.config)]
+        if self.policy_problems:
+            raise ConfigError(self.policy_problems[0], problems=self.policy_problems)
 
     @property
     def config(self) -> Any:
@@ -183,9 +204,10 @@ class App:
                 return name
             tried.append(f"{name}: {why}")
         if not registered:
-            raise MissingComponent(
-                "no process backend is installed; install one with: pip install tts-ops-manual"
-            )
+            from tts_ops.hints import install_hint
+
+            raise MissingComponent("no process backend is installed; install one with:"
+                                   f" {install_hint('tts-ops-manual')}")
         raise MissingComponent("no process backend is usable (" + "; ".join(tried) + ")")
 
     def assignments(self) -> dict[str, str]:

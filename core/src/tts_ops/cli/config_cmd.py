@@ -42,6 +42,7 @@ def validate(app, orchestration: str | None) -> None:
     try:
         loaded = app.loaded
         source = loaded.source
+        app.require_valid()
     except ConfigError as exc:
         problems.extend(exc.problems)
     if orchestration:

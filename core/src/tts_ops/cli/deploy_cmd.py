@@ -39,6 +39,7 @@ def deploy(app, names, strategy, environment, pm, dry_run, skip_tests, as_json) 
     if names[:1] == ("history",):
         _history(app, as_json)
         return
+    app.require_valid()
     from tts_ops.deploy.engine import DeployEngine, Reporter
 
     engine = DeployEngine(app, Reporter(as_json, click.echo))
@@ -109,6 +110,7 @@ def rollback(app, name, to_id, pm, as_json) -> None:
     from tts_ops.deploy.engine import DeployEngine, Reporter
     from tts_ops.deploy.releases import ReleaseStore
 
+    app.require_valid()
     (svc,) = app.services((name,) if name else (), False)
     store = ReleaseStore(app.state_dir, svc.name)
     current = store.current()

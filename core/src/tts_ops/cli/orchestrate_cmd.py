@@ -76,6 +76,7 @@ def plan(app, orch_path, as_json) -> None:
 @click.pass_obj
 def start(app, orch_path, pm, as_json) -> None:
     """Start every service phase by phase; a service starts once its dependencies are met."""
+    app.require_valid()
     orch = _orchestrator(app, orch_path, pm, quiet=as_json)
     outcomes = orch.start()
     if as_json:

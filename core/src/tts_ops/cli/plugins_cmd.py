@@ -66,7 +66,10 @@ def backends(app, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo("no process backend installed; install one with: pip install tts-ops-manual")
+        from tts_ops.hints import install_hint
+
+        click.echo("no process backend installed; install one with:"
+                   f" {install_hint('tts-ops-manual')}")
         return
     width = max(len(c) for c in CAPABILITIES)
     for row in rows:

@@ -104,6 +104,7 @@ def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list
 @click.pass_obj
 def start(app, names, all_, pm) -> None:
     """Start services; return when each is ready (exit 1 if one is not)."""
+    app.require_valid()
     services = app.runtime(app.services(names, all_))
     for st in _run_each(app, services, pm, "start"):
         extra = f" pid {st.pid}" if st.pid else ""
@@ -128,6 +129,7 @@ def stop(app, names, all_, pm, force) -> None:
 @click.pass_obj
 def restart(app, names, all_, pm) -> None:
     """Restart services; return when each is ready again."""
+    app.require_valid()
     services = app.runtime(app.services(names, all_))
     for st in _run_each(app, services, pm, "restart"):
         click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
@@ -192,6 +194,8 @@ def _one_service_command(action: str, doc: str):
     @backend_options
     @click.pass_obj
     def command(app, names, pm) -> None:
+        if action in ("install", "enable"):
+            app.require_valid()
         services = app.services(names, False)
         if pm in (None, "auto"):
             raise OperationFailed(

@@ -55,7 +55,10 @@ def predeploy_problems(service: Any, new: list[Any], backend: Any, state_dir: Pa
                         f" {MIN_FREE_BYTES // 2**20} MiB")
     if service.uses_reference_server:
         if importlib.util.find_spec("tts_server") is None:
-            problems.append("the reference TTS server is not installed (pip install tts-server)")
+            from tts_ops.hints import install_hint
+
+            problems.append("the reference TTS server is not installed"
+                            f" ({install_hint('tts-server')})")
         elif service.engine_type in ("espeak", "hybrid") and espeak_source() is None:
             problems.append("espeak-ng is not available (apt-get install espeak-ng, or pip"
                             " install espeakng-loader)")

@@ -23,6 +23,7 @@ from tts_ops.backend import (
     StartFailed,
     State,
     Support,
+    command_problem,
 )
 from tts_ops.config.paths import ensure_writable_dir
 from tts_ops.errors import OperationFailed
@@ -122,6 +123,12 @@ class ManualBackend:
             self._cleanup_leftovers(st)
             self._check_port(service)
             claim_log_file(service.log_path(self.ctx.state_dir), service.name)
+            problem = command_problem(service)
+            if problem is not None:  # fail now, not after start_timeout of retries
+                status = ServiceStatus(service.name, self.name, State.FAILED, reason=problem)
+                self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
+                              status=status, reason=problem)
+                raise StartFailed(problem, [])
             spec = build_spec(service, self.ctx.state_dir, self.ctx.options.get("discovery"))
             atomic_write_json(sdir / "spec.json", spec)
             try:
