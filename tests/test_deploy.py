@@ -309,3 +309,83 @@ def test_sigint_during_a_deploy_leaves_the_old_release_serving(env):
     assert [(r["name"], r["pid"]) for r in now] == [(serving["name"], serving["pid"])]
     weights = {r.id: r.weight for r in env.registry().find_services(service="tts")}
     assert weights == {f"tts@{serving['name'][4:]}": 100}
+
+
+def _supervisors(state) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if "tts_ops_manual.supervise" in (p.info["cmdline"] or [])
+            and any(str(state) in a for a in p.info["cmdline"])]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "SIGKILL", "closed-stdout"])
+def test_an_interrupted_deploy_ends_with_the_old_release_serving_and_nothing_hidden(env, how):
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    serving = env.status()[0]
+    env.write(deploy={**env.service["deploy"], "drain_seconds": 30})
+    proc = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg), "--state-dir",
+                             str(env.state), "deploy", "--strategy", "blue_green",
+                             "--process-manager", "manual"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # the new slot is running once start_new is reported; past "switch" it has the traffic
+    wanted = "start_new" if how == "closed-stdout" else "switch"
+    seen = ""
+    deadline = time.monotonic() + 60
+    while wanted not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.readline()
+    assert wanted in seen, seen
+    during = {r["name"] for r in env.status()}
+    assert during == {serving["name"], f"tts-{'green' if 'blue' in serving['name'] else 'blue'}"}
+    if how == "closed-stdout":
+        proc.stdout.close()  # as `tts-ops deploy | head -4` does
+    else:
+        proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=90)
+    stderr = proc.stderr.read()
+    if how == "SIGKILL":
+        assert proc.returncode == -9
+        # the next command finds the dead deploy's journal and reverses it, in one line
+        status = env.cli("status", "--json")
+        assert "was interrupted" in status.stderr and "rolled back" in status.stderr
+    else:
+        assert proc.returncode == 1, stderr
+        why = "its output was closed" if how == "closed-stdout" else how
+        assert f"interrupted ({why}); the old release is still serving" in stderr
+        assert "Traceback" not in stderr
+    now = env.status()
+    assert [(r["name"], r["pid"]) for r in now] == [(serving["name"], serving["pid"])]
+    weights = {r.id: r.weight for r in env.registry().find_services(service="tts")}
+    assert weights == {f"tts@{serving['name'][4:]}": 100}
+    records = json.loads(env.cli("deploy", "history", "--json").stdout)
+    assert records[-1]["result"] == "rolled_back", records[-1]
+    env.write(deploy={**env.service["deploy"], "drain_seconds": 0.5})
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0  # the next one works
+    assert env.cli("stop", "--all").exit_code == 0
+    assert _supervisors(env.state) == []
+
+
+def test_a_killed_direct_deploy_is_reversed_to_the_release_that_served(env):
+    import psutil
+
+    assert env.cli("deploy", "--strategy", "direct").exit_code == 0
+    first = json.loads(env.cli("releases", "--json").stdout)[0]["id"]
+    env.write(env={"GREETING": "second"})
+    proc = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg), "--state-dir",
+                             str(env.state), "deploy", "--strategy", "direct",
+                             "--process-manager", "manual"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "start_new" not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.readline()
+    proc.kill()
+    proc.wait(timeout=30)
+    status = env.cli("status", "--json")
+    assert "was interrupted" in status.stderr and "rolled back" in status.stderr
+    [row] = json.loads(status.stdout)
+    assert row["state"] == "running"
+    environ = psutil.Process(row["pid"]).environ()
+    assert environ["TTS_OPS_RELEASE"] == first and "GREETING" not in environ
+    assert env.cli("stop", "--all").exit_code == 0
+    assert _supervisors(env.state) == []

@@ -34,6 +34,13 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("tts-ops: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # the reader went away (| head): no traceback, no more output
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            click.echo("tts-ops: output closed before the command finished", err=True)
+            ctx.exit(1)
 
 
 def _warn_policy(app: Any) -> None:

@@ -45,6 +45,7 @@ class App:
         #: or install something (`require_valid`), never stop, status or logs
         self.policy_problems: list[str] = []
         self.policy_enforced = False
+        self._recovered = False
         self._backends: dict[str, ProcessBackend] = {}
         #: options from --scope, --supervisor-conf; backends read what they know
         self.backend_options: dict[str, str] = {}
@@ -150,10 +151,34 @@ class App:
         return chosen
 
     def runtime(self, services: list[ServiceConfig]) -> list[Any]:
-        """The services as they run: a deployed service runs as its active slots."""
+        """The services as they run: a deployed service runs as its active slots, and
+        during a deploy also as the new generation it is starting (nothing is invisible)."""
+        from tts_ops.deploy import journal
         from tts_ops.deploy.slots import runtime_services
 
-        return [r for svc in services for r in runtime_services(self.state_dir, svc)]
+        self.recover_deploys()
+        out: list[Any] = []
+        for svc in services:
+            running = runtime_services(self.state_dir, svc)
+            names = {r.name for r in running}
+            running += [r for r in journal.in_flight(self.state_dir, svc.name)
+                        if r.name not in names]
+            out += running
+        return out
+
+    def recover_deploys(self) -> None:
+        """Finish (complete or reverse) deploys whose process died; say so in one line each."""
+        if self._recovered:
+            return
+        self._recovered = True
+        from tts_ops.deploy import journal
+
+        if not journal.pending(self.state_dir):
+            return
+        import click
+
+        for line in journal.recover(self):
+            click.echo(f"tts-ops: {line}", err=True)
 
     # --- backends ---
 

@@ -8,13 +8,16 @@ generation, the release is marked failed (or rolled back) and the exit code is 1
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from tts_ops.deploy import history, slots
+from tts_ops.deploy import history, journal, slots
 from tts_ops.deploy.checks import platform_report, predeploy_problems
 from tts_ops.deploy.context import DeployContext, DeployFailed
 from tts_ops.deploy.lock import DeployLock
@@ -29,7 +32,24 @@ class Reporter:
 
     def __init__(self, as_json: bool, echo: Callable[[str], None]) -> None:
         self.as_json = as_json
-        self.echo = echo
+        self._echo = echo
+        self.closed = False
+
+    def echo(self, line: str) -> None:
+        """Print a line; the first write to a closed output interrupts the deploy (as
+        SIGINT would), and later ones, the rollback's, go nowhere."""
+        if self.closed:
+            return
+        try:
+            self._echo(line)
+        except BrokenPipeError:
+            self.closed = True
+            import sys
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # nor may the final flush fail
+            os.close(devnull)
+            raise
 
     def event(self, kind: str, **data: Any) -> None:
         if self.as_json:
@@ -84,6 +104,7 @@ class DeployEngine:
         """Deploy one service; returns the history record (``result`` says how it went)."""
         from tts_ops.config.service import ServiceView
 
+        self.app.recover_deploys()  # a deploy that died: finish it before starting another
         # snapshots were validated when their release was made: read them as views
         svc = self.for_environment(base, environment)
         if release is not None:
@@ -172,19 +193,28 @@ class DeployEngine:
                 emit=self.app.host.emit, verify_hooks=self._verify_hooks(skip_tests),
                 deadline=time.monotonic() + settings.progress_deadline_seconds)
             previous = store.current()
+            journal.write(state_dir, svc.name, {
+                "deploy_id": deploy_id, "service": svc.name, "strategy": name,
+                "environment": environment, "backend": backend_name, "started_at": started_at,
+                "old_generation": active, "old_release": current.id if current else None,
+                "new_generation": new_gen, "release": release.id})
             try:
-                strat.run(ctx)
-            except (DeployFailed, KeyboardInterrupt) as exc:
-                interrupted = isinstance(exc, KeyboardInterrupt)
-                if interrupted:
-                    strat.rollback(ctx)
-                reason = "interrupted (SIGINT)" if interrupted else exc.reason
-                state = "rolled_back" if interrupted else "failed"
-                store.save(release, state=state, reason=reason)
-                record.update(result="rolled_back", reason=reason,
-                              duration_s=round(time.monotonic() - t0, 3))
-                self._finish(record, deploy_info)
-                tail = [] if interrupted else exc.log_tail
+                with interruptible():
+                    strat.run(ctx)
+            except BaseException as exc:
+                with shielded():  # the rollback itself is not interrupted
+                    if not isinstance(exc, DeployFailed):
+                        strat.rollback(ctx)  # the strategy's own handler did not run
+                    reason = _why(exc)
+                    store.save(release, state="failed" if isinstance(exc, DeployFailed)
+                               else "rolled_back", reason=reason)
+                    record.update(result="rolled_back", reason=reason,
+                                  duration_s=round(time.monotonic() - t0, 3))
+                    self._finish(record, deploy_info)
+                    journal.clear(state_dir, svc.name)
+                if not isinstance(exc, DeployFailed | KeyboardInterrupt | BrokenPipeError):
+                    raise  # a bug: rolled back and recorded, and it keeps its traceback
+                tail = exc.log_tail if isinstance(exc, DeployFailed) else []
                 raise DeployFailed(f"{svc.name}: {reason}; the old release is still serving",
                                    tail) from None
             store.activate(release)
@@ -195,7 +225,9 @@ class DeployEngine:
             store.prune(svc.deploy.keep_releases)
             record.update(result="deployed", duration_s=round(time.monotonic() - t0, 3),
                           downtime_s=ctx.downtime_s)
-            self._finish(record, deploy_info)
+            with shielded():
+                self._finish(record, deploy_info)
+                journal.clear(state_dir, svc.name)
             return record
 
     def _finish(self, record: dict[str, Any], deploy_info: dict[str, Any]) -> None:
@@ -219,6 +251,58 @@ class DeployEngine:
             return self.app.host.collect("tts_ops_verify_deploy", service=svc, url=url)
 
         return run
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a deploy: handled exactly like SIGINT (Ctrl-C)."""
+
+
+_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Interrupted` in the deploy, as SIGINT raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {name: signal.signal(getattr(signal, name), handler) for name in _SIGNALS}
+    try:
+        yield
+    finally:
+        for name, previous in old.items():
+            signal.signal(getattr(signal, name), previous)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP off while a rollback or a record is written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = ("SIGINT", *_SIGNALS)
+    old = {name: signal.signal(getattr(signal, name), signal.SIG_IGN) for name in names}
+    try:
+        yield
+    finally:
+        for name, previous in old.items():
+            signal.signal(getattr(signal, name), previous)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, DeployFailed):
+        return exc.reason
+    if isinstance(exc, Interrupted):
+        return f"interrupted ({exc.args[0]})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (SIGINT)"
+    if isinstance(exc, BrokenPipeError):
+        return "interrupted (its output was closed)"
+    return f"failed: {type(exc).__name__}: {exc}"
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,164 @@
+"""The journal of intent of a deploy, and what the next command does with a dead one.
+
+A deploy writes ``<state>/deploy/NAME.journal.json`` before its strategy starts a process
+and removes it when the deploy has ended, whichever way. SIGINT, SIGTERM, SIGHUP and a
+closed stdout are handled in the deploy itself (it rolls back); a deploy killed where it
+cannot clean up (SIGKILL, a crash, a power cut) leaves its journal behind. The next tts-ops
+command that looks at services finds it, sees that its owner is dead (the service's deploy
+lock is free again: the kernel releases an ``flock`` with its process), and finishes it:
+
+* if the deploy had recorded its new generation as serving, it is completed (the old
+  generation is stopped if it still runs);
+* otherwise it is reversed: the old generation is started again where it was stopped, gets
+  all the traffic back, and the new generation is stopped.
+
+Either way the outcome goes into ``deploy history`` and the release is marked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tts_ops.statefile import atomic_write_json, private_dir, read_json
+
+SUFFIX = ".journal.json"
+
+
+def journal_path(state_dir: Path, name: str) -> Path:
+    return state_dir / "deploy" / f"{name}{SUFFIX}"
+
+
+def write(state_dir: Path, name: str, entry: dict[str, Any]) -> None:
+    private_dir(journal_path(state_dir, name).parent)
+    atomic_write_json(journal_path(state_dir, name), {**entry, "pid": os.getpid(),
+                                                      "written_at": time.time()})
+
+
+def clear(state_dir: Path, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(journal_path(state_dir, name))
+
+
+def read(state_dir: Path, name: str) -> dict[str, Any] | None:
+    try:
+        data = read_json(journal_path(state_dir, name))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def pending(state_dir: Path) -> list[str]:
+    """Names of services with a journal (a deploy under way, or one that died)."""
+    try:
+        entries = os.listdir(state_dir / "deploy")
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(e[: -len(SUFFIX)] for e in entries if e.endswith(SUFFIX))
+
+
+def generation_services(state_dir: Path, name: str, generation: str | None,
+                        release_id: str | None) -> list[Any]:
+    """The slot services of ``generation`` running ``release_id`` (from its snapshot)."""
+    if generation is None or release_id is None:
+        return []
+    from tts_ops.config.service import ServiceView
+    from tts_ops.deploy import slots
+    from tts_ops.deploy.releases import ReleaseStore
+
+    release = ReleaseStore(state_dir, name).get(release_id)
+    if release is None:
+        return []
+    return slots.slot_services(ServiceView(release.config), generation, release.id,
+                               release.source, 100)
+
+
+def in_flight(state_dir: Path, name: str) -> list[Any]:
+    """The new generation's services of a deploy under way (for status and stop)."""
+    entry = read(state_dir, name)
+    if entry is None:
+        return []
+    return generation_services(state_dir, name, entry.get("new_generation"),
+                               entry.get("release"))
+
+
+def recover(app: Any) -> list[str]:
+    """Finish every deploy whose process died; one line each, for the operator."""
+    lines = []
+    for name in pending(app.state_dir):
+        line = _recover_one(app, name)
+        if line:
+            lines.append(line)
+    return lines
+
+
+def _recover_one(app: Any, name: str) -> str | None:
+    from tts_ops.deploy import history, slots
+    from tts_ops.deploy.lock import DeployLock
+    from tts_ops.deploy.releases import ReleaseStore
+    from tts_ops.errors import OperationFailed
+
+    state_dir = app.state_dir
+    try:
+        lock = DeployLock(state_dir, name).__enter__()
+    except OperationFailed:
+        return None  # its owner is alive: a deploy under way
+    try:
+        entry = read(state_dir, name)
+        if entry is None:
+            return None
+        backend = app.backend(entry["backend"])
+        old_gen, new_gen = entry.get("old_generation"), entry["new_generation"]
+        old = generation_services(state_dir, name, old_gen, entry.get("old_release"))
+        if old_gen == "plain" and not old:
+            old = [s for s in [app.config.get(name)] if s is not None]
+        new = generation_services(state_dir, name, new_gen, entry["release"])
+        store = ReleaseStore(state_dir, name)
+        release = store.get(entry["release"])
+        finished = slots.active_generation(state_dir, name)["release"] == entry["release"]
+        if finished:
+            result, reason = "deployed", "completed after its process died"
+            if old_gen != new_gen:
+                for svc in old:
+                    backend.stop(svc)
+        else:
+            result, reason = "rolled_back", "interrupted: its process died"
+            if old_gen == new_gen:  # same slot: the new release runs where the old one did
+                for svc in new:
+                    backend.stop(svc)
+            for svc in old:
+                backend.start(svc)
+            if old_gen != new_gen:
+                _weights(app, name, [(s, 100) for s in old] + [(s, 0) for s in new])
+                for svc in new:
+                    backend.stop(svc)
+            if release is not None:
+                store.save(release, state="rolled_back", reason=reason)
+        history.append(state_dir, {
+            "id": entry.get("deploy_id"), "service": name, "strategy": entry.get("strategy"),
+            "environment": entry.get("environment"), "backend": entry["backend"],
+            "started_at": entry.get("started_at"), "release": entry["release"],
+            "result": result, "reason": f"{reason} (pid {entry.get('pid')}); recovered",
+            "phases": []})
+        clear(state_dir, name)
+        return (f"{name}: deploy {entry.get('deploy_id')} was interrupted (its process"
+                f" {entry.get('pid')} died): {'completed' if finished else 'rolled back'};"
+                " see 'tts-ops deploy history'")
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _weights(app: Any, name: str, weights: list[tuple[Any, int]]) -> None:
+    from tts_ops.deploy.slots import SLOT_LABEL
+
+    try:
+        registry = app.registry()
+    except Exception:  # discovery off or unreachable: nothing routes by weight then
+        return
+    for svc, weight in weights:
+        slot = svc.labels.get(SLOT_LABEL)
+        with contextlib.suppress(Exception):  # a record not registered (yet): nothing to move
+            registry.set_weight(f"{name}@{slot}" if slot else svc.name, weight)
