@@ -179,14 +179,19 @@ def test_flapping_dependency_is_waited_out(tmp_path, cleanup):
     assert api["waits"][0]["seconds"] >= 1.0  # it really waited for the health check
 
 
-def test_optional_dependency_down_warns_and_starts(tmp_path, cleanup):
-    o = Orch(tmp_path, [svc("api")], {"dependencies": [{
-        "service_name": "monitoring-api", "dependency_type": "optional", "timeout": 0.3,
+def test_optional_dependency_down_warns_and_starts_without_waiting(tmp_path, cleanup):
+    # a wait for its 600 s timeout would outlast the test's own time limit
+    o = Orch(tmp_path, [svc("api"), svc("web", deps=["api"])], {"dependencies": [{
+        "service_name": "monitoring-api", "dependency_type": "optional", "timeout": 600,
         "health_check_url": f"http://127.0.0.1:{free_port()}/health"}]})
     cleanup(o)
     out = o.cli("orchestrate", "start")
     assert out.exit_code == 0
     assert "warning: optional dependency monitoring-api is down" in out.stdout
+    o.cli("stop", "--all")
+    rows = json.loads(o.cli("orchestrate", "start", "--json").stdout)
+    waits = [w for r in rows for w in r["waits"] if w["dependency"] == "monitoring-api"]
+    assert len(waits) == 2 and {w["outcome"] for w in waits} == {"down"}
 
 
 def test_resource_precondition(tmp_path, cleanup):
@@ -276,6 +281,26 @@ def test_monitor_restarts_failed_services_and_holds_dependents(tmp_path, cleanup
         assert {r["state"] for r in o.status().values()} == {"running"}
     finally:
         auth.shutdown()
+
+
+def test_monitor_leaves_what_an_operator_stopped_stopped(tmp_path, cleanup):
+    o = Orch(tmp_path, [svc("db", max_restarts=0), svc("api", deps=["db"])])
+    cleanup(o)
+    assert o.cli("orchestrate", "start").exit_code == 0
+    assert o.cli("stop", "--all").exit_code == 0
+    out = o.cli("orchestrate", "monitor", "--once")
+    assert "leaving db stopped: an operator stopped it" in out.stderr
+    assert "restarted" not in out.stderr
+    assert {r["state"] for r in o.status().values()} == {"stopped"}
+    assert o.cli("start", "db").exit_code == 0  # started again: a failure is a failure again
+    os.kill(o.status()["db"]["pid"], signal.SIGKILL)
+    wait_for(lambda: o.status()["db"]["state"] == "failed", message="db failed")
+    out = o.cli("orchestrate", "monitor", "--once")
+    assert "restarted db" in out.stderr and "leaving api stopped" in out.stderr
+    assert o.cli("orchestrate", "start").exit_code == 0  # orchestrate start: all wanted again
+    assert o.cli("orchestrate", "stop").exit_code == 0
+    out = o.cli("orchestrate", "monitor", "--once")
+    assert "leaving api stopped" in out.stderr and "restarted" not in out.stderr
 
 
 def test_monitor_speaks_notify_and_stops_on_sigterm(tmp_path, cleanup):

@@ -166,6 +166,14 @@ class App:
             out += running
         return out
 
+    def record_intent(self, services: list[Any], wanted: str) -> None:
+        """What the operator wants of these services (see `tts_ops.intent`)."""
+        from tts_ops import intent
+        from tts_ops.config.paths import ensure_writable_dir
+
+        ensure_writable_dir(self.state_dir)
+        intent.record(self.state_dir, [s.name for s in services], wanted)
+
     def recover_deploys(self) -> None:
         """Finish (complete or reverse) deploys whose process died; say so in one line each."""
         if self._recovered:

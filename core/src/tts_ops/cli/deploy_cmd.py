@@ -47,6 +47,8 @@ def deploy(app, names, strategy, environment, pm, dry_run, skip_tests, as_json) 
     if strategy is not None:
         app.host.lookup("strategy", strategy)
     failed = []
+    if not dry_run:
+        app.record_intent(app.services(names, not names), "running")
     for svc in app.services(names, not names):
         record = engine.deploy(svc, strategy=strategy, environment=env, pm=pm,
                                dry_run=dry_run, skip_tests=skip_tests)

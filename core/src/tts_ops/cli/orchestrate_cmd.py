@@ -78,6 +78,7 @@ def start(app, orch_path, pm, as_json) -> None:
     """Start every service phase by phase; a service starts once its dependencies are met."""
     app.require_valid()
     orch = _orchestrator(app, orch_path, pm, quiet=as_json)
+    app.record_intent(list(orch.graph.services.values()), "running")
     outcomes = orch.start()
     if as_json:
         click.echo(json.dumps([o.to_json() for o in outcomes], indent=2))
@@ -98,7 +99,9 @@ def start(app, orch_path, pm, as_json) -> None:
 @click.pass_obj
 def stop(app, orch_path, pm) -> None:
     """Stop every service in reverse phase order."""
-    for name, result in _orchestrator(app, orch_path, pm).stop():
+    orch = _orchestrator(app, orch_path, pm)
+    app.record_intent(list(orch.graph.services.values()), "stopped")
+    for name, result in orch.stop():
         click.echo(f"{name}: {result}")
 
 

@@ -105,7 +105,9 @@ def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list
 def start(app, names, all_, pm) -> None:
     """Start services; return when each is ready (exit 1 if one is not)."""
     app.require_valid()
-    services = app.runtime(app.services(names, all_))
+    configured = app.services(names, all_)
+    app.record_intent(configured, "running")
+    services = app.runtime(configured)
     for st in _run_each(app, services, pm, "start"):
         extra = f" pid {st.pid}" if st.pid else ""
         click.echo(f"{st.name}: {st.state} ({st.backend}){extra}")
@@ -118,7 +120,9 @@ def start(app, names, all_, pm) -> None:
 @click.pass_obj
 def stop(app, names, all_, pm, force) -> None:
     """Stop services; return when no process of them is left."""
-    services = app.runtime(app.services(names, all_))
+    configured = app.services(names, all_)
+    app.record_intent(configured, "stopped")  # first: a monitor must not race the stop
+    services = app.runtime(configured)
     for st in _run_each(app, services, pm, "stop", force=force):
         click.echo(f"{st.name}: {st.state} ({st.backend})")
 
@@ -130,7 +134,9 @@ def stop(app, names, all_, pm, force) -> None:
 def restart(app, names, all_, pm) -> None:
     """Restart services; return when each is ready again."""
     app.require_valid()
-    services = app.runtime(app.services(names, all_))
+    configured = app.services(names, all_)
+    app.record_intent(configured, "running")
+    services = app.runtime(configured)
     for st in _run_each(app, services, pm, "restart"):
         click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
 

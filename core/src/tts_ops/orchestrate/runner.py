@@ -55,6 +55,7 @@ class Orchestrator:
         self.graph = graph
         self.pm = pm
         self.log = log
+        self.operator_stopped: set[str] = set()  # left stopped, said once
 
     # --- state of a node ---
 
@@ -144,6 +145,9 @@ class Orchestrator:
             took = time.monotonic() - began
             if status == "ok":
                 return Wait(edge.dependency, edge.condition, edge.required, took, "ok", detail)
+            if not edge.required:  # optional: looked at once, never waited for
+                return Wait(edge.dependency, edge.condition, edge.required, took, "down",
+                            detail)
             if status == "failed":  # it exited while we waited: no point waiting on
                 return Wait(edge.dependency, edge.condition, edge.required, took, "failed",
                             detail)
@@ -270,12 +274,21 @@ class Orchestrator:
 
     def _monitor_round(self, restarts: dict[str, list[float]], gave_up: set[str],
                        held: set[str]) -> None:
+        from tts_ops import intent
+
+        left_stopped = intent.stopped(self.app.state_dir)
         for phase in self.graph.phases:
             for name in phase:
                 svc = self.graph.services[name]
                 state, _ready, row = self.node_state(name)
                 if state in ("running", "starting", "backoff", "stopping", "unhealthy"):
                     gave_up.discard(name)
+                    self.operator_stopped.discard(name)
+                    continue
+                if name in left_stopped:  # an operator stopped it: not a failure
+                    if name not in self.operator_stopped:
+                        self.log(f"leaving {name} stopped: an operator stopped it")
+                        self.operator_stopped.add(name)
                     continue
                 if svc.oneshot and state == "stopped" and row.exit_code == 0:
                     continue
