@@ -414,3 +414,46 @@ def test_stopping_takes_the_instance_out_of_rotation_before_the_signal(tmp_path)
     assert run_cli([*base, "start"], host=host).exit_code == 0
     assert run_cli([*base, "stop"], host=host).exit_code == 0
     assert seen == [(0, True)]
+
+
+@pytest.mark.parametrize("how", ["full", "read-only"])
+def test_the_registry_stays_readable_on_a_full_or_read_only_disk(tmp_path, how):
+    import os
+
+    from tts_ops.testing import run_cli
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to mount a tmpfs: {mounted.stderr}")
+        pytest.skip(mounted.stderr)
+    try:
+        base = ["--state-dir", str(disk / "state"), "discovery"]
+        assert run_cli([*base, "register", "--id", "a", "--host", "127.0.0.1", "--port",
+                        "9000"]).exit_code == 0
+        if how == "full":
+            fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        else:
+            import gc
+
+            gc.collect()  # the in-process CLI's registry connection: closed, or it is busy
+            subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        listed = run_cli([*base, "list", "--all", "--json"])
+        assert listed.exit_code == 0, listed.output
+        assert [r["id"] for r in json.loads(listed.stdout)] == ["a"]
+        refused = run_cli([*base, "register", "--id", "b", "--host", "127.0.0.1", "--port",
+                           "9001"])
+        assert refused.exit_code == 1 and "Traceback" not in refused.output
+        assert "the previous state is unchanged" in refused.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -63,6 +63,7 @@ class SqliteStore:
             except OSError as exc:
                 raise OperationFailed(f"registry {self.path}: cannot create its directory"
                                       f" ({exc.strerror})") from None
+        self.readonly = False
         try:
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                       check_same_thread=False)
@@ -76,7 +77,31 @@ class SqliteStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
-            raise self._error(exc) from None
+            text = str(exc)
+            if not existed or "not a database" in text or "malformed" in text:
+                raise self._error(exc) from None
+            # a full or read-only disk: the previous state must stay readable
+            self._open_readonly(exc)
+
+    def _open_readonly(self, cause: sqlite3.DatabaseError) -> None:
+        """Open for reading only: ``mode=ro``, else ``immutable`` (a WAL database needs its
+        ``-shm`` file to be read normally, and a full disk cannot create one)."""
+        from urllib.parse import quote
+
+        with contextlib.suppress(Exception):
+            self.db.close()
+        for flags in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                db = sqlite3.connect(f"file:{quote(str(self.path))}?{flags}", uri=True,
+                                     timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+                db.row_factory = sqlite3.Row
+                db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError:
+                continue
+            self.db, self.readonly, self.why = db, True, str(cause)
+            return
+        raise self._error(cause) from None
 
     # --- opening ---
 
@@ -128,6 +153,9 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise OperationFailed(f"registry {self.path}: opened read-only ({self.why}); the"
+                                  " previous state is unchanged and still readable")
         with self._lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
