@@ -50,10 +50,11 @@ def parse_args(argv: list[str] | None = None):
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from tts_server.guard import Limits
-    from tts_server.logs import setup_logging
+    from tts_server.logs import capture_stderr, setup_logging
     from tts_server.server import Settings, run
 
     setup_logging(args.log_level)
+    capture_stderr()
     settings = Settings(host=args.host, port=args.port, engine=args.engine,
                         log_level=args.log_level, enable_coqui=args.enable_coqui,
                         coqui_model=args.coqui_model, max_text=args.max_text,

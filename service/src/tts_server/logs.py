@@ -63,6 +63,51 @@ class RateLimit(logging.Filter):
         return False
 
 
+def capture_stderr() -> None:
+    """Make every line written to fd 2 (espeak-ng's C library, warnings, a crash's
+    traceback) a JSON record on stdout, so that the log stays one JSON object a line.
+
+    Only when stdout and stderr go to the same place (the log, as every backend sets it
+    up): in a terminal, or with stderr sent elsewhere, a person reads stderr as it is.
+    A thread reads a pipe that replaces fd 2; at exit fd 2 is given back and the thread
+    drained, so even a traceback printed by a dying interpreter is kept.
+    """
+    import atexit
+    import os
+    import threading
+
+    try:
+        out, err = os.fstat(1), os.fstat(2)
+    except OSError:
+        return
+    if (out.st_dev, out.st_ino) != (err.st_dev, err.st_ino):
+        return
+    saved = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    stderr_log = logging.getLogger("tts_server.stderr")
+
+    def pump() -> None:
+        with open(read_end, "rb") as pipe:
+            for raw in pipe:
+                text = raw.decode("utf-8", "replace").rstrip()
+                if text:
+                    stderr_log.warning(text, extra={"event": "stderr"})
+
+    thread = threading.Thread(target=pump, name="stderr", daemon=True)
+    thread.start()
+
+    def drain() -> None:
+        import sys
+
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # our write end is gone: the reader sees EOF once forks exit
+        thread.join(timeout=1.0)
+
+    atexit.register(drain)
+
+
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())

@@ -7,13 +7,18 @@ it is spoken literally, never parsed as options or markup.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import ctypes.util
+import logging
+import os
 import threading
 from pathlib import Path
 
 from tts_server.engines.base import Audio, BadRequest, EngineUnavailable, Voice
 
+log = logging.getLogger("tts_server")
+SILENCE_PEAK = 100  # a 16-bit sample peak below this is silence, not speech
 AUDIO_OUTPUT_SYNCHRONOUS = 2
 POS_CHARACTER = 1
 CHARS_UTF8 = 1
@@ -89,10 +94,10 @@ class EspeakEngine:
         self._callback = _SYNTH_CB(self._collect)
         self.lib.espeak_SetSynthCallback(self._callback)
         self._lock = threading.Lock()
-        self._voices = self._list_voices()
+        self._current: str | None = None
+        self._voices = self._speaking(self._list_voices())
         self._names = {v.name for v in self._voices} | {v.language for v in self._voices}
         self.default_voice = default_voice
-        self._current: str | None = None
 
     def _collect(self, wav, numsamples, _events) -> int:
         if wav and numsamples > 0:
@@ -112,6 +117,39 @@ class EspeakEngine:
             voices.append(Voice(name=ident.split("/")[-1] or lang, language=lang, gender=gender))
             i += 1
         return sorted(voices, key=lambda v: v.name)
+
+    def _speaking(self, voices: list[Voice]) -> list[Voice]:
+        """The voices that make sound. A voice whose language has no dictionary of its own
+        in the data is tried once (a few ms each): some use another language's dictionary,
+        others speak only silence because their data is missing (fo, kaa, xex in the
+        bundled data), and those must not be offered."""
+        self.lib.espeak_Info.restype = ctypes.c_char_p
+        self.lib.espeak_Info.argtypes = [ctypes.POINTER(ctypes.c_char_p)]
+        path = ctypes.c_char_p()
+        self.lib.espeak_Info(ctypes.byref(path))
+        try:
+            dicts = {f[:-5] for f in os.listdir(path.value.decode()) if f.endswith("_dict")}
+        except (OSError, AttributeError, UnicodeDecodeError):
+            dicts = set()
+        self._names = {v.name for v in voices}
+        speaking = []
+        for voice in voices:
+            if voice.language.split("-")[0] in dicts or self._speaks(voice.name):
+                speaking.append(voice)
+            else:
+                log.warning(f"voice {voice.name!r} speaks only silence here (its data is"
+                            " missing): not offered", extra={"event": "voice_dropped",
+                                                             "voice": voice.name})
+        self._current = None
+        return speaking
+
+    def _speaks(self, voice: str) -> bool:
+        try:
+            audio = self.synthesize("a b c", voice, None)
+        except Exception:  # a voice that cannot even be set is no voice
+            return False
+        samples = array.array("h", audio.pcm[: len(audio.pcm) // 2 * 2])
+        return bool(samples) and max(map(abs, samples)) >= SILENCE_PEAK
 
     def voices(self) -> list[Voice]:
         return list(self._voices)
