@@ -42,6 +42,7 @@ def spawn(
     creds: Credentials | None = None,
     new_group: bool = False,
     pdeathsig: int | None = None,
+    cgroup: str | None = None,
 ) -> int:
     """Start ``argv`` (looked up in ``env['PATH']``); return its pid or raise OSError."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -52,6 +53,13 @@ def spawn(
             os.close(err_r)
             if new_group:
                 os.setpgid(0, 0)
+            if cgroup:  # before exec: nothing it forks can be left outside
+                try:
+                    fd = os.open(f"{cgroup}/cgroup.procs", os.O_WRONLY)
+                    os.write(fd, b"0")
+                    os.close(fd)
+                except OSError:
+                    pass  # the process group still holds it
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                         signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)

@@ -15,9 +15,11 @@ from tts_ops.testing import DUMMY, free_port
 
 def supervisors_of(sdir) -> list[psutil.Process]:
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "name"]):
         cmd = proc.info["cmdline"] or []
-        if "tts_ops_manual.supervise" in cmd and str(sdir) in cmd:
+        # a supervisor's keeper is a fork of it, named tts-ops-keeper
+        if "tts_ops_manual.supervise" in cmd and str(sdir) in cmd and \
+                proc.info["name"] != "tts-ops-keeper":
             found.append(proc)
     return found
 
@@ -165,13 +167,158 @@ def test_a_full_state_disk_does_not_stop_supervision(tiny_disk, tmp_path, events
         fill(tiny_disk)
         os.kill(first.pid, signal.SIGKILL)
         # the supervisor cannot write its status, but it restarts the service all the same
+        def cmdline(proc) -> str:
+            try:
+                return " ".join(proc.cmdline())
+            except psutil.Error:  # a zombie not reaped yet
+                return ""
+
         child = wait_for(lambda: [c.pid for c in supervisor.children() if c.pid != first.pid
-                                  and "tick" in " ".join(c.cmdline())],
+                                  and "tick" in cmdline(c)],
                          message="a restarted service")
         assert supervisor.is_running()
         (tiny_disk / "filler").unlink()
         st = wait_for(lambda: (s := backend.status([svc])[0]).pid == child[0] and s,
                       message="the status written once space returned")
         assert st.restarts == 1 and st.state.value == "running"
+    finally:
+        backend.stop(svc, force=True)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """A supervisor's descendants, its keeper left out."""
+    return [p for p in psutil.Process(pid).children(recursive=True)
+            if p.name() != "tts-ops-keeper"]
+
+
+def _gone(procs: list[psutil.Process]) -> bool:
+    for proc in procs:
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            continue
+    return True
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("path", ["cgroup", "process-group"])
+def test_a_sigkilled_supervisor_takes_its_whole_tree_along(backend, monkeypatch, path):
+    import os
+    import signal
+
+    from tts_ops.testing import free_port, service, wait_for
+
+    if path == "process-group":
+        monkeypatch.setenv("TTS_OPS_CGROUPS", "off")
+    port = free_port()
+    svc = service("workers", port=port, engine_type="espeak",
+                  command=[sys.executable, "-m", "tts_server", "--port", str(port),
+                           "--engine", "espeak", "--workers", "2"], notify=True,
+                  start_timeout=60)
+    try:
+        st = backend.start(svc)
+        supervisor = st.extra["supervisor_pid"]
+        raw = json.loads((backend.service_dir("workers") / "status.json").read_text())
+        assert (raw["cgroup"] is not None) == (path == "cgroup")
+        tree = _tree(supervisor)
+        assert len(tree) == 3  # the master and its two workers
+        os.kill(supervisor, signal.SIGKILL)
+        wait_for(lambda: _gone(tree) and not _listening(port), timeout=10,
+                 message="every process of the service gone, and the port closed")
+    finally:
+        backend.stop(svc, force=True)
+
+
+def test_a_grandchild_that_left_the_process_group_dies_with_the_cgroup(backend, tmp_path):
+    import os
+    import signal
+
+    from tts_ops import cgroups
+    from tts_ops.testing import service, wait_for
+
+    if cgroups.root() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have a writable cgroup v2 hierarchy")
+        pytest.skip("no writable cgroup v2 hierarchy here")
+    pidfile = tmp_path / "escaped"
+    escape = ("import os, time; pid = os.fork();"
+              " (os.setsid(), time.sleep(600)) if pid == 0 else"
+              f" open({str(pidfile)!r}, 'w').write(str(pid)); time.sleep(600)")
+    svc = service("escaper", command=[sys.executable, "-c", escape], notify=False,
+                  health_check="none", start_seconds=0.2)
+    try:
+        st = backend.start(svc)
+        escaped = int(wait_for(lambda: pidfile.exists() and pidfile.read_text()))
+        assert os.getsid(escaped) == escaped  # in a session (and group) of its own
+        os.kill(st.extra["supervisor_pid"], signal.SIGKILL)
+        wait_for(lambda: _gone([psutil.Process(escaped)]), timeout=10,
+                 message="the escaped grandchild gone")
+    finally:
+        backend.stop(svc, force=True)
+
+
+def test_a_killed_worker_is_replaced_and_the_service_keeps_serving(backend):
+    import os
+    import signal
+
+    import httpx
+
+    from tts_ops.testing import free_port, service, wait_for
+
+    port = free_port()
+    svc = service("respawn", port=port, engine_type="espeak",
+                  command=[sys.executable, "-m", "tts_server", "--port", str(port),
+                           "--engine", "espeak", "--workers", "2"], notify=True,
+                  start_timeout=60)
+    try:
+        st = backend.start(svc)
+        master = psutil.Process(st.pid)
+        workers = {p.pid for p in master.children()}
+        assert len(workers) == 2
+        victim = sorted(workers)[0]
+        os.kill(victim, signal.SIGKILL)
+        now = wait_for(lambda: (w := {p.pid for p in master.children()
+                                      if p.status() != psutil.STATUS_ZOMBIE})
+                       and len(w) == 2 and victim not in w and w, timeout=20,
+                       message="a new worker in place of the killed one")
+        assert len(now - workers) == 1
+        for _ in range(4):
+            resp = httpx.post(f"http://127.0.0.1:{port}/synthesize", json={"text": "hi"},
+                              timeout=30)
+            assert resp.status_code == 200
+        st2 = backend.status([svc])[0]
+        assert st2.pid == st.pid and st2.restarts == 0 and st2.state.value == "running"
+    finally:
+        backend.stop(svc, force=True)
+
+
+@pytest.mark.parametrize("path", ["cgroup", "process-group"])
+def test_a_grandchild_with_no_death_signal_of_its_own_dies_with_the_supervisor(
+        backend, monkeypatch, tmp_path, path):
+    import os
+    import signal
+
+    from tts_ops.testing import DUMMY, free_port, service, wait_for
+
+    if path == "process-group":
+        monkeypatch.setenv("TTS_OPS_CGROUPS", "off")
+    pidfile = tmp_path / "grandchild"
+    port = free_port()
+    # the grandchild ignores SIGTERM and has no parent-death signal: only a keeper ends it
+    svc = service("family", port=port, notify=True,
+                  command=[*DUMMY, "--port", str(port), "--fork-grandchild", str(pidfile)])
+    try:
+        st = backend.start(svc)
+        grandchild = psutil.Process(int(wait_for(lambda: pidfile.exists() and
+                                                 pidfile.read_text())))
+        os.kill(st.extra["supervisor_pid"], signal.SIGKILL)
+        wait_for(lambda: _gone([grandchild]), timeout=10, message="the grandchild gone")
     finally:
         backend.stop(svc, force=True)

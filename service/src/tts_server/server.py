@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -150,15 +151,38 @@ def run(settings: Settings) -> int:
         return 1
 
 
+RESPAWN_LIMIT = 5  # worker deaths within RESPAWN_WINDOW seconds before the master gives up
+RESPAWN_WINDOW = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """Make this worker die when ``parent`` (the master) dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the prctl took effect
+        os._exit(1)
+
+
 def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int:
-    """Fork ``workers`` processes sharing ``sock``; READY=1 when all of them are warm."""
+    """Fork ``workers`` processes sharing ``sock``; READY=1 when all of them are warm.
+
+    The master keeps the socket to replace a worker that dies (a crash, kill -9) with a new
+    one, so the service keeps all its workers; workers that keep dying (more than
+    RESPAWN_LIMIT in RESPAWN_WINDOW) take the whole service down for its supervisor to
+    restart. Each worker dies with the master.
+    """
     os.environ.pop("NOTIFY_SOCKET", None)  # workers must not speak for the main process
     ready_r, ready_w = os.pipe()
-    children = []
-    for _ in range(settings.workers):
+    master = os.getpid()
+    children: set[int] = set()
+
+    def fork_worker() -> None:
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
+            _die_with(master)
             code = 0
             try:
                 serve(settings, sock, Notifier(), on_ready=lambda: os.write(ready_w, b"R"))
@@ -168,15 +192,16 @@ def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int
                 log.exception("worker failed")
                 code = 1
             os._exit(code)
-        children.append(pid)
-    os.close(ready_w)
-    sock.close()
+        children.add(pid)
+
+    for _ in range(settings.workers):
+        fork_worker()
     stop = threading.Event()
 
     def forward(sig, _frame):
         stop.set()
         notifier.stopping()
-        for child in children:
+        for child in list(children):
             try:
                 os.kill(child, signal.SIGTERM)
             except ProcessLookupError:
@@ -184,24 +209,49 @@ def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    warm = 0
-    while warm < len(children):
-        try:
-            data = os.read(ready_r, 64)
-        except InterruptedError:
-            continue
-        if not data:
-            break
-        warm += len(data)
-    if warm == len(children):
-        notifier.ready(f"ready: {warm} workers")
     worst = 0
-    for child in children:
-        _pid, wstatus = os.waitpid(child, 0)
+    if _warm_up(ready_r, settings.workers, children, stop):
+        notifier.ready(f"ready: {settings.workers} workers")
+    elif not stop.is_set():  # a worker died warming up: nothing to serve with
+        forward(signal.SIGTERM, None)
+        worst = 1
+    deaths: list[float] = []
+    while children:
+        try:
+            pid, wstatus = os.wait()
+        except ChildProcessError:
+            break
+        children.discard(pid)
         code = os.waitstatus_to_exitcode(wstatus)
-        if not stop.is_set():
-            # a worker died on its own: take the rest down and let the supervisor restart us
+        if stop.is_set():
+            worst = max(worst, code if code > 0 else 0)
+            continue
+        now = time.monotonic()
+        deaths = [t for t in deaths if now - t < RESPAWN_WINDOW] + [now]
+        how = f"exited {code}" if code >= 0 else f"was killed by signal {-code}"
+        if len(deaths) > RESPAWN_LIMIT:
+            log.error(f"worker {pid} {how}; {len(deaths)} workers died within"
+                      f" {RESPAWN_WINDOW:g}s: stopping", extra={"event": "workers_failing"})
             forward(signal.SIGTERM, None)
-            worst = max(worst, 1)
-        worst = max(worst, code if code > 0 else 0)
+            worst = 1
+            continue
+        log.warning(f"worker {pid} {how}: starting another", extra={"event": "worker_respawn"})
+        fork_worker()
     return worst
+
+
+def _warm_up(ready_r: int, workers: int, children: set[int], stop: threading.Event) -> bool:
+    """Wait until every worker said it is warm; False if one died first or we were stopped."""
+    import select
+
+    warm = 0
+    while warm < workers and not stop.is_set():
+        readable, _w, _x = select.select([ready_r], [], [], 0.1)
+        if readable:
+            warm += len(os.read(ready_r, 64))
+            continue
+        pid, _status = os.waitpid(-1, os.WNOHANG)
+        if pid:
+            children.discard(pid)
+            return False
+    return warm >= workers

@@ -125,6 +125,9 @@ class ManualBackend:
             claim_log_file(service.log_path(self.ctx.state_dir), service.name)
             problem = command_problem(service)
             if problem is not None:  # fail now, not after start_timeout of retries
+                atomic_write_json(sdir / "status.json", {
+                    "name": service.name, "state": "failed", "ready": False, "pid": None,
+                    "restarts": 0, "reason": problem, "updated_at": time.time()})
                 status = ServiceStatus(service.name, self.name, State.FAILED, reason=problem)
                 self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
                               status=status, reason=problem)
@@ -252,6 +255,15 @@ class ManualBackend:
         """A supervisor killed by SIGKILL may leave processes the service forked: end them."""
         if not st or self.supervisor_alive(st):
             return
+        if st.get("cgroup"):  # normally its keeper did this already
+            from pathlib import Path as _Path
+
+            from tts_ops import cgroups
+
+            cgroup = _Path(st["cgroup"])
+            if cgroups.members(cgroup):
+                cgroups.kill(cgroup)
+            cgroups.remove(cgroup)
         pgid = st.get("pgid")
         if pgid and group_exists(pgid) and group_members(pgid):
             kill_group(pgid, signal.SIGKILL)

@@ -21,6 +21,7 @@ supervisor with SIGKILL does not leave the service running forever.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -33,13 +34,16 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from tts_ops import cgroups
 from tts_ops.logwriter import RotatingLogWriter
 from tts_ops.procinfo import children, kill_group, start_ticks
-from tts_ops.spawn import _libc, credentials_for, spawn
+from tts_ops.spawn import PR_SET_PDEATHSIG, _libc, credentials_for, spawn
 from tts_ops.statefile import append_line, atomic_write_bytes, atomic_write_json, private_dir
 from tts_ops_manual.probe import Probe
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
+KEEPER_NAME = b"tts-ops-keeper"
 MAX_PARTIAL = 64 * 1024
 STATUS_RETRY = 1.0  # seconds between attempts to write a status the disk refused
 DROPS_REPORT = 1.0  # seconds between status updates while log lines are being dropped
@@ -69,7 +73,9 @@ class Supervisor:
         self.health_failures = 0
         self.failures: list[float] = []
         self.stop_mode: str | None = None  # "graceful" | "force" | "restart" | "giveup"
-        self.helpers: set[int] = set()  # forked heartbeat writers
+        self.helpers: set[int] = set()  # forked heartbeat writers and keepers
+        self.keeper: int | None = None
+        self.cgroup = cgroups.create(f"{self.spec['name']}.{os.getpid()}")
         self.exiting = False
         self.ignored_notify = 0  # datagrams from processes outside the service
         self.status: dict[str, Any] = {
@@ -92,6 +98,7 @@ class Supervisor:
             "health": "unknown",
             "health_detail": None,
             "log_file": self.spec["log_file"],
+            "cgroup": str(self.cgroup) if self.cgroup else None,
         }
         spec = self.spec
         self.log = RotatingLogWriter(Path(spec["log_file"]), spec["log_max_bytes"],
@@ -175,7 +182,8 @@ class Supervisor:
         try:
             pid = spawn(spec["argv"], env=env, stdout=wfd, stderr=wfd,
                         cwd=spec.get("working_dir"), creds=creds, new_group=True,
-                        pdeathsig=signal.SIGKILL)
+                        pdeathsig=signal.SIGKILL,
+                        cgroup=str(self.cgroup) if self.cgroup else None)
         except OSError as exc:
             os.close(rfd)
             os.close(wfd)
@@ -186,6 +194,7 @@ class Supervisor:
         os.close(wfd)
         self.child_pid = pid
         self.pgid = pid
+        self.start_keeper()
         self.pipe_fd = rfd
         os.set_blocking(rfd, False)
         self.sel.register(rfd, selectors.EVENT_READ, "pipe")
@@ -212,6 +221,46 @@ class Supervisor:
                           pid_ticks=start_ticks(pid), pgid=pid, started_at=now,
                           ready_at=None, status_text=None, reason=None, health="unknown")
         self.event("started")
+
+    # --- the keeper: the service dies with us, even when we die by SIGKILL ----
+
+    def start_keeper(self) -> None:
+        """Fork a keeper that ends the service's whole tree if this supervisor dies.
+
+        PR_SET_PDEATHSIG reaches only our direct child (the service's main process); the
+        keeper, told of our death by its own parent-death signal, kills the service's
+        cgroup (everything it ever forked) or, without one, its process group. It lives in
+        a process group of its own, so a kill of ours does not take it along.
+        """
+        pgid, cgroup, supervisor = self.pgid, self.cgroup, os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.set_wakeup_fd(-1)
+                os.setpgid(0, 0)
+                for sig in (signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                            signal.SIGCHLD, signal.SIGINT):
+                    signal.signal(sig, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+                os.closerange(3, 65536)
+                _libc.prctl(PR_SET_NAME, KEEPER_NAME, 0, 0, 0)  # what ps shows
+                _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+                while os.getppid() == supervisor:  # a stray SIGTERM is not our death
+                    signal.sigwait({signal.SIGTERM})
+                if cgroup is not None:
+                    cgroups.kill(cgroup)
+                if pgid is not None:
+                    kill_group(pgid, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        self.keeper = pid
+        self.helpers.add(pid)
+
+    def stop_keeper(self) -> None:
+        if self.keeper is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.keeper, signal.SIGKILL)
+            self.keeper = None
 
     # --- discovery heartbeats ---------------------------------------------
 
@@ -415,6 +464,7 @@ class Supervisor:
                 self.on_exit(wstatus)
 
     def on_exit(self, wstatus: int) -> None:
+        self.stop_keeper()
         code = os.waitstatus_to_exitcode(wstatus)
         exit_code, exit_signal = (code, None) if code >= 0 else (None, -code)
         uptime = time.monotonic() - self.run_started
@@ -516,11 +566,13 @@ class Supervisor:
         return True
 
     def clear_group(self) -> None:
-        """Kill whatever is left of the group and of our other descendants."""
+        """Kill whatever is left of the group, of the cgroup and of our descendants."""
         deadline = time.monotonic() + 5
         while self.group_alive() and time.monotonic() < deadline:
             kill_group(self.pgid, signal.SIGKILL)
             time.sleep(0.002)
+        if self.cgroup is not None and cgroups.members(self.cgroup):
+            cgroups.kill(self.cgroup)  # what left the process group (setsid) too
         self.kill_orphans()
         self.reap()
 
@@ -662,6 +714,9 @@ class Supervisor:
             self.reap()
         self.close_pipe()
         self.log.close()
+        self.stop_keeper()
+        self.reap()
+        cgroups.remove(self.cgroup)
         pid_file = self.spec.get("pid_file")
         if pid_file:
             try:
