@@ -56,3 +56,39 @@ def test_raw_stderr_and_a_dying_traceback_become_json_records():
     apart = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            timeout=30)
     assert "a C library says hello" in apart.stderr and "RuntimeError: boom" in apart.stderr
+
+
+def test_metrics_with_two_workers_add_up_and_never_go_back(start_server):
+    import os
+    import signal
+
+    import psutil
+
+    server = start_server("--workers", "2")
+    seen = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(12):
+            assert client.post(f"{server.url}/synthesize", json={"text": f"hi {i}"}
+                               ).status_code == 200
+            # new connections: the scrapes land on either worker
+            seen.append(_synth_count(httpx.get(f"{server.url}/metrics").text))
+    assert seen == sorted(seen) and seen[-1] == 12, seen
+    from tts_ops.testing import wait_for
+
+    master = psutil.Process(server.proc.pid)
+    for worker in master.children():  # both of them, one by one: their counts stay in the sum
+        os.kill(worker.pid, signal.SIGKILL)
+        wait_for(lambda w=worker: len([c for c in master.children() if c.pid != w.pid
+                                       and c.status() != psutil.STATUS_ZOMBIE]) == 2,
+                 message="a replacement worker")
+    wait_for(lambda: httpx.get(f"{server.url}/ready").status_code == 200)
+    after = [_synth_count(httpx.get(f"{server.url}/metrics").text) for _ in range(6)]
+    assert min(after) >= 12, after
+
+
+def _synth_count(text: str) -> int:
+    total = 0
+    for line in text.splitlines():
+        if line.startswith('tts_requests_total{') and 'path="/synthesize"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total

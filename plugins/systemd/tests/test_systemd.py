@@ -336,3 +336,52 @@ def test_a_symlink_planted_as_the_log_file_is_refused(backend, tmp_path):
     from tts_ops_systemd.systemctl import Systemctl
 
     assert not (Systemctl("user").unit_dir() / f"tts-ops-{svc.name}.service").exists()
+
+
+def test_enable_and_uninstall_follow_the_serving_generation(user_manager, tmp_path):
+    from tts_ops_strategies import plugin as strategies_plugin
+    from tts_ops_systemd import plugin as systemd_plugin
+
+    from tts_ops.testing import make_host, run_cli
+
+    base = name()
+    port = free_port()
+    while True:  # blue on port, green on port + 1
+        try:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": base, "port": port, "notify": False, "health_check": "tcp",
+        "command": [sys.executable, "-m", "tts_ops.testing.dummy_service", "--port", "{port}"],
+        "deploy": {"drain_seconds": 0.1}}]}))
+    host = make_host(systemd_plugin, strategies_plugin)
+    cli = ["-c", str(cfg), "--state-dir", str(tmp_path / "state")]
+    ctl = Systemctl("user")
+
+    def enabled(unit: str) -> str:
+        return ctl.run("is-enabled", unit, check=False).stdout.strip()
+
+    try:
+        for _ in range(2):  # blue, then green: the serving unit is tts-ops-NAME-green
+            out = run_cli([*cli, "deploy", "--strategy", "blue_green", "--process-manager",
+                           "systemd", "--skip-tests"], host=host)
+            assert out.exit_code == 0, out.output
+        # no --process-manager: the backend the service was deployed with
+        out = run_cli([*cli, "enable", base], host=host)
+        assert out.exit_code == 0, out.output
+        assert enabled(f"tts-ops-{base}-green.service") == "enabled"
+        assert enabled(f"tts-ops-{base}-blue.service") != "enabled"
+        out = run_cli([*cli, "uninstall", base], host=host)
+        assert out.exit_code == 0, out.output
+        units = [p.name for p in ctl.unit_dir().glob(f"tts-ops-{base}*")]
+        assert units == []
+        assert json.loads(run_cli([*cli, "status", "--json"], host=host).stdout)[0]["state"] \
+            == "stopped"
+    finally:
+        run_cli([*cli, "uninstall", base], host=host)

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,6 +21,7 @@ from tts_server.audio import encode_wav
 from tts_server.engines.base import BadRequest, Engine
 from tts_server.guard import BodyGuard, Limits
 from tts_server.metrics import Metrics
+from tts_server.metrics import render as render_metrics
 
 log = logging.getLogger("tts_server")
 
@@ -89,7 +90,7 @@ def create_app(state: ServerState, limits: Limits | None = None) -> Any:
                              "voices": [v.__dict__ for v in state.engine.voices()]})
 
     async def metrics(_request: Request) -> Response:
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(render_metrics(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def synthesize(request: Request) -> Response:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()

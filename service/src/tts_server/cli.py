@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    metrics_dir = None
+    if args.workers > 1:
+        import tempfile
+
+        # before anything imports prometheus_client: it picks its mode then
+        metrics_dir = tempfile.mkdtemp(prefix="tts-server-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from tts_server.guard import Limits
     from tts_server.logs import capture_stderr, setup_logging
     from tts_server.server import Settings, run
@@ -64,4 +71,11 @@ def main(argv: list[str] | None = None) -> None:
                                       header_timeout=args.header_timeout,
                                       body_timeout=args.body_timeout,
                                       max_connections=args.max_connections))
-    sys.exit(run(settings))
+    try:
+        code = run(settings)
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(code)

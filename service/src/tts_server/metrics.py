@@ -1,8 +1,44 @@
-"""Prometheus metrics, one registry per app (so tests can build several apps)."""
+"""Prometheus metrics, one registry per app (so tests can build several apps).
+
+With ``--workers N`` each worker counts on its own: prometheus_client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``, set by the CLI before anything imports prometheus_client)
+keeps every worker's values
+in a shared directory, and a scrape, whichever worker answers it, sums them. Counters of a
+worker that died stay in the sum, so they never go backwards.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get(ENV))
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The text a scrape gets: this process's registry, or every worker's summed."""
+    from prometheus_client import generate_latest
+
+    if not multiprocess():
+        return generate_latest(registry)
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged)
+    return generate_latest(merged)
+
+
+def worker_died(pid: int) -> None:
+    """Drop a dead worker's live gauges (its counters stay in the sums)."""
+    if multiprocess():
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid)
 
 
 class Metrics:
@@ -17,8 +53,9 @@ class Metrics:
         )
         self.errors = Counter("tts_errors", "Errors by kind", ["kind"], registry=self.registry)
         self.in_flight = Gauge("tts_in_flight_requests", "Synthesis requests in flight",
-                               registry=self.registry)
-        self.ready = Gauge("tts_ready", "1 when the engine is warmed up", registry=self.registry)
+                               registry=self.registry, multiprocess_mode="livesum")
+        self.ready = Gauge("tts_ready", "1 when the engine is warmed up (every worker's)",
+                           registry=self.registry, multiprocess_mode="livemin")
         self.rejected = Counter("tts_rejected", "Requests refused because the queue was full",
                                 registry=self.registry)
         self.connections_closed = Counter(

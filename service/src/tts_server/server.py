@@ -24,6 +24,7 @@ from tts_server.audio import check_speech, encode_wav
 from tts_server.engines import create_engine
 from tts_server.engines.base import EngineUnavailable
 from tts_server.guard import ACCEPT_BATCH, Limits, protocol_class, raise_fd_limit
+from tts_server.metrics import worker_died
 from tts_server.notify import Notifier
 from tts_server.sockets import LISTEN_BACKLOG, bind_socket, inherited_socket
 
@@ -222,6 +223,7 @@ def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int
         except ChildProcessError:
             break
         children.discard(pid)
+        worker_died(pid)
         code = os.waitstatus_to_exitcode(wstatus)
         if stop.is_set():
             worst = max(worst, code if code > 0 else 0)

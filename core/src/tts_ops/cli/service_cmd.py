@@ -190,6 +190,16 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def _generations(svc: Any, serving: list[Any]) -> list[Any]:
+    """The service under every name a deploy may have given it, but those serving now."""
+    from tts_ops.deploy.slots import slot_services
+
+    names = {s.name for s in serving}
+    every = [svc, *slot_services(svc, "blue", None, None, 100),
+             *slot_services(svc, "green", None, None, 100)]
+    return [s for s in every if s.name not in names]
+
+
 _PAST = {"install": "installed", "uninstall": "uninstalled", "enable": "enabled",
          "disable": "disabled"}
 
@@ -202,17 +212,27 @@ def _one_service_command(action: str, doc: str):
     def command(app, names, pm) -> None:
         if action in ("install", "enable"):
             app.require_valid()
-        services = app.services(names, False)
-        if pm in (None, "auto"):
-            raise OperationFailed(
-                f"{action} needs --process-manager systemd|supervisor (the manual backend has"
-                " nothing to install)"
-            )
-        for svc in services:
-            getattr(app.backend(pm), action)(svc)
-            if action == "install":
-                app.record_backend(svc.name, pm)
-            click.echo(f"{svc.name}: {_PAST[action]} ({pm})")
+        for svc in app.services(names, False):
+            name = app.choose_backend(svc, pm)  # the flag, else the one it was started with
+            if name == "manual":
+                raise OperationFailed(
+                    f"{svc.name}: {action} needs a process manager to {action} into; the"
+                    " manual backend has nothing to install: pass --process-manager"
+                    " systemd|supervisor")
+            backend = app.backend(name)
+            serving = app.runtime([svc])  # after a blue/green deploy: the serving slots
+            if action in ("install", "enable"):
+                for running in serving:
+                    getattr(backend, action)(running)
+                if action == "enable":  # an earlier generation must not boot instead
+                    for other in _generations(svc, serving):
+                        backend.disable(other)
+                app.record_backend(svc.name, name)
+            else:  # disable, uninstall: every generation there may be
+                for unit in [*serving, *_generations(svc, serving)]:
+                    getattr(backend, action)(unit)
+            click.echo(f"{svc.name}: {_PAST[action]} ({name}:"
+                       f" {', '.join(s.name for s in serving)})")
 
     return command
 

@@ -174,6 +174,8 @@ class SupervisorBackend:
 
     def disable(self, service: Any) -> None:
         client = self.client(service)
+        if not self._program_path(service).exists():
+            return  # not installed: nothing starts it automatically
         self._write_program(service, autostart=False)
         self._apply(client, service)
 
