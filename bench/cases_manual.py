@@ -174,12 +174,12 @@ def _count_lines(files: list[Path]) -> tuple[int, bool]:
     return expected, exact
 
 
-def _log_capture(tmp: Path, quick: bool) -> list[Result]:
+def _capture_ours(tmp: Path, lines: int, run: int) -> tuple[float, float, int, bool]:
+    """(spawn-to-captured seconds, with tts-ops start's own start-up, lines kept, in order)"""
     from tts_ops.logwriter import rotated_files
 
-    lines = 200_000 if quick else 1_000_000
-    state = tmp / "state-logs"
-    log = tmp / "printer.log"
+    state = tmp / f"state-logs-{run}"
+    log = tmp / f"printer-{run}.log"
     cmd = [sys.executable, "-m", "tts_ops.testing.dummy_service", "--lines", str(lines)]
     cfg = _config(tmp, [{"name": "printer", "command": cmd, "health_check": "none",
                          "start_seconds": 0, "log_file": str(log), "log_max_bytes": 4 * 2**20,
@@ -189,10 +189,18 @@ def _log_capture(tmp: Path, quick: bool) -> list[Result]:
     subprocess.run(tts_ops("start", "printer"), env=env, check=True, capture_output=True)
     _wait(lambda: _status_file(state, "printer").get("state") == "stopped", timeout=300,
           interval=0.002)
-    ours = time.perf_counter() - t
-    time.sleep(1.0)
+    with_cli = time.perf_counter() - t
+    # capture time as the anchor's is measured: from the service's spawn (the supervisor's
+    # started_at) to the status that says it exited, written after its last line; the
+    # anchor likewise leaves out supervisorctl and starts at supervisord's spawn
+    final = _status_file(state, "printer")
+    time.sleep(1.0)  # let the background compressors finish before counting
     count, exact = _count_lines([*rotated_files(log), log])
+    return final["updated_at"] - final["started_at"], with_cli, count, exact
 
+
+def _capture_supervisord(lines: int) -> tuple[float, int, bool]:
+    cmd = [sys.executable, "-m", "tts_ops.testing.dummy_service", "--lines", str(lines)]
     sup = Supervisord()
     sup.add_program("printer", " ".join(cmd), autorestart="false",
                     stdout_logfile_maxbytes=str(4 * 2**20), stdout_logfile_backups="100")
@@ -206,13 +214,35 @@ def _log_capture(tmp: Path, quick: bool) -> list[Result]:
         theirs = time.perf_counter() - t
         sd_log = sup.dir / "printer.log"
         sd_files = sorted(sup.dir.glob("printer.log.*"), key=lambda p: -int(p.suffix[1:]))
-        sd_count, sd_exact = _count_lines([*sd_files, sd_log])
+        count, exact = _count_lines([*sd_files, sd_log])
     finally:
         sup.stop()
-    r = Result(f"manual: capture {lines:,} lines with rotation", lines / ours, "lines/s",
-               lines / theirs, "supervisord, same command and rotation size",
-               "all lines once, in order",
-               note=(f"manual kept {count:,} (exact: {exact}); supervisord kept {sd_count:,}"
-                     f" (exact: {sd_exact})"))
-    r.ok = count == lines and exact
+    return theirs, count, exact
+
+
+def _log_capture(tmp: Path, quick: bool) -> list[Result]:
+    import statistics
+
+    lines = 200_000 if quick else 1_000_000
+    runs = 1 if quick else 3  # alternating, medians: a 2-core machine is noisy
+    ours, with_cli, theirs = [], [], []
+    kept = exact_all = True
+    for run in range(runs):
+        seconds, cli, count, exact = _capture_ours(tmp, lines, run)
+        ours.append(seconds)
+        with_cli.append(cli)
+        kept, exact_all = kept and count == lines, exact_all and exact
+        sd_seconds, sd_count, sd_exact = _capture_supervisord(lines)
+        theirs.append(sd_seconds)
+    ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
+    r = Result(f"manual: capture {lines:,} lines with rotation", lines / ours_s, "lines/s",
+               lines / theirs_s, "supervisord, same command and rotation size",
+               ">= 1.0x, all lines once, in order",
+               note=(f"medians of {runs}, from spawn to every line captured; runs"
+                     f" {', '.join(f'{s:.2f}' for s in ours)} s vs supervisord"
+                     f" {', '.join(f'{s:.2f}' for s in theirs)} s; all kept in order:"
+                     f" {kept and exact_all} (supervisord: {sd_count == lines and sd_exact});"
+                     f" with tts-ops start's own start-up"
+                     f" {lines / statistics.median(with_cli):,.0f} lines/s"))
+    r.ok = kept and exact_all and ours_s <= theirs_s
     return [r]

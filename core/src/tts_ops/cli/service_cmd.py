@@ -216,9 +216,8 @@ def _one_service_command(action: str, doc: str):
             name = app.choose_backend(svc, pm)  # the flag, else the one it was started with
             if name == "manual":
                 raise OperationFailed(
-                    f"{svc.name}: {action} needs a process manager to {action} into; the"
-                    " manual backend has nothing to install: pass --process-manager"
-                    " systemd|supervisor")
+                    f"{svc.name}: the manual backend cannot {action} anything (its"
+                    " supervisor needs no install): pass --process-manager systemd|supervisor")
             backend = app.backend(name)
             serving = app.runtime([svc])  # after a blue/green deploy: the serving slots
             if action in ("install", "enable"):
