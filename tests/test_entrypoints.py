@@ -161,3 +161,81 @@ def test_a_minimal_install_fails_at_once_and_its_hints_work_from_a_checkout(tmp_
     # and the hint works as printed
     hint = out.stderr.split("install it with: ", 1)[1].split()
     assert hint[:2] == ["pip", "install"] and (Path(hint[2]) / "pyproject.toml").is_file()
+
+
+def _dist(base: Path, dist: str, module: str, code: str) -> Path:
+    project = base / dist
+    (project / "src" / module).mkdir(parents=True)
+    (project / "pyproject.toml").write_text(textwrap.dedent(f"""
+        [build-system]
+        requires = ["hatchling"]
+        build-backend = "hatchling.build"
+        [project]
+        name = "{dist}"
+        version = "1.0.0"
+        [project.entry-points.tts_ops]
+        {module.removeprefix("tts_ops_")} = "{module}"
+        [tool.hatch.build.targets.wheel]
+        packages = ["src/{module}"]
+    """))
+    (project / "src" / module / "__init__.py").write_text(textwrap.dedent(code))
+    return project
+
+
+@pytest.fixture(scope="module")
+def venv_with_faulty_plugins(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("faulty")
+    venv = base / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    dev_site = sysconfig.get_paths()["purelib"]
+    (_site_packages(venv) / "dev_env.pth").write_text(
+        f"import site; site.addsitedir({dev_site!r})\n")
+    misspelled = _dist(base, "tts-ops-misspelled", "tts_ops_misspelled", """
+        from tts_ops import hookimpl
+
+        @hookimpl
+        def tts_ops_servce_ready(service):  # a typo: no such hook
+            pass
+    """)
+    strict = _dist(base, "tts-ops-strict", "tts_ops_strict", """
+        from tts_ops import hookimpl
+
+        @hookimpl
+        def tts_ops_validate_config(config):
+            raise RuntimeError("the policy server is unreachable")
+    """)
+    for project in (misspelled, strict):
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                        "install", "-q", "--no-deps", "--no-build-isolation", str(project)],
+                       check=True)
+    return venv
+
+
+def test_a_misspelled_hook_and_a_raising_validator_leave_every_command_working(
+        venv_with_faulty_plugins, tmp_path):
+    venv = venv_with_faulty_plugins
+    env = {"TTS_OPS_PLUGINS": "misspelled,strict,manual"}
+    listed = tts_ops(venv, "plugins", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    names = {r["name"] for r in json.loads(listed.stdout)}
+    assert "strict" in names and "misspelled" not in names
+    warnings = [ln for ln in listed.stderr.splitlines() if "warning" in ln]
+    assert len(warnings) == 1 and "tts_ops_servce_ready" in warnings[0]
+    assert "pip uninstall tts-ops-misspelled" in warnings[0]
+    assert "Traceback" not in listed.stderr
+
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "port": port, "notify": True,
+                                             "command": [*DUMMY, "--port", str(port)]}]}))
+    args = ["-c", str(cfg), "--state-dir", str(tmp_path / "st")]
+    for _ in range(2):  # fails closed on every run: a refused config is never cached
+        refused = tts_ops(venv, *args, "config", "validate", env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert "plugin 'strict': its tts_ops_validate_config raised RuntimeError: the policy" \
+            " server is unreachable" in refused.stderr
+        start = tts_ops(venv, *args, "start", "a", env=env)
+        assert start.returncode == 2 and "Traceback" not in start.stderr
+    status = tts_ops(venv, *args, "status", env=env)
+    assert status.returncode == 0 and "Traceback" not in status.stderr
+    assert tts_ops(venv, *args, "stop", "--all", env=env).returncode == 0

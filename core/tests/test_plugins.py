@@ -116,3 +116,57 @@ def test_validation_hook_failure_exits_2(tmp_path):
     result = run_cli(["config", "validate", "-c", str(cfg)], host=make_host(Check()))
     assert result.exit_code == 2
     assert f"{cfg}: services[0].port: reserved by policy" in result.stderr
+
+
+def test_hooks_are_called_through_pluggy_with_tracing_and_wrappers(tmp_path, monkeypatch,
+                                                                   capfd):
+    import json
+
+    from tts_ops import hookimpl
+    from tts_ops.testing import make_host, run_cli
+
+    class Policy:
+        @hookimpl
+        def tts_ops_validate_config(self, config):
+            return ["policy: needs a team label"]
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def tts_ops_validate_config(self, config):
+            results = yield  # one list of problems per implementation
+            return [*results, [f"wrapper: saw {len(results)} plugin's problems"]]
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"]}]}))
+    monkeypatch.setenv("TTS_OPS_TRACE_PLUGINS", "1")
+    host = make_host(Policy(), Wrapper())
+    out = run_cli(["config", "validate", "-c", str(cfg)], host=host)
+    assert out.exit_code == 2
+    assert "policy: needs a team label" in out.stderr
+    assert "wrapper: saw 1 plugin's problems" in out.stderr  # a wrapper=True one ran
+    traced = capfd.readouterr().err
+    assert "tts_ops_validate_config [hook]" in traced
+
+
+def test_a_raising_event_hook_is_reported_once_and_the_rest_still_run():
+    from tts_ops import hookimpl
+    from tts_ops.testing import make_host
+
+    seen = []
+
+    class Broken:
+        @hookimpl
+        def tts_ops_deploy_started(self, deploy):
+            raise ValueError("boom")
+
+    class Fine:
+        @hookimpl
+        def tts_ops_deploy_started(self, deploy):
+            seen.append(deploy["id"])
+
+    host = make_host(Broken(), Fine())
+    host.emit("tts_ops_deploy_started", deploy={"id": "d1"})
+    host.emit("tts_ops_deploy_started", deploy={"id": "d2"})
+    assert seen == ["d1", "d2"]
+    expected = "tts_ops_deploy_started raised ValueError: boom"
+    assert [w.error for w in host.warnings] == [expected] * 2

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from tts_ops.errors import MissingComponent, OperationFailed
+
 if TYPE_CHECKING:
     from tts_ops.config.models import ServiceConfig
 
@@ -91,19 +93,19 @@ def command_problem(service: ServiceConfig) -> str | None:
     return f"cannot execute {argv0!r}: {why}"
 
 
-class StartFailed(Exception):
-    """Raised by ``ProcessBackend.start`` when the service did not become ready.
+class StartFailed(OperationFailed):
+    """Raised by ``ProcessBackend.start`` when the service did not become ready (exit 1).
 
     ``log_tail`` holds the service's last log lines for the operator.
     """
 
     def __init__(self, reason: str, log_tail: list[str] | None = None) -> None:
-        super().__init__(reason)
+        super().__init__(reason, details=log_tail or [])
         self.reason = reason
         self.log_tail = log_tail or []
 
 
-class BackendUnavailable(Exception):
+class BackendUnavailable(MissingComponent):
     """The process manager behind a backend is not reachable (exit code 3)."""
 
 

@@ -27,6 +27,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = ("tts_ops.builtins",)
 ENV_LOAD = "TTS_OPS_PLUGINS"
 ENV_TRACE = "TTS_OPS_TRACE_PLUGINS"
 
+VALIDATION_HOOKS = frozenset({"tts_ops_validate_config", "tts_ops_predeploy_checks",
+                              "tts_ops_verify_deploy"})
+
 REGISTER_HOOKS = {
     "backend": "tts_ops_register_backends",
     "strategy": "tts_ops_register_strategies",
@@ -83,7 +86,6 @@ class PluginHost:
             self._load_entrypoints()
         for plugin in plugins:
             self.register(plugin)
-        self.pm.check_pending()
         if os.environ.get(ENV_TRACE):
             self.pm.trace.root.setwriter(sys.stderr.write)
             self.pm.enable_tracing()
@@ -91,10 +93,50 @@ class PluginHost:
     # --- loading ---
 
     def register(self, plugin: object, name: str | None = None) -> str:
+        """Register a plugin object; a hook it implements that has no spec is an error."""
         registered = self.pm.register(plugin, name=name)
         assert registered is not None
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(name=registered)
+            raise
+        self._isolate(registered)
         self._registers.clear()
         return registered
+
+    def _isolate(self, name: str) -> None:
+        """Wrap each of the plugin's hook implementations, so that one that raises is
+        reported with the plugin's name instead of breaking the call (pluggy then calls
+        them, with its tracing, wrappers and firstresult). A validator that raises is a
+        problem with the config, not a pass: validation fails closed."""
+        plugin = self.pm.get_plugin(name)
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            for impl in caller.get_hookimpls():
+                if impl.plugin is not plugin or impl.wrapper or impl.hookwrapper:
+                    continue
+                impl.function = self._guard(caller.name, name, impl.function)  # type: ignore[misc]
+
+    def _guard(self, hook: str, plugin: str, function: Any) -> Any:
+        failing_closed = hook in VALIDATION_HOOKS
+
+        def isolated(*args: Any, **kwargs: Any) -> Any:
+            for arg in args:
+                if isinstance(arg, Register):  # registrations are credited to this plugin
+                    arg._for_plugin(plugin)
+            try:
+                return function(*args, **kwargs)
+            except PluginError:
+                raise
+            except Exception as exc:
+                if failing_closed:
+                    return [f"plugin {plugin!r}: its {hook} raised {_describe(exc)}; the"
+                            " config is refused until the plugin is fixed or disabled"
+                            f" ({ENV_LOAD})"]
+                self._warn_once(plugin, f"{hook} raised {_describe(exc)}")
+                return None
+
+        return isolated
 
     def _load_entrypoints(self) -> None:
         wanted = os.environ.get(ENV_LOAD)
@@ -109,7 +151,7 @@ class PluginHost:
             dist, version = ep.dist_name, ep.dist_version
             try:
                 plugin = ep.load()
-                self.pm.register(plugin, name=ep.name)
+                self.register(plugin, name=ep.name)
             except Exception as exc:  # a broken plugin must not take the CLI down
                 self.warnings.append(PluginWarning(ep.name, dist, version, _describe(exc)))
                 continue
@@ -121,7 +163,7 @@ class PluginHost:
         """All implementations of one kind (``backend``, ``strategy``, ...), built once."""
         if kind not in self._registers:
             register = Register(kind)
-            self._call_each(REGISTER_HOOKS[kind], {"register": register}, register=register)
+            self.call(REGISTER_HOOKS[kind], register=register)
             self._registers[kind] = register
         return self._registers[kind]
 
@@ -144,33 +186,19 @@ class PluginHost:
 
     def emit(self, hook_name: str, **kwargs: Any) -> None:
         """Call an event hook; an implementation that raises is reported, never fatal."""
-        self._call_each(hook_name, kwargs)
+        self.call(hook_name, **kwargs)
 
     def collect(self, hook_name: str, **kwargs: Any) -> list[str]:
         """Call a validation hook and flatten the problems every plugin returned."""
         problems: list[str] = []
-        for result in self._call_each(hook_name, kwargs):
+        for result in self.call(hook_name, **kwargs):
             if result:
                 problems.extend(str(p) for p in result)
         return problems
 
-    def _call_each(
-        self, hook_name: str, kwargs: dict[str, Any], register: Register | None = None
-    ) -> list[Any]:
-        hook = getattr(self.pm.hook, hook_name)
-        results = []
-        # Newest-registered first, as pluggy itself would call them.
-        for impl in reversed(hook.get_hookimpls()):
-            if register is not None:
-                register._for_plugin(impl.plugin_name)
-            args = {a: kwargs[a] for a in impl.argnames if a in kwargs}
-            try:
-                results.append(impl.function(**args))
-            except PluginError:
-                raise
-            except Exception as exc:
-                self._warn_once(impl.plugin_name, f"{hook_name} raised {_describe(exc)}")
-        return results
+    def call(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a hook through pluggy (each implementation isolated at registration)."""
+        return getattr(self.pm.hook, hook_name)(**kwargs)
 
     def _warn_once(self, plugin: str, error: str) -> None:
         dist, version = self._dists.get(plugin, (None, None))

@@ -193,3 +193,25 @@ def test_fault_is_one_line(backend, cleanup):
         client.call("supervisor.startProcess", "no-such-program", False)
     assert str(info.value) == (
         "supervisord refused supervisor.startProcess: BAD_NAME (no-such-program)")
+
+
+@pytest.mark.parametrize("command", [["logs", "x"], ["orchestrate", "status"], ["status"],
+                                     ["stop", "x"]])
+def test_every_command_with_supervisord_down_is_one_line_exit_3(tmp_path, state_dir, command):
+    from tts_ops_strategies import plugin as strategies
+
+    from tts_ops_supervisor.daemon import PrivateSupervisord
+
+    dead = PrivateSupervisord()  # configured, never started
+    try:
+        cfg = tmp_path / "c.json"
+        cfg.write_text(json.dumps({"services": [{"name": "x", "command": ["sleep", "1"]}]}))
+        result = run_cli(["-c", str(cfg), "--state-dir", str(state_dir), *command,
+                          "--process-manager", "supervisor", "--supervisor-conf",
+                          str(dead.conf)], host=make_host(plugin, strategies))
+        assert result.exit_code == 3, result.output
+        assert "Traceback" not in result.output
+        assert "does not answer" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    finally:
+        dead.stop()
