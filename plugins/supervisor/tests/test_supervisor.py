@@ -199,7 +199,6 @@ def test_fault_is_one_line(backend, cleanup):
                                      ["stop", "x"]])
 def test_every_command_with_supervisord_down_is_one_line_exit_3(tmp_path, state_dir, command):
     from tts_ops_strategies import plugin as strategies
-
     from tts_ops_supervisor.daemon import PrivateSupervisord
 
     dead = PrivateSupervisord()  # configured, never started
