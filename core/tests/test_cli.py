@@ -91,3 +91,45 @@ def test_outside_a_checkout_the_hint_is_the_index_name(monkeypatch):
     monkeypatch.setattr(hints, "checkout_root", lambda: None)
     assert hints.install_hint("tts-ops-manual") == "pip install tts-ops-manual"
     assert hints.install_hint("tts-server") == "pip install tts-server"
+
+
+def test_shared_options_work_after_the_subcommand_too(tmp_path):
+    import json
+
+    from tts_ops.testing import make_host
+    from tts_ops_manual import plugin as manual_plugin
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "after", "command": ["sleep", "1"]}]}))
+    host = make_host(manual_plugin)
+    state = tmp_path / "st"
+    for args in (["status", "--json", "-c", str(cfg), "--state-dir", str(state)],
+                 ["-c", str(cfg), "--state-dir", str(state), "status", "--json"]):
+        out = run_cli(args, host=host)
+        assert out.exit_code == 0, out.output
+        assert [r["name"] for r in json.loads(out.stdout)] == ["after"]
+    assert state.is_dir()
+    verbose = run_cli(["status", "-v", "-c", str(cfg), "--state-dir", str(state)], host=host)
+    assert verbose.exit_code == 0 and "manual" in verbose.stdout
+    for nested in (["config", "validate", "-c", str(cfg)],
+                   ["discovery", "list", "--state-dir", str(state)],
+                   ["deploy", "history", "--state-dir", str(state)],
+                   ["logs", "stats", "after", "-c", str(cfg), "--state-dir", str(state)]):
+        out = run_cli(nested, host=host)
+        assert out.exit_code == 0, (nested, out.output)
+
+
+def test_config_validate_refuses_what_plan_refuses(tmp_path):
+    import json
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [
+        {"name": "a", "command": ["true"], "port": 9100, "depends_on": [{"service_name": "b"}]},
+        {"name": "b", "command": ["true"], "port": 9101,
+         "depends_on": [{"service_name": "a"}]}]}))
+    validated = run_cli(["config", "validate", "-c", str(cfg)])
+    planned = run_cli(["-c", str(cfg), "orchestrate", "plan"])
+    assert planned.exit_code == 2, planned.output
+    assert validated.exit_code == 2, validated.output
+    assert "cycle" in planned.stderr
+    assert planned.stderr.split("cycle", 1)[1] in validated.stderr  # the same problem

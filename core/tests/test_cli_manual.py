@@ -155,14 +155,26 @@ def test_events_reach_plugins_for_restarts_inside_the_supervisor(tmp_path):
     try:
         assert run_cli([*base, "start"], host=host).exit_code == 0
         pid = json.loads(run_cli([*base, "status", "--json"], host=host).stdout)[0]["pid"]
-        os.kill(pid, signal.SIGKILL)
+        import threading
+
+        status_file = tmp_path / "st" / "manual" / "crashy" / "status.json"
+        # follow (-f) in the background: only events that happen now reach the plugins
+        follower = threading.Thread(target=run_cli, args=(
+            [*base, "events", "-f", "--for", "4", "--json"],), kwargs={"host": host})
+        follower.start()
         from tts_ops.testing import wait_for
 
+        # its pump threads start once it has set its cut-off: what happens next is new
+        wait_for(lambda: any("(pump)" in t.name for t in threading.enumerate()),
+                 message="the follower following")
+        os.kill(pid, signal.SIGKILL)
+
         def restarted():
-            row = json.loads(run_cli([*base, "status", "--json"], host=host).stdout)[0]
-            return row["ready"] and row["pid"] != pid  # the old pid may linger an instant
+            row = json.loads(status_file.read_text())
+            return row["ready"] and row["pid"] != pid
 
         wait_for(restarted, message="restart")
+        follower.join(timeout=30)
         result = run_cli([*base, "events", "--json"], host=host)
         kinds = [json.loads(line)["kind"] for line in result.stdout.splitlines()]
         assert kinds[:2] == ["started", "ready"]
@@ -221,3 +233,27 @@ def test_a_rejecting_policy_gates_start_but_never_stop_status_or_logs(tmp_path):
     policy.reject = False
     assert cli("start", "svc").exit_code == 0  # fixed: allowed again, nothing was cached
     assert cli("stop", "--all").exit_code == 0
+
+
+def test_reading_event_history_dispatches_nothing_again(tmp_path):
+    from tts_ops.cli.events_cmd import state_after
+
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": "svc", "port": port, "command": [*DUMMY, "--port", str(port)], "notify": True}]}))
+    recorder = Recorder()
+    host = make_host(manual_plugin, recorder)
+    base = ["-c", str(cfg), "--state-dir", str(tmp_path / "state")]
+    try:
+        assert run_cli([*base, "start", "svc"], host=host).exit_code == 0
+        dispatched = len(recorder.events)
+        assert dispatched >= 1  # the start itself told the plugins
+        for args in (["events"], ["events", "-n", "3", "--json"]):
+            out = run_cli([*base, *args], host=host)
+            assert out.exit_code == 0 and "ready" in out.stdout
+        assert len(recorder.events) == dispatched  # history printed, not fired again
+    finally:
+        run_cli([*base, "stop", "--all"], host=host)
+    assert state_after("ready") == ("running", True)
+    assert state_after("failed") == ("failed", False)

@@ -105,7 +105,42 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
     for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd,
                    deploy_cmd, orchestrate_cmd):
         module.add_commands(cli)
+    _share_options(cli)
     return cli
+
+
+def _share_options(group: click.Group) -> None:
+    """Give every leaf command ``-c``, ``--state-dir``, ``-v`` and ``--debug`` too, so they
+    work after the subcommand as well as before it (``tts-ops status -v``)."""
+
+    def setter(attr: str):
+        def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+            if value and ctx.obj is not None:
+                setattr(ctx.obj, attr, value)
+            return value
+
+        return callback
+
+    def shared() -> list[click.Parameter]:
+        return [
+            click.Option(["-c", "--config"], metavar="FILE", expose_value=False,
+                         callback=setter("config_path"),
+                         help="Services config (JSON or TOML); as before the subcommand."),
+            click.Option(["--state-dir"], metavar="DIR", expose_value=False,
+                         callback=setter("state_dir_option"),
+                         help="State directory; as before the subcommand."),
+            click.Option(["-v", "--verbose"], is_flag=True, expose_value=False,
+                         callback=setter("verbose"), help="Say more."),
+            click.Option(["--debug"], is_flag=True, expose_value=False,
+                         callback=setter("debug"), help="Show tracebacks for handled errors."),
+        ]
+
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _share_options(command)
+            continue
+        taken = {opt for p in command.params for opt in getattr(p, "opts", [])}
+        command.params.extend(p for p in shared() if not set(p.opts) & taken)
 
 
 def _setup_logging(debug: bool) -> None:

@@ -13,25 +13,12 @@ def add_commands(cli: click.Group) -> None:
     cli.add_command(config)
 
 
-def _config_option(f):
-    def remember(ctx: click.Context, _param, value):
-        if value:
-            ctx.obj.config_path = value
-        return value
-
-    return click.option(
-        "-c", "--config", "config_path", metavar="FILE", expose_value=False,
-        callback=remember, help="Services config (overrides the global -c).",
-    )(f)
-
-
 @click.group()
 def config() -> None:
     """Validate or show the services config."""
 
 
 @config.command()
-@_config_option
 @click.option("--orchestration", metavar="FILE", help="Also validate an orchestration config.")
 @click.pass_obj
 def validate(app, orchestration: str | None) -> None:
@@ -45,6 +32,7 @@ def validate(app, orchestration: str | None) -> None:
         app.require_valid()
     except ConfigError as exc:
         problems.extend(exc.problems)
+    orch = None
     if orchestration:
         from tts_ops.config.loader import load_orchestration
 
@@ -52,6 +40,13 @@ def validate(app, orchestration: str | None) -> None:
             orch = load_orchestration(orchestration)
             if not problems:
                 problems.extend(_check_dependencies(app.config, orch, orchestration))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if not problems:  # every check any command runs: the dependency graph `plan` builds
+        from tts_ops.orchestrate.graph import build
+
+        try:
+            build(app.config, orch, source + (f" + {orchestration}" if orchestration else ""))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -85,7 +80,6 @@ def _check_dependencies(cfg, orch, source: str) -> list[str]:
 
 
 @config.command()
-@_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def show(app, as_json: bool) -> None:

@@ -9,11 +9,23 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from typing import Any
 
 import click
 
 from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import OperationFailed
+
+
+def state_after(kind: str) -> tuple[Any, bool]:
+    """The state a service is in right after an event of ``kind``, and whether it is ready."""
+    from tts_ops.backend import State
+
+    states = {"started": State.STARTING, "restarted": State.STARTING, "ready": State.RUNNING,
+              "healthy": State.RUNNING, "unhealthy": State.UNHEALTHY,
+              "stopping": State.STOPPING, "stopped": State.STOPPED, "exited": State.STOPPED,
+              "failed": State.FAILED}
+    return states.get(kind, State.STOPPED), kind in ("ready", "healthy", "unhealthy")
 
 
 def add_commands(cli: click.Group) -> None:
@@ -26,11 +38,22 @@ def add_commands(cli: click.Group) -> None:
 @click.option("-n", "--last", type=click.IntRange(min=0), default=None,
               help="Only the newest N events already recorded.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+@click.option("--for", "for_seconds", type=click.FloatRange(min=0), default=None,
+              metavar="SECONDS", help="With -f: stop following after this long.")
 @backend_options
 @click.pass_obj
-def events(app, names, follow: bool, last: int | None, as_json: bool, pm: str | None) -> None:
-    """Print service lifecycle events and pass each to the plugins' event hooks."""
+def events(app, names, follow: bool, last: int | None, as_json: bool, for_seconds: float | None,
+           pm: str | None) -> None:
+    """Print service lifecycle events; with -f, pass each new one to the plugins' hooks.
+
+    Events already recorded are only printed: they were dispatched when they happened, and
+    a paging plugin must not page again because someone read the history.
+    """
+    import time
+
     from tts_ops.backend import EVENT_HOOKS, ServiceStatus
+
+    since = time.time()
 
     services = app.services(names, not names)
     by_name = {svc.name: svc for svc in services}
@@ -54,6 +77,10 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, pm: str | 
         finally:
             out.put((name, None))
 
+    if for_seconds is not None:
+        timer = threading.Timer(for_seconds, stop.set)
+        timer.daemon = True
+        timer.start()
     threads = [threading.Thread(target=pump, args=src, daemon=True) for src in sources]
     for t in threads:
         t.start()
@@ -74,16 +101,20 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, pm: str | 
                            f"{f' pid {event.pid}' if event.pid else ''}"
                            f"{f' ({detail})' if detail else ''}")
             svc = by_name.get(event.service)
+            if svc is None or not follow or event.ts < since:
+                continue  # history: printed, never dispatched again
             hook = EVENT_HOOKS.get(event.kind)
-            if svc is not None and hook is not None:
-                status = ServiceStatus(name=svc.name, backend=backend_name, pid=event.pid,
+            if hook is not None:
+                state, ready = state_after(event.kind)
+                status = ServiceStatus(name=svc.name, backend=backend_name, state=state,
+                                       ready=ready, pid=event.pid,
                                        restarts=event.restarts, exit_code=event.exit_code,
                                        exit_signal=event.exit_signal, reason=event.reason,
                                        host=svc.host, port=svc.port)
                 app.host.emit(hook, service=svc, backend=backend_name, status=status,
                               reason=event.reason or event.kind, exit_code=event.exit_code,
                               exit_signal=event.exit_signal)
-            if svc is not None and event.kind in ("unhealthy", "healthy"):
+            if event.kind in ("unhealthy", "healthy"):
                 old, new = ("passing", "critical") if event.kind == "unhealthy" else (
                     "critical", "passing")
                 app.host.emit("tts_ops_service_health_changed", service=svc,
