@@ -170,3 +170,33 @@ def test_a_raising_event_hook_is_reported_once_and_the_rest_still_run():
     assert seen == ["d1", "d2"]
     expected = "tts_ops_deploy_started raised ValueError: boom"
     assert [w.error for w in host.warnings] == [expected] * 2
+
+
+def test_a_third_party_strategy_is_valid_in_config_and_a_typo_is_not(tmp_path):
+    import json
+
+    from tts_ops_strategies import plugin as strategies
+
+    from tts_ops import hookimpl
+    from tts_ops.testing import make_host, run_cli
+
+    class Shadow:
+        name = "shadow"
+
+        def run(self, ctx):
+            pass
+
+    class ShadowPlugin:
+        @hookimpl
+        def tts_ops_register_strategies(self, register):
+            register.add("shadow", Shadow)
+
+    host = make_host(strategies, ShadowPlugin())
+    cfg = tmp_path / "c.json"
+    for strategy, code in (("shadow", 0), ("blue_green", 0), ("shadwo", 2)):
+        cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"],
+                                                 "deploy": {"strategy": strategy}}]}))
+        out = run_cli(["config", "validate", "-c", str(cfg)], host=host)
+        assert out.exit_code == code, out.output
+    assert "services[0].deploy.strategy: no strategy named 'shadwo'; did you mean 'shadow'?" \
+        in out.stderr and "registered: " in out.stderr

@@ -98,6 +98,14 @@ class App:
                              salt=self.host.validation_fingerprint())
         if loaded.from_cache:
             return loaded
+        from tts_ops.config.models import strategy_problems
+
+        registered = self.host.registrations("strategy").names()
+        if registered:  # without a strategy plugin, deploy itself says which to install
+            names = strategy_problems(loaded.config, registered)
+            if names:
+                lines = [f"{loaded.source}: {p}" for p in names]
+                raise ConfigError(lines[0], problems=lines)
         problems = self.host.collect("tts_ops_validate_config", config=loaded.config)
         if problems:  # not cached: the validators are asked again next time
             self.policy_problems = [f"{loaded.source}: {p}" for p in problems]

@@ -137,7 +137,9 @@ class Dependency(_Model):
 class DeploySettings(_Model):
     """How ``tts-ops deploy`` rolls this service out (strategies read what they need)."""
 
-    strategy: Literal["direct", "blue_green", "rolling", "canary"] = "direct"
+    #: a registered strategy's name (built-in or a plugin's): checked against the registered
+    #: ones when the config is loaded with its plugins (`strategy_problems`)
+    strategy: SafeText = "direct"
     drain_seconds: Seconds = 2.0
     batch_size: Instances = 1
     max_unavailable: Count = 0
@@ -315,6 +317,21 @@ class TtsOpsConfig(_Model):
 
     def names(self) -> list[str]:
         return [s.name for s in self.services]
+
+
+def strategy_problems(config: Any, registered: list[str]) -> list[str]:
+    """A ``deploy.strategy`` that no installed plugin registers, with the names that are."""
+    import difflib
+
+    problems = []
+    for i, svc in enumerate(config.services):
+        name = svc.deploy.strategy
+        if name not in registered:
+            close = difflib.get_close_matches(name, registered, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(f"services[{i}].deploy.strategy: no strategy named {name!r};"
+                            f" {hint}registered: {', '.join(registered) or 'none'}")
+    return problems
 
 
 def with_overrides(base: Any, overrides: dict[str, Any]) -> ServiceConfig:
