@@ -38,3 +38,17 @@ def test_readme_opens_with_two_commands():
     assert first == ["./deploy.sh", "./test.sh"]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "./test.sh" in ci
+
+
+def test_the_public_api_is_documented_and_every_name_resolves():
+    from tts_ops import plugin
+
+    doc = (ROOT / "docs" / "plugins" / "writing-a-plugin.md").read_text()
+    section = doc.split("## What is public and stable", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([A-Za-z_]+)`", section.split("Besides", 1)[0]))
+    assert set(plugin.__all__) <= documented
+    for name in plugin.__all__:
+        assert getattr(plugin, name) is not None
+    for module in plugin.PUBLIC_MODULES:
+        assert f"`{module}`" in section
+        __import__(module)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
+libc = _libc  # public: prctl and friends for supervisors
 
 
 @dataclass

@@ -16,19 +16,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tts_ops.backend import (
+from tts_ops.logread import follow, tail
+from tts_ops.logwriter import claim_log_file
+from tts_ops.plugin import (
     BackendContext,
     BackendEvent,
+    OperationFailed,
     ServiceStatus,
     StartFailed,
     State,
     Support,
     command_problem,
+    ensure_writable_dir,
 )
-from tts_ops.config.paths import ensure_writable_dir
-from tts_ops.errors import OperationFailed
-from tts_ops.logread import follow, tail
-from tts_ops.logwriter import claim_log_file
 from tts_ops.procinfo import (
     descendants,
     group_exists,

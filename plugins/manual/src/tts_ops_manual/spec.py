@@ -15,7 +15,7 @@ def build_spec(service: Any, state_dir: Path, discovery: dict[str, Any] | None =
         from dataclasses import asdict
         from types import SimpleNamespace
 
-        from tts_ops.discovery.autoregister import record_for
+        from tts_ops.plugin import discovery_record as record_for
 
         record = record_for(service, SimpleNamespace(**discovery), backend="manual")
         registry = {"path": discovery["path"], "record": asdict(record),

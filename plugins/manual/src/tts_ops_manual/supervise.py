@@ -38,7 +38,8 @@ from typing import Any
 from tts_ops import cgroups
 from tts_ops.logwriter import RotatingLogWriter
 from tts_ops.procinfo import children, kill_group, start_ticks
-from tts_ops.spawn import PR_SET_PDEATHSIG, _libc, credentials_for, spawn
+from tts_ops.spawn import PR_SET_PDEATHSIG, credentials_for, spawn
+from tts_ops.spawn import libc as _libc
 from tts_ops.statefile import append_line, atomic_write_bytes, atomic_write_json, private_dir
 from tts_ops_manual.probe import Probe
 

@@ -5,7 +5,7 @@ Any failure before the switch stops the new slot and leaves the old one untouche
 
 from __future__ import annotations
 
-from tts_ops.deploy.context import DeployContext, DeployFailed
+from tts_ops.plugin import DeployContext, DeployFailed
 
 
 class BlueGreen:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 
-from tts_ops.deploy.context import DeployContext, DeployFailed
 from tts_ops.health import check_service
+from tts_ops.plugin import DeployContext, DeployFailed
 
 
 class Canary:

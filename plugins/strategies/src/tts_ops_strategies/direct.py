@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from tts_ops.deploy.context import DeployContext, DeployFailed
+from tts_ops.plugin import DeployContext, DeployFailed
 
 
 class Direct:

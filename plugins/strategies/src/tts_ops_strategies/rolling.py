@@ -7,7 +7,7 @@ batch. On failure the replaced instances are brought back and the new ones stopp
 
 from __future__ import annotations
 
-from tts_ops.deploy.context import DeployContext, DeployFailed
+from tts_ops.plugin import DeployContext, DeployFailed
 
 
 class Rolling:

@@ -16,17 +16,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tts_ops.backend import (
+from tts_ops.logwriter import claim_log_file
+from tts_ops.plugin import (
     BackendContext,
     BackendUnavailable,
+    ConfigError,
+    OperationFailed,
     ServiceStatus,
     StartFailed,
     State,
     Support,
     command_problem,
 )
-from tts_ops.errors import ConfigError, OperationFailed
-from tts_ops.logwriter import claim_log_file
 from tts_ops.procinfo import descendants, group_exists, kill_group, usage
 from tts_ops.statefile import PRIVATE, atomic_write_bytes, atomic_write_json, private_dir, read_json
 from tts_ops_supervisor.conf import SupervisorConf, find_conf, read_conf

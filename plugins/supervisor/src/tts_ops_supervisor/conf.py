@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tts_ops.errors import ConfigError
+from tts_ops.plugin import ConfigError
 
 # supervisorctl's own search order, minus the paths relative to its executable
 DEFAULT_LOCATIONS = ("./supervisord.conf", "./etc/supervisord.conf", "/etc/supervisord.conf",

@@ -31,7 +31,7 @@ def tts_ops_validate_config(config) -> list[str]:
 
 
 def _supervisor_files(location):
-    from tts_ops.logs.sinks import FileSink
+    from tts_ops.plugin import FileSink
 
     sink = FileSink(location)  # supervisord's NAME.log.N backups are read too
     sink.name = "supervisor"

@@ -23,7 +23,7 @@ import shlex
 import sys
 from typing import Any
 
-from tts_ops.errors import ConfigError
+from tts_ops.plugin import ConfigError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _COMMENT = re.compile(r"\s[;#]")

@@ -15,18 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tts_ops.backend import (
+from tts_ops.logread import follow, tail
+from tts_ops.logwriter import claim_log_file
+from tts_ops.plugin import (
     BackendContext,
     BackendUnavailable,
+    OperationFailed,
     ServiceStatus,
     StartFailed,
     State,
     Support,
     command_problem,
 )
-from tts_ops.errors import OperationFailed
-from tts_ops.logread import follow, tail
-from tts_ops.logwriter import claim_log_file
 from tts_ops.statefile import (
     PRIVATE,
     atomic_write_bytes,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from tts_ops.errors import ConfigError
+from tts_ops.plugin import ConfigError
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -52,7 +52,7 @@ def unit_name(service: Any) -> str:
 def _secs(value: float, what: str = "a time") -> str:
     # defence in depth: the config layer bounds every number, a unit never says "nans"
     if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
-        from tts_ops.errors import ConfigError
+        from tts_ops.plugin import ConfigError
 
         raise ConfigError(f"{what}: must be 0-{MAX_SECONDS:g} seconds (got {value!r})")
     return f"{value:g}s"
@@ -101,7 +101,7 @@ def render(plan: UnitPlan, python: str | None = None) -> str:
         lines.append(f"WorkingDirectory={escape.path(str(svc.working_dir), 'working_dir')}")
     if svc.user:
         if plan.scope == "user":
-            from tts_ops.errors import ConfigError
+            from tts_ops.plugin import ConfigError
 
             raise ConfigError(f"{svc.name}: user {svc.user!r} needs --scope system (a user"
                               " manager cannot switch users)")

@@ -1,0 +1,82 @@
+"""The public API for plugin authors: what a plugin may import from tts-ops, and nothing else.
+
+Stable: every name in ``__all__`` (import them from here: ``from tts_ops.plugin import
+hookimpl, Register, ServiceStatus``), and the helper modules in `PUBLIC_MODULES`, which
+the manual backend's small supervisor imports directly (they use only the standard
+library). Every other module of the ``tts_ops`` package is private to the core and may
+change in any release; an import-linter contract (``lint-imports``, run by the test
+command) keeps the first-party plugins to this surface, as third-party ones should be.
+
+Names load on first use (PEP 562), so importing this module costs nothing on the hot
+paths of a command that does not use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: helper modules that are public and stable, beside the names below
+PUBLIC_MODULES = (
+    "tts_ops.statefile",  # atomic, no-follow, private state files; flock
+    "tts_ops.logwriter",  # the rotating log writer; claim_log_file
+    "tts_ops.logread",  # tail and follow across rotation
+    "tts_ops.procinfo",  # process identity (pid + start time), groups, usage
+    "tts_ops.spawn",  # fork + exec with a new group, credentials, parent-death signal
+    "tts_ops.cgroups",  # a cgroup v2 per service generation
+    "tts_ops.health",  # http and tcp health checks
+    "tts_ops.testing",  # hosts, the CLI runner, conformance suites for plugin authors
+)
+
+_NAMES = {
+    "hookimpl": "tts_ops",
+    # registration
+    "Register": "tts_ops.registry",
+    "Registration": "tts_ops.registry",
+    # process backends
+    "BackendContext": "tts_ops.backend",
+    "BackendEvent": "tts_ops.backend",
+    "ProcessBackend": "tts_ops.backend",
+    "ServiceStatus": "tts_ops.backend",
+    "State": "tts_ops.backend",
+    "Support": "tts_ops.backend",
+    "CAPABILITIES": "tts_ops.backend",
+    "EVENT_HOOKS": "tts_ops.backend",
+    "StartFailed": "tts_ops.backend",
+    "BackendUnavailable": "tts_ops.backend",
+    "command_problem": "tts_ops.backend",
+    # errors: one line and an exit code each
+    "TtsOpsError": "tts_ops.errors",
+    "ConfigError": "tts_ops.errors",
+    "OperationFailed": "tts_ops.errors",
+    "MissingComponent": "tts_ops.errors",
+    "PluginError": "tts_ops.errors",
+    # deploy strategies
+    "DeployContext": "tts_ops.deploy.context",
+    "DeployFailed": "tts_ops.deploy.context",
+    # log sinks
+    "FileSink": "tts_ops.logs.sinks",
+    # what backends need of the core's config and discovery
+    "ensure_writable_dir": "tts_ops.config.paths",
+    "discovery_record": "tts_ops.discovery.autoregister",
+}
+_RENAMED = {"discovery_record": "record_for"}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"tts_ops.plugin has no public name {name!r}")
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
+    globals()[name] = value  # next time, a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "PUBLIC_MODULES"])
+
+
+if TYPE_CHECKING:  # what type checkers see: the same names, imported eagerly
+    pass
