@@ -277,6 +277,8 @@ def test_environment_overrides_and_their_errors(env):
     assert bad.exit_code == 2
     assert "environments.production.tts.port: must be 1-65535 (got 70000)" in bad.stderr
     assert env.cli("deploy", "--environment", "moon").exit_code == 2
+    env.write()  # a valid config again: the fixture's `stop --all` must be able to read it
+    assert env.cli("stop", "--all").exit_code == 0
 
 
 def test_missing_strategy_plugin_exits_3(env):

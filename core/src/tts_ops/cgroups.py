@@ -48,6 +48,15 @@ def create(name: str) -> Path | None:
     return path
 
 
+def join(path: Path) -> bool:
+    """Move the calling process into the cgroup (its future children are born there)."""
+    try:
+        (path / "cgroup.procs").write_text("0")
+    except OSError:
+        return False
+    return True
+
+
 def members(path: Path) -> list[int]:
     try:
         return [int(p) for p in (path / "cgroup.procs").read_text().split()]

@@ -255,15 +255,16 @@ class ManualBackend:
         """A supervisor killed by SIGKILL may leave processes the service forked: end them."""
         if not st or self.supervisor_alive(st):
             return
-        if st.get("cgroup"):  # normally its keeper did this already
+        if st.get("cgroup"):
             from pathlib import Path as _Path
 
             from tts_ops import cgroups
 
             cgroup = _Path(st["cgroup"])
-            if cgroups.members(cgroup):
-                cgroups.kill(cgroup)
-            cgroups.remove(cgroup)
+            final = (self.read_status(st.get("name", "")) or st).get("state")
+            if final not in ("stopped", "failed") and cgroups.members(cgroup):
+                cgroups.kill(cgroup)  # it died mid-way (its keeper normally did this)
+            cgroups.remove(cgroup, timeout=0)  # a log compressor may still be finishing
         pgid = st.get("pgid")
         if pgid and group_exists(pgid) and group_members(pgid):
             kill_group(pgid, signal.SIGKILL)
