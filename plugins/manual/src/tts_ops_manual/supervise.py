@@ -311,8 +311,9 @@ class Supervisor:
         for name in ("ready_deadline", "ready_probe", "start_seconds"):
             self.timers.pop(name, None)
         self.timers["health"] = time.monotonic() + self.spec["health_interval"]
-        self.write_status(state="running", ready=True, ready_at=time.time(), health="passing")
+        # the event first: whoever sees the status ready finds the event already recorded
         self.event("ready", how=how)
+        self.write_status(state="running", ready=True, ready_at=time.time(), health="passing")
         self.beat("passing")
 
     def start_probe(self, purpose: str) -> None:
