@@ -290,19 +290,29 @@ def test_missing_strategy_plugin_exits_3(env):
     assert install_hint("tts-ops-strategies") in result.stderr
 
 
+def _deploy_in_background(env, strategy: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg), "--state-dir",
+                             str(env.state), "deploy", "--strategy", strategy,
+                             "--process-manager", "manual"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _read_until(proc: subprocess.Popen, wanted: str, timeout: float = 60) -> str:
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while wanted not in seen and time.monotonic() < deadline:
+        seen += proc.stdout.readline()
+    assert wanted in seen, seen
+    return seen
+
+
 def test_sigint_during_a_deploy_leaves_the_old_release_serving(env):
     assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
     serving = env.status()[0]
     env.write(deploy={**env.service["deploy"], "drain_seconds": 30})
-    proc = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg), "--state-dir",
-                             str(env.state), "deploy", "--strategy", "blue_green",
-                             "--process-manager", "manual"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    out = ""
-    while "switch" not in out and time.monotonic() < deadline:
-        out += proc.stdout.readline()
-    time.sleep(0.5)
+    proc = _deploy_in_background(env, "blue_green")
+    _read_until(proc, "switch")
+    time.sleep(0.5)  # into the drain: past the switch, before the old slot stops
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1
@@ -326,17 +336,9 @@ def test_an_interrupted_deploy_ends_with_the_old_release_serving_and_nothing_hid
     assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
     serving = env.status()[0]
     env.write(deploy={**env.service["deploy"], "drain_seconds": 30})
-    proc = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg), "--state-dir",
-                             str(env.state), "deploy", "--strategy", "blue_green",
-                             "--process-manager", "manual"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = _deploy_in_background(env, "blue_green")
     # the new slot is running once start_new is reported; past "switch" it has the traffic
-    wanted = "start_new" if how == "closed-stdout" else "switch"
-    seen = ""
-    deadline = time.monotonic() + 60
-    while wanted not in seen and time.monotonic() < deadline:
-        seen += proc.stdout.readline()
-    assert wanted in seen, seen
+    _read_until(proc, "start_new" if how == "closed-stdout" else "switch")
     during = {r["name"] for r in env.status()}
     assert during == {serving["name"], f"tts-{'green' if 'blue' in serving['name'] else 'blue'}"}
     if how == "closed-stdout":
@@ -373,14 +375,8 @@ def test_a_killed_direct_deploy_is_reversed_to_the_release_that_served(env):
     assert env.cli("deploy", "--strategy", "direct").exit_code == 0
     first = json.loads(env.cli("releases", "--json").stdout)[0]["id"]
     env.write(env={"GREETING": "second"})
-    proc = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg), "--state-dir",
-                             str(env.state), "deploy", "--strategy", "direct",
-                             "--process-manager", "manual"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    seen = ""
-    deadline = time.monotonic() + 60
-    while "start_new" not in seen and time.monotonic() < deadline:
-        seen += proc.stdout.readline()
+    proc = _deploy_in_background(env, "direct")
+    _read_until(proc, "start_new")
     proc.kill()
     proc.wait(timeout=30)
     status = env.cli("status", "--json")

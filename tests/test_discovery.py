@@ -418,31 +418,14 @@ def test_stopping_takes_the_instance_out_of_rotation_before_the_signal(tmp_path)
 
 @pytest.mark.parametrize("how", ["full", "read-only"])
 def test_the_registry_stays_readable_on_a_full_or_read_only_disk(tmp_path, how):
-    import os
+    from tts_ops.testing import fill_disk, run_cli, tiny_disk
 
-    from tts_ops.testing import run_cli
-
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to mount a tmpfs: {mounted.stderr}")
-        pytest.skip(mounted.stderr)
-    try:
+    with tiny_disk(tmp_path) as disk:
         base = ["--state-dir", str(disk / "state"), "discovery"]
         assert run_cli([*base, "register", "--id", "a", "--host", "127.0.0.1", "--port",
                         "9000"]).exit_code == 0
         if how == "full":
-            fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-            try:
-                while True:
-                    os.write(fd, b"\0" * 4096)
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+            fill_disk(disk)
         else:
             import gc
 
@@ -458,5 +441,3 @@ def test_the_registry_stays_readable_on_a_full_or_read_only_disk(tmp_path, how):
         if how == "read-only" or refused.exit_code != 0:
             assert refused.exit_code == 1
             assert "the previous state is unchanged" in refused.stderr
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

@@ -87,18 +87,10 @@ def test_a_line_over_64_kb_is_split_into_whole_lines(backend, tmp_path):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 256 KiB tmpfs: a real ENOSPC, not a simulated one."""
-    import os
+    from tts_ops.testing import tiny_disk as mount
 
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs",
-                           str(mnt)], capture_output=True, text=True)
-    if done.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to mount a tmpfs: {done.stderr}")
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    with mount(tmp_path) as disk:
+        yield disk
 
 
 def ticks(log) -> list[int]:
@@ -106,16 +98,9 @@ def ticks(log) -> list[int]:
 
 
 def fill(disk) -> None:
-    import os
+    from tts_ops.testing import fill_disk
 
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(fd, b"\0" * 4096)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fill_disk(disk)
 
 
 TICKER = [sys.executable, "-u", "-c", "import itertools, time; [(print(f'tick {i}',"

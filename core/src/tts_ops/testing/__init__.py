@@ -6,10 +6,11 @@ controllable service it runs is `tts_ops.testing.dummy_service`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 DUMMY = [sys.executable, "-m", "tts_ops.testing.dummy_service"]
@@ -67,3 +68,44 @@ def service(name: str, **fields: Any):
     from tts_ops.config.models import ServiceConfig
 
     return ServiceConfig.model_validate({"name": name, **fields})
+
+
+@contextlib.contextmanager
+def tiny_disk(parent: Any, size: str = "256k") -> Iterator[Any]:
+    """A real tmpfs of ``size`` mounted at ``parent/disk`` (needs root): a real ENOSPC.
+
+    Skips the test where mounting is not allowed, and fails it in CI (``CI=true``).
+    """
+    import os
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    mnt = Path(parent) / "disk"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                           str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to mount a tmpfs: {done.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill_disk(disk: Any) -> None:
+    """Write ``disk/filler`` until the file system says ENOSPC."""
+    import os
+    from pathlib import Path
+
+    fd = os.open(Path(disk) / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
