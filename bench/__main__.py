@@ -36,10 +36,11 @@ NOTES = """
   each of supervisorctl's runs is listed.
 - manual log capture: timed from the service's spawn (the supervisor's `started_at`) to the
   status that says it exited, written after its last line, as supervisord's figure starts at
-  its spawn and leaves out supervisorctl; `tts-ops start`'s own start-up is in the note. Both
-  sides run three times, alternating, and the medians are compared: single runs on this
-  2-core machine vary by 30%. The supervisor reads a trickle of output in 2 ms batches from
-  a 1 MiB pipe, and rotated files are gzipped at SCHED_IDLE.
+  its spawn and leaves out supervisorctl; `tts-ops start`'s own start-up is in the note.
+  Both sides run several times (the row says how many), alternating, and the medians are
+  compared: single runs on this 2-core machine vary by 30%. The supervisor reads a trickle
+  of output in 2 ms batches from a 1 MiB pipe; rotated files are gzipped at SCHED_IDLE from
+  the compressor's first instant. At parity with supervisord within that noise.
 - supervisor status: the 1.2 goal is met with a 25-line unix-socket XML-RPC transport;
   importing supervisor's own (`supervisor.xmlrpc`) costs about 55 ms.
 - The bench byte-compiles the sources first: this environment sets

@@ -166,7 +166,7 @@ class RotatingLogWriter:
 
                 self.reap()
                 self.spawned.append(spawn([sys.executable, "-m", "tts_ops.logcompress",
-                                           str(rotated)], env=dict(os.environ)))
+                                           str(rotated)], env=dict(os.environ), idle=True))
         return rotated
 
     def _prune(self) -> None:

@@ -44,6 +44,7 @@ def spawn(
     new_group: bool = False,
     pdeathsig: int | None = None,
     cgroup: str | None = None,
+    idle: bool = False,
 ) -> int:
     """Start ``argv`` (looked up in ``env['PATH']``); return its pid or raise OSError."""
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -54,6 +55,11 @@ def spawn(
             os.close(err_r)
             if new_group:
                 os.setpgid(0, 0)
+            if idle:  # background work: only CPU time nothing else wants, from its first instant
+                try:
+                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+                except OSError:
+                    os.nice(19)
             if cgroup:  # before exec: nothing it forks can be left outside
                 try:
                     fd = os.open(f"{cgroup}/cgroup.procs", os.O_WRONLY)
