@@ -26,14 +26,27 @@ def _site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("venv")
+def _dev_venv(base: Path) -> Path:
+    """A venv that sees the development environment's packages (a site dir line)."""
     venv = base / "v"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     dev_site = sysconfig.get_paths()["purelib"]
     (_site_packages(venv) / "dev_env.pth").write_text(
         f"import site; site.addsitedir({dev_site!r})\n")
+    return venv
+
+
+def _pip_install(venv: Path, *projects: Path) -> None:
+    for project in projects:
+        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
+                        "install", "-q", "--no-deps", "--no-build-isolation", str(project)],
+                       check=True)
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("venv")
+    venv = _dev_venv(base)
     broken = base / "broken"
     (broken / "src" / "tts_ops_broken").mkdir(parents=True)
     (broken / "pyproject.toml").write_text(textwrap.dedent("""
@@ -50,10 +63,7 @@ def venv(tmp_path_factory) -> Path:
     """))
     (broken / "src" / "tts_ops_broken" / "__init__.py").write_text(
         "raise ImportError('needs libfrobnicate, which is not installed')\n")
-    for project in (ROOT / "docs" / "plugins" / "example", broken):
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                        "install", "-q", "--no-deps", "--no-build-isolation", str(project)],
-                       check=True)
+    _pip_install(venv, ROOT / "docs" / "plugins" / "example", broken)
     return venv
 
 
@@ -185,11 +195,7 @@ def _dist(base: Path, dist: str, module: str, code: str) -> Path:
 @pytest.fixture(scope="module")
 def venv_with_faulty_plugins(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("faulty")
-    venv = base / "v"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    dev_site = sysconfig.get_paths()["purelib"]
-    (_site_packages(venv) / "dev_env.pth").write_text(
-        f"import site; site.addsitedir({dev_site!r})\n")
+    venv = _dev_venv(base)
     misspelled = _dist(base, "tts-ops-misspelled", "tts_ops_misspelled", """
         from tts_ops import hookimpl
 
@@ -204,10 +210,7 @@ def venv_with_faulty_plugins(tmp_path_factory) -> Path:
         def tts_ops_validate_config(config):
             raise RuntimeError("the policy server is unreachable")
     """)
-    for project in (misspelled, strict):
-        subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                        "install", "-q", "--no-deps", "--no-build-isolation", str(project)],
-                       check=True)
+    _pip_install(venv, misspelled, strict)
     return venv
 
 

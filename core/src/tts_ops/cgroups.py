@@ -81,18 +81,33 @@ def kill(path: Path) -> None:
         time.sleep(0.01)
 
 
-def remove(path: Path | None, timeout: float = 2.0) -> None:
-    """Remove an emptied cgroup (its last processes may take a moment to be reaped)."""
+def remove(path: Path | None) -> None:
+    """Remove the cgroup if it is empty; one still in use (a log compressor finishing) is
+    left for the next start of the service to remove."""
     if path is None:
         return
-    deadline = time.monotonic() + timeout
-    while True:
+    with contextlib.suppress(OSError):
+        path.rmdir()
+
+
+def sweep() -> None:
+    """Remove the emptied cgroups of supervisors that are gone (``tts-ops/NAME.PID``): one
+    whose supervisor exited on its own, or was still being reaped when it stopped."""
+    base = root()
+    if base is None:
+        return
+    try:
+        entries = list((base / PARENT).iterdir())
+    except OSError:
+        return
+    for path in entries:
+        pid = path.name.rpartition(".")[2]
+        if not path.is_dir() or not pid.isdigit():
+            continue
         try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.01)
+            os.kill(int(pid), 0)
+            continue  # its supervisor (or a process that took its pid) lives: leave it
+        except ProcessLookupError:
+            remove(path)
+        except PermissionError:
+            continue

@@ -43,7 +43,6 @@ def spawn(
     creds: Credentials | None = None,
     new_group: bool = False,
     pdeathsig: int | None = None,
-    cgroup: str | None = None,
     idle: bool = False,
 ) -> int:
     """Start ``argv`` (looked up in ``env['PATH']``); return its pid or raise OSError."""
@@ -60,13 +59,6 @@ def spawn(
                     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
                 except OSError:
                     os.nice(19)
-            if cgroup:  # before exec: nothing it forks can be left outside
-                try:
-                    fd = os.open(f"{cgroup}/cgroup.procs", os.O_WRONLY)
-                    os.write(fd, b"0")
-                    os.close(fd)
-                except OSError:
-                    pass  # the process group still holds it
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
                         signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)

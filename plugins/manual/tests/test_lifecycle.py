@@ -340,3 +340,25 @@ def test_lines_are_cut_the_same_way_however_the_output_is_read(lines, cuts):
     assert written(cuts) == one_read
     assert one_read.replace(b"\n", b"") == data.replace(b"\n", b"")
     assert all(len(line) <= MAX_PARTIAL for line in one_read.split(b"\n"))
+
+
+def test_cgroups_of_supervisors_that_are_gone_are_swept(tmp_path):
+    import os
+
+    from tts_ops import cgroups
+
+    if cgroups.root() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have a writable cgroup v2 hierarchy")
+        pytest.skip("no writable cgroup v2 hierarchy here")
+    gone = subprocess.Popen(["true"])  # a pid that existed and is gone
+    gone.wait()
+    stale = cgroups.create(f"swept.{gone.pid}")
+    alive = cgroups.create(f"kept.{os.getpid()}")
+    try:
+        cgroups.sweep()
+        assert not stale.exists()
+        assert alive.exists()
+    finally:
+        cgroups.remove(stale)
+        cgroups.remove(alive)

@@ -165,12 +165,14 @@ class App:
         from tts_ops.deploy.slots import runtime_services
 
         self.recover_deploys()
+        deploying = set(journal.pending(self.state_dir))  # one listing, not a read per service
         out: list[Any] = []
         for svc in services:
             running = runtime_services(self.state_dir, svc)
-            names = {r.name for r in running}
-            running += [r for r in journal.in_flight(self.state_dir, svc.name)
-                        if r.name not in names]
+            if svc.name in deploying:
+                names = {r.name for r in running}
+                running += [r for r in journal.in_flight(self.state_dir, svc.name)
+                            if r.name not in names]
             out += running
         return out
 

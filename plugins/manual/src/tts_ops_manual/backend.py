@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tts_ops import cgroups
 from tts_ops.logread import follow, tail
 from tts_ops.logwriter import claim_log_file
 from tts_ops.plugin import (
@@ -121,6 +122,7 @@ class ManualBackend:
                 else:
                     return self._wait_ready(service, st, None)
             self._cleanup_leftovers(st)
+            cgroups.sweep()
             self._check_port(service)
             claim_log_file(service.log_path(self.ctx.state_dir), service.name)
             problem = command_problem(service)
@@ -264,7 +266,7 @@ class ManualBackend:
             final = (self.read_status(st.get("name", "")) or st).get("state")
             if final not in ("stopped", "failed") and cgroups.members(cgroup):
                 cgroups.kill(cgroup)  # it died mid-way (its keeper normally did this)
-            cgroups.remove(cgroup, timeout=0)  # a log compressor may still be finishing
+            cgroups.remove(cgroup)
         pgid = st.get("pgid")
         if pgid and group_exists(pgid) and group_members(pgid):
             kill_group(pgid, signal.SIGKILL)
