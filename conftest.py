@@ -17,12 +17,12 @@ def nothing_left_running(tmp_path_factory):
     left = []
     for proc in psutil.process_iter(["cmdline", "name"]):
         cmd = proc.info["cmdline"] or []
-        if "tts_ops_manual.supervise" in cmd and any(base in a for a in cmd) and \
-                proc.info["name"] != "tts-ops-keeper":
+        supervisor = "tts_ops_manual.supervise" in cmd and proc.info["name"] != "tts-ops-keeper"
+        if any(base in a for a in cmd) and (supervisor or "tts_ops.sockets.holder" in cmd):
             left.append((proc.pid, cmd[-1]))
             try:
                 os.kill(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
     if left:
-        pytest.fail(f"supervisors left running by the tests: {left}")
+        pytest.fail(f"supervisors or socket holders left running by the tests: {left}")

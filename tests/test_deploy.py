@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 from tts_ops_strategies import plugin as strategies_plugin
@@ -159,7 +160,8 @@ def test_direct_reports_downtime_and_keeps_the_port(env):
     first = env.status()[0]
     result = env.cli("deploy", "--strategy", "direct")
     assert result.exit_code == 0, result.output
-    assert "downtime:" in result.output
+    # the address stayed open through it (the socket is tts-ops'): said as such
+    assert "no process accepted for" in result.output and "address stayed open" in result.output
     second = env.status()[0]
     assert second["port"] == first["port"] and second["pid"] != first["pid"]
     record = json.loads(env.cli("deploy", "history", "--json").stdout)[-1]
@@ -225,6 +227,8 @@ def test_dry_run_changes_nothing(env):
 def test_pre_deploy_checks_report_every_problem(env):
     import socket
 
+    env.write(command=[sys.executable, "-m", "tts_server", "--engine", "espeak", "--port",
+                       "{port}"], notify=True)  # a command of its own: socket none
     assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
     green = env.service["port"] + 1
     with socket.socket() as blocker:
@@ -387,3 +391,88 @@ def test_a_killed_direct_deploy_is_reversed_to_the_release_that_served(env):
     assert environ["TTS_OPS_RELEASE"] == first and "GREETING" not in environ
     assert env.cli("stop", "--all").exit_code == 0
     assert _supervisors(env.state) == []
+
+
+def test_the_readme_flow_blue_green_then_curl_on_the_configured_port(tmp_path):
+    """README: ``./deploy.sh --strategy blue_green`` (what it runs after its set-up), then
+    ``curl localhost:9000/synthesize``, twice (blue, then green): the embedded default's
+    port answers each time, with speech."""
+    import urllib.request
+
+    tts_ops = os.path.join(os.path.dirname(sys.executable), "tts-ops")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTS_OPS_")}
+    env["TTS_OPS_STATE_DIR"] = str(tmp_path / "state")
+    run = lambda *a: subprocess.run([tts_ops, *a], cwd=tmp_path, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    try:
+        for _ in range(2):
+            done = run("deploy", "--strategy", "blue_green", "--process-manager", "manual")
+            assert done.returncode == 0, done.stdout + done.stderr
+            request = urllib.request.Request(
+                "http://localhost:9000/synthesize", data=b'{"text": "Hello from tts-ops"}',
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                assert resp.status == 200 and resp.read(4) == b"RIFF"
+        status = run("status")
+        assert "127.0.0.1:9000" in status.stdout, status.stdout
+    finally:
+        stopped = run("stop", "--all")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "stopped" in stopped.stdout and "running" not in run("status").stdout
+
+
+def test_rollback_and_reload_keep_the_address_and_are_recorded_as_such(env):
+    assert env.cli("deploy", "--strategy", "direct").exit_code == 0
+    env.write(log_level="DEBUG")
+    assert env.cli("deploy", "--strategy", "direct").exit_code == 0
+    first, second = [r["id"] for r in json.loads(env.cli("releases", "--json").stdout)]
+    out = env.cli("rollback")
+    assert out.exit_code == 0, out.output
+    # a rollback of a direct service goes blue_green (direct would stop before it starts)
+    assert "rollback d-" in out.output and f"to release {first} with blue_green" in out.output
+    assert "address: 127.0.0.1:" in out.output and "no connection is refused" in out.output
+    out = env.cli("reload", "tts")
+    assert out.exit_code == 0, out.output
+    history = json.loads(env.cli("deploy", "history", "--json").stdout)
+    assert [(h["kind"], h["strategy"], h["result"]) for h in history] == [
+        ("deploy", "direct", "deployed"), ("deploy", "direct", "deployed"),
+        ("rollback", "blue_green", "deployed"), ("restart", "blue_green", "deployed")]
+    assert history[2]["release"] == history[3]["release"] == first != second
+    rows = env.status()
+    assert [r["state"] for r in rows] == ["running"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{env.service['port']}/health",
+                                timeout=10) as resp:
+        assert json.load(resp)["release"] == first
+    plan = env.cli("deploy", "--dry-run", "--strategy", "canary")
+    assert "stays open" in plan.output and "share of the accepting processes" in plan.output
+
+
+def test_config_validate_warns_of_slots_on_a_neighbours_port(tmp_path):
+    cmd = [sys.executable, "-m", "tts_ops.testing.dummy_service", "--port", "{port}"]
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [
+        {"name": "a", "port": 9002, "command": cmd, "health_check": "tcp"},
+        {"name": "b", "port": 9003, "command": cmd, "health_check": "tcp"},
+        {"name": "c", "port": 9010}]}))  # the reference server: its address is shared
+    out = run_cli(["-c", str(cfg), "config", "validate"])
+    assert out.exit_code == 0, out.output
+    assert "a: its blue/green slots use ports 9002-9003, and 9003 is b's" in out.stderr
+    assert "c:" not in out.stderr and "b: its" not in out.stderr
+
+
+def test_restart_of_a_service_never_deployed_makes_no_release(env):
+    assert env.cli("start").exit_code == 0
+    first = env.status()[0]
+    out = env.cli("restart", "tts")
+    assert out.exit_code == 0, out.output
+    (row,) = env.status()
+    assert row["name"] == "tts-green" and row["pid"] != first["pid"]
+    assert json.loads(env.cli("releases", "--json").stdout) == []
+    (record,) = json.loads(env.cli("deploy", "history", "--json").stdout)
+    assert (record["kind"], record["release"], record["result"]) == ("restart", None,
+                                                                      "deployed")
+    with urllib.request.urlopen(f"http://127.0.0.1:{env.service['port']}/ready",
+                                timeout=10) as resp:
+        assert resp.status == 200
+    assert env.cli("restart", "tts").exit_code == 0  # and again, to the other colour
+    assert [r["name"] for r in env.status()] == ["tts-blue"]

@@ -61,7 +61,7 @@ def test_backends_json_marks_every_capability():
     assert manual["name"] == "manual" and manual["available"] is True
     assert set(manual["capabilities"]) == {"readiness", "watchdog", "health_restart",
                                            "resource_limits", "log_rotation", "instances",
-                                           "auto_start"}
+                                           "auto_start", "shared_socket"}
     assert set(manual["capabilities"].values()) <= {"native", "emulated", "unsupported"}
 
 

@@ -42,6 +42,7 @@ CAPABILITIES = (
     "log_rotation",
     "instances",
     "auto_start",
+    "shared_socket",  # one listening socket passed to every generation (zero downtime)
 )
 
 
@@ -164,6 +165,11 @@ class ProcessBackend(Protocol):
 
     def restart(self, service: ServiceConfig) -> ServiceStatus:
         """Stop then start; returns once ready again."""
+        ...
+
+    def release_socket(self, service: ServiceConfig) -> None:
+        """Close the address held for ``service`` (``socket: inherit``) once no generation
+        of it runs; called by core after a stop. Nothing to do when none is held."""
         ...
 
     def status(self, services: list[ServiceConfig]) -> list[ServiceStatus]:

@@ -25,6 +25,7 @@ PUBLIC_MODULES = (
     "tts_ops.spawn",  # fork + exec with a new group, credentials, parent-death signal
     "tts_ops.cgroups",  # a cgroup v2 per service generation
     "tts_ops.health",  # http and tcp health checks
+    "tts_ops.sockets",  # the service's shared listening socket: holder, fetch, release
     "tts_ops.testing",  # hosts, the CLI runner, conformance suites for plugin authors
 )
 

@@ -9,6 +9,7 @@ Standard library only.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 from dataclasses import dataclass
@@ -44,8 +45,13 @@ def spawn(
     new_group: bool = False,
     pdeathsig: int | None = None,
     idle: bool = False,
+    listen_fds: tuple[int, ...] = (),
 ) -> int:
-    """Start ``argv`` (looked up in ``env['PATH']``); return its pid or raise OSError."""
+    """Start ``argv`` (looked up in ``env['PATH']``); return its pid or raise OSError.
+
+    ``listen_fds`` are passed by socket activation: as descriptors 3, 4, ... with
+    ``LISTEN_FDS`` and ``LISTEN_PID`` (the child's own pid) in its environment.
+    """
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     parent = os.getpid()
     pid = os.fork()
@@ -69,7 +75,15 @@ def spawn(
                 os.dup2(stdout, 1)
             if stderr is not None:
                 os.dup2(stderr, 2)
-            os.closerange(3, err_w)
+            if listen_fds:
+                # above the target range first: a source may sit where another must go
+                high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in listen_fds]
+                err_w = fcntl.fcntl(err_w, fcntl.F_DUPFD_CLOEXEC, 64 + len(high))
+                for i, fd in enumerate(high):
+                    os.dup2(fd, 3 + i)  # inheritable
+                env = {**env, "LISTEN_FDS": str(len(high)), "LISTEN_PID": str(os.getpid())}
+            first = 3 + len(listen_fds)
+            os.closerange(first, err_w)
             os.closerange(err_w + 1, 65536)
             if cwd:
                 os.chdir(cwd)

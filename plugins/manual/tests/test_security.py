@@ -264,3 +264,40 @@ def test_a_user_removed_after_validation_fails_the_start_in_one_line(backend):
     with pytest.raises(Exception, match="user 'no-such-user-tts-ops' does not exist"):
         backend.start(svc)
     assert backend.status([svc])[0].state == State.FAILED
+
+
+FETCH = """
+import socket, sys
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    conn.connect(sys.argv[1])
+    _msg, fds, _f, _a = socket.recv_fds(conn, 64, 1)
+    print(len(fds))
+except OSError as exc:
+    print(f"refused: {exc.strerror}")
+"""
+
+
+def test_another_user_cannot_take_a_services_listening_socket(shared):
+    from tts_ops import sockets
+
+    state = shared / "state"
+    state.mkdir(mode=0o755)
+    port = free_port()
+    path = sockets.ensure_holder(state, "held", "127.0.0.1", port)
+    try:
+        assert os.stat(path.parent).st_mode & 0o777 == 0o700
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        denied = as_nobody(FETCH, str(path))
+        assert denied.stdout.startswith("refused: Permission denied"), denied
+        # even with the directory and the socket opened up by mistake, the holder checks
+        # the asker's credentials and passes nothing
+        os.chmod(path.parent, 0o755)
+        os.chmod(path, 0o777)
+        unchecked = as_nobody(FETCH, str(path))
+        assert unchecked.stdout.strip() == "0", unchecked
+        fd = sockets.fetch(path)  # the owner still gets it
+        os.close(fd)
+    finally:
+        sockets.release(state, "held")
+    assert sockets.holder_info(state, "held") is None

@@ -41,6 +41,7 @@ def cleanup(backend):
     yield made.append
     for svc in made:
         backend.stop(svc, force=True)
+        backend.release_socket(svc)
 
 
 def dummy(name, *args, cleanup, **fields):

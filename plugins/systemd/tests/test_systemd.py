@@ -13,7 +13,14 @@ import pytest
 from tts_ops_systemd import escape
 from tts_ops_systemd.backend import SystemdBackend
 from tts_ops_systemd.systemctl import Systemctl
-from tts_ops_systemd.unit import UnitPlan, render
+from tts_ops_systemd.unit import (
+    UnitPlan,
+    holder_unit,
+    render,
+    render_holder,
+    render_socket,
+    socket_unit,
+)
 
 from tts_ops.backend import BackendContext, BackendUnavailable, StartFailed, State
 from tts_ops.errors import ConfigError
@@ -55,6 +62,16 @@ def test_rendered_units_pass_systemd_analyze_verify(user_manager, state_dir, tmp
     for svc in cases:
         plan = UnitPlan(svc, scope, True, state_dir / "logs" / f"{svc.name}.log", state_dir)
         text = render(plan)
+        if svc.shared_address() is not None:  # its socket unit and holder, beside it
+            units = ((socket_unit(svc.name), render_socket(svc.name, *svc.shared_address())),
+                     (holder_unit(svc.name), render_holder(svc.name, "/bin/sleep")))
+            for unit, body in units:
+                (tmp_path / unit).write_text(body)
+            checked = subprocess.run(["systemd-analyze", "verify", "--user",
+                                      *(str(tmp_path / unit) for unit, _ in units)],
+                                     capture_output=True, text=True)
+            assert checked.returncode == 0, (units, checked.stderr)
+            assert "ignoring" not in checked.stderr.lower(), checked.stderr
         out = verify(text, tmp_path, plan.unit_name)
         assert out.returncode == 0, (text, out.stderr)
         assert "Unknown" not in out.stderr and "ignoring" not in out.stderr.lower(), out.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,8 @@ class ServerState:
             "engine_choice": self.engine_note,
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started, 3),
+            "pid": os.getpid(),
+            "release": os.environ.get("TTS_OPS_RELEASE"),  # set by a tts-ops deploy
         }
 
 

@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None):
                    help="Seconds a client has to send a request's body.")
     p.add_argument("--max-connections", type=int, default=1000,
                    help="Open connections beyond which idle ones are closed, else 503.")
+    p.add_argument("--max-requests-per-connection", type=int, default=100,
+                   help="Requests on one keep-alive connection before it is closed (the"
+                        " client reconnects: generations sharing a socket share clients).")
     p.add_argument("--espeak-source", choices=["auto", "system", "bundled"], default="auto",
                    help="Which espeak-ng library: the system one or the espeakng-loader wheel.")
     p.add_argument("--version", action="version", version=f"tts-server {__version__}")
@@ -40,7 +43,8 @@ def parse_args(argv: list[str] | None = None):
     for name, low, high in (("port", 0, 65535), ("max_text", 1, 10**7), ("max_queue", 1, 10**6),
                             ("workers", 1, 64), ("max_body_bytes", 1, 2**31),
                             ("header_timeout", 0.001, 3600), ("body_timeout", 0.001, 3600),
-                            ("drain_timeout", 0, 3600), ("max_connections", 1, 10**6)):
+                            ("drain_timeout", 0, 3600), ("max_connections", 1, 10**6),
+                            ("max_requests_per_connection", 1, 10**9)):
         value = getattr(args, name)
         if not low <= value <= high:  # False for NaN too
             p.error(f"--{name.replace('_', '-')} must be {low}-{high} (got {value})")
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
                         limits=Limits(max_body=args.max_body_bytes,
                                       header_timeout=args.header_timeout,
                                       body_timeout=args.body_timeout,
-                                      max_connections=args.max_connections))
+                                      max_connections=args.max_connections,
+                                      max_requests=args.max_requests_per_connection))
     try:
         code = run(settings)
     finally:

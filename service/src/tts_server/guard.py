@@ -10,8 +10,18 @@
   connection gets an immediate 503. Health checks keep getting through a slow-header
   flood, and the process never runs out of file descriptors.
 
-uvicorn has no header timeout and no connection cap that closes idle sockets, so the
-connection-level half is a subclass of its h11 protocol; the body half is ASGI middleware.
+* A keep-alive connection carries at most ``max_requests`` requests (as nginx's
+  ``keepalive_requests``): the last answer says ``Connection: close`` and the client
+  connects again. Where several generations share one listening socket, that is how
+  long-lived clients spread over them (a canary gets its share of them).
+* On shutdown an idle keep-alive connection is not closed under the client's feet (a
+  request it sends at that instant would fail): its next request is answered, with
+  ``Connection: close``, and only a connection quiet for ``IDLE_CLOSE_S`` is closed unasked.
+
+uvicorn has no header timeout and no connection cap that closes idle sockets, closes idle
+keep-alive connections at once on shutdown, and closes after a last answer without saying
+so; the connection-level half is a subclass of its h11 protocol, the body half is ASGI
+middleware.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 ACCEPT_BATCH = 32
 FD_HEADROOM = 64 + 2 * ACCEPT_BATCH  # and descriptors for the engine, logs, the listener
 CLOSE = {"connection": "close"}
+IDLE_CLOSE_S = 1.0  # on shutdown: how long an idle keep-alive connection may still speak
 
 
 @dataclass
@@ -40,6 +51,7 @@ class Limits:
     header_timeout: float = 30.0
     body_timeout: float = 30.0
     max_connections: int = 1000
+    max_requests: int = 100  # per keep-alive connection
 
 
 def raise_fd_limit() -> int:
@@ -79,6 +91,9 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
 
     class GuardedH11(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _draining = False
+        _requests = 0
+        _counted: Any = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -123,6 +138,24 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
             super().data_received(data)
             if not self._idle():
                 self._forget()  # a request is under way: its headers are complete
+                if self.cycle is not self._counted:
+                    self._counted = self.cycle
+                    self._requests += 1
+                if self._draining or self._requests >= limits.max_requests:
+                    _last_answer(self.cycle)
+
+        def shutdown(self) -> None:
+            if self.transport.is_closing():
+                return
+            self._draining = True
+            if not self._idle():
+                _last_answer(self.cycle)
+            else:
+                self.loop.call_later(IDLE_CLOSE_S, self._close_quiet)
+
+        def _close_quiet(self) -> None:
+            if self._idle() and not self.transport.is_closing():
+                super().shutdown()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -135,6 +168,15 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
             super().connection_lost(exc)
 
     return GuardedH11
+
+
+def _last_answer(cycle: Any) -> None:
+    """Close the connection after this response, and say so in it: uvicorn alone closes
+    without a ``Connection: close`` header, and a keep-alive client then sends its next
+    request into a closed socket."""
+    cycle.keep_alive = False
+    if not cycle.response_started:
+        cycle.default_headers = [*cycle.default_headers, (b"connection", b"close")]
 
 
 class BodyGuard:

@@ -1,8 +1,13 @@
 """Running the server: engine first (fail fast), serve, warm up, then say READY=1.
 
-SIGTERM drains in-flight requests (bounded by ``drain_timeout``) and exits 0. With
-``workers > 1`` the main process binds the socket, forks workers that share it, reports
-READY=1 once every worker is warm, and forwards SIGTERM to them.
+SIGTERM stops accepting at once, answers in-flight requests, closes each keep-alive
+connection after its next answer (see `tts_server.guard`), and exits 0 within
+``drain_timeout``. With ``workers > 1`` the main process binds the sockets, forks workers
+that share them, reports READY=1 once every worker is warm, and forwards SIGTERM to them.
+
+A socket shared with another generation of the service (inherited from the process
+manager) is accepted from only after the warm-up: until then the generation already
+serving takes every connection from the common queue.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from tts_server.engines.base import EngineUnavailable
 from tts_server.guard import ACCEPT_BATCH, Limits, protocol_class, raise_fd_limit
 from tts_server.metrics import worker_died
 from tts_server.notify import Notifier
-from tts_server.sockets import LISTEN_BACKLOG, bind_socket, inherited_socket
+from tts_server.sockets import LISTEN_BACKLOG, listening_sockets
 
 log = logging.getLogger("tts_server")
 WARMUP_TEXT = "The text to speech service is warming up."
@@ -70,8 +75,8 @@ def warm_up(state: ServerState) -> None:
              "duration_s": round(info.duration_s, 3), "rms": round(info.rms, 1)})
 
 
-def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
-          on_ready=None) -> None:
+def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
+          on_ready=None, shared: bool = False) -> None:
     engine, note = create_engine(settings.engine, enable_coqui=settings.enable_coqui,
                                  coqui_model=settings.coqui_model,
                                  espeak_source=settings.espeak_source)
@@ -89,7 +94,9 @@ def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
     server.notifier = notifier
 
     async def main() -> None:
-        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        if shared:  # the other generation keeps the common queue until this one is warm
+            await _warm_up_or_exit(state)
+        serving = asyncio.create_task(server.serve(sockets=socks))
         while not server.started and not serving.done():
             await asyncio.sleep(0.005)
         if serving.done():
@@ -97,17 +104,18 @@ def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
             return
         # asyncio listened with the small accept batch as the backlog: give the kernel
         # queue its full size back (the batch stays small)
-        sock.listen(LISTEN_BACKLOG)
-        try:
-            await asyncio.to_thread(warm_up, state)
-        except Exception as exc:
-            log.error(f"warm-up failed: {exc}", extra={"event": "warmup_failed"})
-            server.should_exit = True
-            await serving
-            raise SystemExit(1) from None
+        for sock in socks:
+            sock.listen(LISTEN_BACKLOG)
+        if not shared:
+            try:
+                await _warm_up_or_exit(state)
+            except SystemExit:
+                server.should_exit = True
+                await serving
+                raise
         state.ready = True
         state.metrics.ready.set(1)
-        message = f"ready: engine {engine.name} on {_address(sock)}"
+        message = f"ready: engine {engine.name} on {', '.join(_address(s) for s in socks)}"
         log.info(message, extra={"event": "ready", "engine": engine.name, "choice": note})
         if on_ready is not None:
             on_ready()
@@ -124,6 +132,14 @@ def serve(settings: Settings, sock: socket.socket, notifier: Notifier,
     asyncio.run(main())
 
 
+async def _warm_up_or_exit(state: ServerState) -> None:
+    try:
+        await asyncio.to_thread(warm_up, state)
+    except Exception as exc:
+        log.error(f"warm-up failed: {exc}", extra={"event": "warmup_failed"})
+        raise SystemExit(1) from None
+
+
 def _address(sock: socket.socket) -> str:
     addr = sock.getsockname()
     return f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
@@ -137,16 +153,16 @@ def run(settings: Settings) -> int:
                     extra={"event": "limits"})
         settings.limits.max_connections = usable
     try:
-        sock = inherited_socket() or bind_socket(settings.host, settings.port)
+        socks, shared = listening_sockets(settings.host, settings.port)
     except OSError as exc:
         print(f"tts-server: error: cannot listen on {settings.host}:{settings.port}:"
               f" {exc.strerror}", file=sys.stderr)
         return 1
     try:
         if settings.workers <= 1:
-            serve(settings, sock, notifier)
+            serve(settings, socks, notifier, shared=shared)
             return 0
-        return _prefork(settings, sock, notifier)
+        return _prefork(settings, socks, notifier, shared)
     except EngineUnavailable as exc:
         print(f"tts-server: error: {exc}", file=sys.stderr)
         return 1
@@ -166,8 +182,9 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int:
-    """Fork ``workers`` processes sharing ``sock``; READY=1 when all of them are warm.
+def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
+             shared: bool) -> int:
+    """Fork ``workers`` processes sharing ``socks``; READY=1 when all of them are warm.
 
     The master keeps the socket to replace a worker that dies (a crash, kill -9) with a new
     one, so the service keeps all its workers; workers that keep dying (more than
@@ -186,7 +203,8 @@ def _prefork(settings: Settings, sock: socket.socket, notifier: Notifier) -> int
             _die_with(master)
             code = 0
             try:
-                serve(settings, sock, Notifier(), on_ready=lambda: os.write(ready_w, b"R"))
+                serve(settings, socks, Notifier(), on_ready=lambda: os.write(ready_w, b"R"),
+                      shared=shared)
             except SystemExit as exc:
                 code = int(exc.code or 0)
             except BaseException:

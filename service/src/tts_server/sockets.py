@@ -1,4 +1,9 @@
-"""The listening socket: inherited (``LISTEN_FDS``/``LISTEN_PID``) or bound to host and port."""
+"""The listening sockets: inherited (``LISTEN_FDS``/``LISTEN_PID``) and/or bound to host and port.
+
+A process manager that owns the service's address passes it by socket activation; the
+server then serves it, and binds ``--host/--port`` only when that is another address (a
+private one, for health checks of one generation among several sharing the socket).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,24 @@ SD_LISTEN_FDS_START = 3
 LISTEN_BACKLOG = 1024
 
 
-def inherited_socket() -> socket.socket | None:
-    """The first socket passed by socket activation, or None. Clears the variables."""
+def inherited_sockets() -> list[socket.socket]:
+    """The listening sockets passed by socket activation (maybe none). Clears the variables."""
     fds = os.environ.pop("LISTEN_FDS", None)
     pid = os.environ.pop("LISTEN_PID", None)
     os.environ.pop("LISTEN_FDNAMES", None)
-    if not fds or (pid and pid != str(os.getpid())):
-        return None
-    if int(fds) < 1:
-        return None
-    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
-    sock.set_inheritable(False)
-    return sock
+    if not fds or not fds.isdigit() or (pid and pid != str(os.getpid())):
+        return []
+    out = []
+    for fd in range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + int(fds)):
+        sock = socket.socket(fileno=fd)
+        sock.set_inheritable(False)
+        out.append(sock)
+    return out
+
+
+def same_port(sock: socket.socket, port: int) -> bool:
+    addr = sock.getsockname()
+    return isinstance(addr, tuple) and addr[1] == port
 
 
 def bind_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
@@ -36,3 +47,17 @@ def bind_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.s
         raise
     sock.listen(backlog)
     return sock
+
+
+def listening_sockets(host: str, port: int) -> tuple[list[socket.socket], bool]:
+    """Every socket to serve, and whether one of them is shared with other processes."""
+    inherited = inherited_sockets()
+    socks = list(inherited)
+    if not any(same_port(s, port) for s in inherited):
+        try:
+            socks.append(bind_socket(host, port))
+        except OSError:
+            for s in inherited:
+                s.close()
+            raise
+    return socks, bool(inherited)

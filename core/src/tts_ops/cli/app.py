@@ -171,10 +171,25 @@ class App:
             running = runtime_services(self.state_dir, svc)
             if svc.name in deploying:
                 names = {r.name for r in running}
-                running += [r for r in journal.in_flight(self.state_dir, svc.name)
+                running += [r for r in journal.in_flight(self.state_dir, svc.name, svc)
                             if r.name not in names]
             out += running
         return out
+
+    def release_addresses(self, services: list[Any], pm: str | None,
+                          every: bool = False) -> None:
+        """After a stop: close the addresses tts-ops held for ``services`` (``socket:
+        inherit`` when they started); with ``every``, also any holder left by a service no
+        longer configured."""
+        from tts_ops import sockets
+
+        for svc in services:  # whatever its socket is now: the config may have changed
+            self.backend(self.choose_backend(svc, pm)).release_socket(svc)
+        if every:
+            known = {s.name for s in services}
+            for name in sockets.holders(self.state_dir):
+                if name not in known:
+                    sockets.release(self.state_dir, name)
 
     def record_intent(self, services: list[Any], wanted: str) -> None:
         """What the operator wants of these services (see `tts_ops.intent`)."""

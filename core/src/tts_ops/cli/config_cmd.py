@@ -51,6 +51,10 @@ def validate(app, orchestration: str | None) -> None:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems[0], problems=problems)
+    from tts_ops.deploy.slots import port_warnings
+
+    for line in port_warnings(app.config.services):
+        click.echo(f"tts-ops: warning: {line}", err=True)
     count = len(app.config.services)
     extra = f" and {orchestration}" if orchestration else ""
     click.echo(f"{source}{extra}: OK ({count} service{'s' if count != 1 else ''})")

@@ -68,7 +68,8 @@ def _history(app, as_json: bool) -> None:
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.get("started_at", 0)))
         phases = ", ".join(f"{p['phase']} {p['duration_s']:.2f}s" for p in r.get("phases", []))
-        click.echo(f"{r['id']}  {when}  {r['service']}  {r['strategy']}  {r['environment']}"
+        kind = r.get("kind", "deploy")
+        click.echo(f"{r['id']}  {when}  {r['service']}  {kind}  {r['strategy']}  {r['environment']}"
                    f"  {r['result']}  {r.get('duration_s', 0):.2f}s  [{phases}]")
 
 
@@ -104,11 +105,14 @@ def releases(app, name, as_json) -> None:
 @click.command()
 @click.argument("name", required=False)
 @click.option("--to", "to_id", default=None, help="Release id (default: the previous good one).")
+@click.option("--strategy", default=None, metavar="|".join(STRATEGIES),
+              help="Default: the service's deploy.strategy, or blue_green where that is"
+                   " direct (a rollback keeps the address answering).")
 @backend_options
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
-def rollback(app, name, to_id, pm, as_json) -> None:
-    """Deploy an earlier release again, with the strategy it was deployed with."""
+def rollback(app, name, to_id, strategy, pm, as_json) -> None:
+    """Deploy an earlier release again, without downtime; recorded as a rollback."""
     from tts_ops.deploy.engine import DeployEngine, Reporter
     from tts_ops.deploy.releases import ReleaseStore
 
@@ -125,5 +129,8 @@ def rollback(app, name, to_id, pm, as_json) -> None:
         target = store.last_good(exclude=current.id if current else None)
         if target is None:
             raise OperationFailed(f"{svc.name}: no earlier good release to roll back to")
+    if strategy is not None:
+        app.host.lookup("strategy", strategy)
     engine = DeployEngine(app, Reporter(as_json, click.echo))
-    engine.deploy(svc, strategy=None, environment=target.environment, pm=pm, release=target)
+    engine.deploy(svc, strategy=strategy, environment=target.environment, pm=pm,
+                  release=target, kind="rollback")

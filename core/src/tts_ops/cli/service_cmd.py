@@ -5,6 +5,7 @@ Several services are acted on in parallel. Exit 1 if any of them failed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ from tts_ops.errors import MissingComponent, OperationFailed, TtsOpsError
 def add_commands(cli: click.Group) -> None:
     for command in (start, stop, restart, status, install, uninstall, enable, disable):
         cli.add_command(command)
+    cli.add_command(restart, name="reload")  # pm2's name for a zero-downtime restart
 
 
 def _remember_option(key: str):
@@ -108,7 +110,17 @@ def start(app, names, all_, pm) -> None:
     configured = app.services(names, all_)
     app.record_intent(configured, "running")
     services = app.runtime(configured)
-    for st in _run_each(app, services, pm, "start"):
+    try:
+        started = _run_each(app, services, pm, "start")
+    except BaseException:
+        # an address held for a service that did not come up would take connections that
+        # nobody answers: let it go, unless a generation of the service still runs
+        for svc in configured:
+            with contextlib.suppress(Exception):  # the start's own error is the one to show
+                if not _any_running(app, svc, pm):
+                    app.release_addresses([svc], pm)
+        raise
+    for st in started:
         extra = f" pid {st.pid}" if st.pid else ""
         click.echo(f"{st.name}: {st.state} ({st.backend}){extra}")
 
@@ -125,6 +137,7 @@ def stop(app, names, all_, pm, force) -> None:
     services = app.runtime(configured)
     for st in _run_each(app, services, pm, "stop", force=force):
         click.echo(f"{st.name}: {st.state} ({st.backend})")
+    app.release_addresses(configured, pm, every=all_)
 
 
 @click.command()
@@ -132,13 +145,49 @@ def stop(app, names, all_, pm, force) -> None:
 @backend_options
 @click.pass_obj
 def restart(app, names, all_, pm) -> None:
-    """Restart services; return when each is ready again."""
+    """Restart services; return when each is ready again (`reload` is the same command).
+
+    A service whose address tts-ops holds (``socket: inherit``, the reference server) is
+    restarted without downtime: a new generation starts on the same socket, is verified,
+    and the old one drains and stops (a blue_green deploy of the running release, in
+    `deploy history`). Any other service is stopped and started by its backend.
+    """
     app.require_valid()
     configured = app.services(names, all_)
     app.record_intent(configured, "running")
-    services = app.runtime(configured)
-    for st in _run_each(app, services, pm, "restart"):
-        click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
+    seamless = [svc for svc in configured if svc.socket_mode == "inherit"
+                and _any_running(app, svc, pm)]
+    others = [svc for svc in configured if svc not in seamless]
+    if others:
+        for st in _run_each(app, app.runtime(others), pm, "restart"):
+            click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
+    if seamless:
+        from tts_ops.deploy.engine import DeployEngine, Reporter
+        from tts_ops.deploy.releases import ReleaseStore
+
+        engine = DeployEngine(app, Reporter(False, lambda line: None))
+        for svc in seamless:
+            current = ReleaseStore(app.state_dir, svc.name).current()
+            engine.deploy(svc, strategy=None, pm=pm, release=current, kind="restart",
+                          environment=current.environment if current else
+                          engine.environment(None))
+            for st in _statuses(app, app.runtime([svc]), pm):
+                click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
+
+
+def _any_running(app, svc, pm) -> bool:
+    return any(str(st.state) in ("running", "unhealthy", "starting", "backoff")
+               for st in _statuses(app, app.runtime([svc]), pm))
+
+
+def _statuses(app, services, pm) -> list[Any]:
+    by_backend: dict[str, list] = {}
+    for svc in services:
+        by_backend.setdefault(app.choose_backend(svc, pm), []).append(svc)
+    rows = []
+    for name, group in by_backend.items():
+        rows.extend(app.backend(name).status(group))
+    return rows
 
 
 @click.command()
@@ -169,9 +218,13 @@ def status(app, names, pm, as_json) -> None:
         return
     click.echo(f"{'NAME':<20} {'BACKEND':<10} {'STATE':<10} {'PID':>7} {'READY':<5} "
                f"{'UPTIME':>8} {'RESTARTS':>8}  ADDRESS")
+    by_name = {svc.name: svc for svc in services}
     for r in rows:
         uptime = _duration(r.uptime_s) if r.uptime_s is not None else "-"
         addr = f"{r.host}:{r.port}" if r.port else ""
+        shared = by_name[r.name].shared_address() if r.name in by_name else None
+        if shared is not None and r.port and shared != (r.host, r.port):
+            addr = f"{shared[0]}:{shared[1]} (private {r.host}:{r.port})"
         click.echo(f"{r.name:<20} {r.backend:<10} {r.state!s:<10} {r.pid or '-':>7} "
                    f"{'yes' if r.ready else 'no':<5} {uptime:>8} {r.restarts:>8}  {addr}")
         if r.reason and r.state in ("failed", "backoff", "unhealthy"):

@@ -186,6 +186,11 @@ class ServiceConfig(ServiceMethods, _Model):
     user: SafeText | None = None
     notify: bool | None = None
     process_manager: SafeText | None = None
+    #: who binds ``host:port``: ``inherit`` = tts-ops, once, and every generation of the
+    #: service inherits it (zero downtime on the address; the command must accept
+    #: ``LISTEN_FDS``), ``none`` = the command binds it. Default: inherit for the reference
+    #: server, none for any other command.
+    socket: Literal["inherit", "none"] | None = None
 
     # --- readiness and health ---
     health_check: HealthCheck = Field(default_factory=HealthCheck)

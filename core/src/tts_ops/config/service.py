@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 PATH_FIELDS = ("log_file", "pid_file", "working_dir", "source")
+#: set by a deploy on each slot of a ``socket: inherit`` service: the address it shares
+ADDRESS_LABEL = "tts-ops/address"
+OWNER_LABEL = "tts-ops/service"
 
 
 class HealthMethods:
@@ -34,6 +37,8 @@ class ServiceMethods:
     health_check: Any
     notify: bool | None
     log_file: Path | None
+    labels: dict[str, str]
+    socket: str | None
 
     @property
     def uses_reference_server(self) -> bool:
@@ -49,6 +54,27 @@ class ServiceMethods:
     def speaks_notify(self) -> bool:
         """Whether the service sends ``READY=1`` (the reference server does)."""
         return self.notify if self.notify is not None else self.uses_reference_server
+
+    @property
+    def socket_mode(self) -> str:
+        """``inherit`` (tts-ops owns the address and passes it) or ``none`` (the command binds)."""
+        return self.socket or ("inherit" if self.uses_reference_server else "none")
+
+    def shared_address(self) -> tuple[str, int] | None:
+        """The address whose socket this service inherits: its own, or for a deploy slot
+        its service's; None when the command binds its address itself."""
+        if self.socket_mode != "inherit":
+            return None
+        label = self.labels.get(ADDRESS_LABEL)
+        if label:
+            host, _, port = label.rpartition(":")
+            return host, int(port)
+        return self.host, self.port
+
+    @property
+    def socket_owner(self) -> str:
+        """The service whose address this is (a slot's service, else itself)."""
+        return self.labels.get(OWNER_LABEL) or self.name
 
     def argv(self, python: str | None = None) -> list[str]:
         """The command to run: ``command``, or the reference TTS server with this config."""
@@ -102,6 +128,7 @@ class ServiceView(ServiceMethods):
     def __init__(self, data: dict[str, Any]) -> None:
         object.__setattr__(self, "_source", dict(data))
         values = dict(data)
+        values.setdefault("socket", None)  # snapshots older than the field
         for key in PATH_FIELDS:
             if values.get(key) is not None:
                 values[key] = Path(values[key])

@@ -60,7 +60,9 @@ class Reporter:
         elif kind == "log":
             self.echo(f"       {data['service']}: {data['message']}")
         elif kind == "start":
-            self.echo(f"deploy {data['id']}: {data['service']} with {data['strategy']}"
+            what = data["operation"]
+            target = f" to release {data['release']}" if what == "rollback" else ""
+            self.echo(f"{what} {data['id']}: {data['service']}{target} with {data['strategy']}"
                       f" ({data['environment']}), {data['old']} -> {data['new']}")
         elif kind == "platform":
             p = data["platform"]
@@ -76,6 +78,7 @@ class Reporter:
             self.echo(f"  plan: stop {data['old'] or 'nothing'}; start {data['new']}"
                       f" (ports {data['ports']}); checks: "
                       + ("all passed" if not data["problems"] else "; ".join(data["problems"])))
+            self.echo(f"  address: {data['address']}")
 
 
 class DeployEngine:
@@ -100,8 +103,12 @@ class DeployEngine:
 
     def deploy(self, base: Any, *, strategy: str | None, environment: str, pm: str | None,
                dry_run: bool = False, skip_tests: bool = False,
-               release: Release | None = None) -> dict[str, Any]:
-        """Deploy one service; returns the history record (``result`` says how it went)."""
+               release: Release | None = None, kind: str = "deploy") -> dict[str, Any]:
+        """Deploy one service; returns the history record (``result`` says how it went).
+
+        ``kind``: ``deploy`` (a new release), ``rollback`` (``release``, an earlier one) or
+        ``restart`` (the running release again, as a new generation: no release is made).
+        """
         from tts_ops.config.service import ServiceView
 
         self.app.recover_deploys()  # a deploy that died: finish it before starting another
@@ -109,7 +116,8 @@ class DeployEngine:
         svc = self.for_environment(base, environment)
         if release is not None:
             svc = ServiceView(release.config)
-        name = strategy or (release.strategy if release else svc.deploy.strategy)
+        name = strategy or (svc.deploy.strategy if kind == "deploy"
+                            else zero_downtime_strategy(svc, kind))
         strat = self.app.host.lookup("strategy", name).factory()
         backend_name = self.app.choose_backend(svc, pm)
         backend = self.app.backend(backend_name)
@@ -118,8 +126,9 @@ class DeployEngine:
         started_at = time.time()
         t0 = time.monotonic()
         deploy_id = f"d-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.urandom(2).hex()}"
-        record: dict[str, Any] = {"id": deploy_id, "service": svc.name, "strategy": name,
-                                  "environment": environment, "backend": backend_name,
+        record: dict[str, Any] = {"id": deploy_id, "kind": kind, "service": svc.name,
+                                  "strategy": name, "environment": environment,
+                                  "backend": backend_name,
                                   "started_at": started_at, "phases": [], "result": None}
 
         with DeployLock(state_dir, svc.name):
@@ -130,11 +139,13 @@ class DeployEngine:
             current = store.current()
             old_base = ServiceView(current.config) if current else svc
             old = slots.slot_services(old_base, active, current.id if current else None,
-                                      current.source if current else None, 100) if active else []
+                                      current.source if current else None, 100,
+                                      gen_state.get("ports")) if active else []
             new_gen = (active or "plain") if strat.same_slot else slots.next_generation(active)
             new_preview = slots.slot_services(svc, new_gen, None, None, strat.initial_weight)
-            self.out.event("start", id=deploy_id, service=svc.name, strategy=name,
-                           environment=environment, old=active or "nothing", new=new_gen)
+            self.out.event("start", id=deploy_id, operation=kind, service=svc.name, strategy=name,
+                           environment=environment, old=active or "nothing", new=new_gen,
+                           release=release.id if release is not None else None)
             self.out.event("platform", service=svc.name, platform=platform_report(
                 backend_name, self.app.backend_reasons.get(svc.name, ""), state_dir))
             deploy_info = {"id": deploy_id, "services": [svc.name], "strategy": name,
@@ -166,29 +177,37 @@ class DeployEngine:
                 return problems
 
             problems = step("validate", validate)
+            if not dry_run:  # what a client pinned to the address will see (dry run: the plan)
+                self.out.event("log", service=svc.name,
+                               message="address: " + address_guarantee(svc, name))
             if dry_run:
                 self.out.event("plan", service=svc.name, old=[s.name for s in old],
                                new=[s.name for s in new_preview],
-                               ports=[s.port for s in new_preview], problems=problems)
+                               ports=[s.port for s in new_preview], problems=problems,
+                               address=address_guarantee(svc, name))
                 record["result"] = "dry_run" if not problems else "checks_failed"
                 return record
             if problems:
                 raise OperationFailed(f"{svc.name}: pre-deployment validation failed;"
                                       " nothing was changed", details=problems)
+            # later commands without --process-manager must find the service where it runs
+            self.app.record_backend(svc.name, backend_name)
             self.app.host.emit("tts_ops_deploy_started", deploy=deploy_info)
-            if release is None:
+            if release is None and kind != "restart":
                 snapshot = _jsonable(svc.model_dump(mode="json"))
                 release = step("prepare", store.create, snapshot, name, environment,
                                svc.source, svc.install)
-            record["release"] = release.id
-            new = slots.slot_services(svc, new_gen, release.id, release.source,
-                                      strat.initial_weight)
+            release_id = release.id if release is not None else None
+            record["release"] = release_id
+            new = slots.slot_services(svc, new_gen, release_id,
+                                      release.source if release is not None else None,
+                                      strat.initial_weight, slots.slot_ports(new_preview))
             settings = svc.deploy
             if skip_tests:
                 settings = settings.model_copy(update={"verify_text": ""})
             ctx = DeployContext(
                 service=svc, old=old, new=new, backend=backend, registry=self.app.registry(),
-                settings=settings, release_id=release.id, step=step,
+                settings=settings, release_id=release_id or "", step=step,
                 log=lambda m: self.out.event("log", service=svc.name, message=m),
                 emit=self.app.host.emit, verify_hooks=self._verify_hooks(skip_tests),
                 deadline=time.monotonic() + settings.progress_deadline_seconds)
@@ -197,7 +216,8 @@ class DeployEngine:
                 "deploy_id": deploy_id, "service": svc.name, "strategy": name,
                 "environment": environment, "backend": backend_name, "started_at": started_at,
                 "old_generation": active, "old_release": current.id if current else None,
-                "new_generation": new_gen, "release": release.id})
+                "old_ports": gen_state.get("ports"), "new_generation": new_gen,
+                "release": release_id, "new_ports": slots.slot_ports(new)})
             try:
                 with interruptible():
                     strat.run(ctx)
@@ -206,8 +226,9 @@ class DeployEngine:
                     if not isinstance(exc, DeployFailed):
                         strat.rollback(ctx)  # the strategy's own handler did not run
                     reason = _why(exc)
-                    store.save(release, state="failed" if isinstance(exc, DeployFailed)
-                               else "rolled_back", reason=reason)
+                    if release is not None and kind != "restart":
+                        store.save(release, state="failed" if isinstance(exc, DeployFailed)
+                                   else "rolled_back", reason=reason)
                     record.update(result="rolled_back", reason=reason,
                                   duration_s=round(time.monotonic() - t0, 3))
                     self._finish(record, deploy_info)
@@ -217,11 +238,13 @@ class DeployEngine:
                 tail = exc.log_tail if isinstance(exc, DeployFailed) else []
                 raise DeployFailed(f"{svc.name}: {reason}; the old release is still serving",
                                    tail) from None
-            store.activate(release)
-            if previous is not None and previous.id != release.id and release.created_at < \
-                    previous.created_at:
+            if release is not None:
+                store.activate(release)
+            if release is not None and previous is not None and previous.id != release.id \
+                    and release.created_at < previous.created_at:
                 store.save(previous, state="rolled_back", reason=f"rolled back to {release.id}")
-            slots.save_generation(state_dir, svc.name, new_gen, release.id)
+            slots.save_generation(state_dir, svc.name, new_gen, release_id,
+                                  slots.slot_ports(new))
             store.prune(svc.deploy.keep_releases)
             record.update(result="deployed", duration_s=round(time.monotonic() - t0, 3),
                           downtime_s=ctx.downtime_s)
@@ -251,6 +274,31 @@ class DeployEngine:
             return self.app.host.collect("tts_ops_verify_deploy", service=svc, url=url)
 
         return run
+
+
+def zero_downtime_strategy(svc: Any, kind: str) -> str:
+    """The strategy of a rollback or a restart: the service's own unless it stops before it
+    starts (``direct``), then ``blue_green`` (a restart is always ``blue_green``)."""
+    configured = svc.deploy.strategy
+    if kind == "restart" or configured == "direct":
+        return "blue_green"
+    return configured
+
+
+def address_guarantee(svc: Any, strategy: str) -> str:
+    """What a client pinned to the service's configured address sees during the deploy."""
+    where = f"{svc.host}:{svc.port}"
+    if svc.socket_mode != "inherit":
+        return (f"{where} is bound by the command itself (socket: none): it closes while the"
+                " generations change; only discovery clients follow the switch")
+    line = f"{where} stays open: every generation inherits its socket"
+    if strategy == "direct":
+        return line + "; connections wait while the new release starts"
+    if strategy == "canary":
+        return (line + "; without a router the canary's share is its share of the accepting"
+                " processes (new connections), not the step weight, which discovery clients"
+                " follow")
+    return line + ": no connection is refused"
 
 
 class Interrupted(KeyboardInterrupt):

@@ -61,28 +61,32 @@ def pending(state_dir: Path) -> list[str]:
 
 
 def generation_services(state_dir: Path, name: str, generation: str | None,
-                        release_id: str | None) -> list[Any]:
-    """The slot services of ``generation`` running ``release_id`` (from its snapshot)."""
-    if generation is None or release_id is None:
+                        release_id: str | None, ports: list[int] | None = None,
+                        base: Any = None) -> list[Any]:
+    """The slot services of ``generation`` running ``release_id`` (from its snapshot), or
+    with no release (a restart of a service never deployed) ``base``, the configured one."""
+    if generation is None:
         return []
     from tts_ops.config.service import ServiceView
     from tts_ops.deploy import slots
     from tts_ops.deploy.releases import ReleaseStore
 
+    if release_id is None:
+        return slots.slot_services(base, generation, None, None, 100, ports) if base else []
     release = ReleaseStore(state_dir, name).get(release_id)
     if release is None:
         return []
     return slots.slot_services(ServiceView(release.config), generation, release.id,
-                               release.source, 100)
+                               release.source, 100, ports)
 
 
-def in_flight(state_dir: Path, name: str) -> list[Any]:
+def in_flight(state_dir: Path, name: str, base: Any = None) -> list[Any]:
     """The new generation's services of a deploy under way (for status and stop)."""
     entry = read(state_dir, name)
     if entry is None:
         return []
     return generation_services(state_dir, name, entry.get("new_generation"),
-                               entry.get("release"))
+                               entry.get("release"), entry.get("new_ports"), base)
 
 
 def recover(app: Any) -> list[str]:
@@ -112,13 +116,17 @@ def _recover_one(app: Any, name: str) -> str | None:
             return None
         backend = app.backend(entry["backend"])
         old_gen, new_gen = entry.get("old_generation"), entry["new_generation"]
-        old = generation_services(state_dir, name, old_gen, entry.get("old_release"))
+        configured = app.config.get(name)
+        old = generation_services(state_dir, name, old_gen, entry.get("old_release"),
+                                  entry.get("old_ports"), configured)
         if old_gen == "plain" and not old:
-            old = [s for s in [app.config.get(name)] if s is not None]
-        new = generation_services(state_dir, name, new_gen, entry["release"])
+            old = [s for s in [configured] if s is not None]
+        new = generation_services(state_dir, name, new_gen, entry["release"],
+                                  entry.get("new_ports"), configured)
         store = ReleaseStore(state_dir, name)
-        release = store.get(entry["release"])
-        finished = slots.active_generation(state_dir, name)["release"] == entry["release"]
+        release = store.get(entry["release"]) if entry["release"] else None
+        active = slots.active_generation(state_dir, name)
+        finished = active["release"] == entry["release"] and active["generation"] == new_gen
         if finished:
             result, reason = "deployed", "completed after its process died"
             if old_gen != new_gen:

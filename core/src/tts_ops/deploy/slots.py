@@ -1,10 +1,18 @@
 """Generations and slots: where a new release runs while the old one still serves.
 
 A service runs either under its own name (``plain``, as ``tts-ops start`` runs it) or as
-a generation of slot services: ``blue`` on ``port .. port+N-1`` and ``green`` on
-``port+N .. port+2N-1`` (N = instances), named ``NAME-blue`` (or ``NAME-blue-0`` ...).
-A deploy always starts the new release in the idle generation. Slot services carry
-labels that discovery turns into records ``NAME@blue`` of service ``NAME``.
+a generation of slot services named ``NAME-blue`` / ``NAME-green`` (or ``NAME-blue-0`` ...
+with N instances). A deploy always starts the new release in the idle generation. Slot
+services carry labels that discovery turns into records ``NAME@blue`` of service ``NAME``.
+
+Where slots listen:
+
+* ``socket: inherit`` (the reference server): every slot serves the service's own address
+  through the shared socket (`tts_ops.sockets`), and also a private loopback port, free
+  when the deploy chose it, for its health checks, its metrics and discovery. The ports
+  are kept with the generation, so ``status`` and ``stop`` find the same slots.
+* ``socket: none``: each slot binds its own port, ``blue`` on ``port .. port+N-1`` and
+  ``green`` on ``port+N .. port+2N-1``.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tts_ops.config.service import ADDRESS_LABEL
 from tts_ops.statefile import atomic_write_json, read_json
 
 SERVICE_LABEL = "tts-ops/service"
@@ -33,10 +42,33 @@ def active_generation(state_dir: Path, name: str) -> dict[str, Any]:
 
 
 def save_generation(state_dir: Path, name: str, generation: str | None,
-                    release: str | None) -> None:
+                    release: str | None, ports: list[int] | None = None) -> None:
     path = state_path(state_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"generation": generation, "release": release})
+    atomic_write_json(path, {"generation": generation, "release": release, "ports": ports})
+
+
+def private_ports(count: int) -> list[int]:
+    """``count`` loopback ports free right now (the kernel's choice, so no neighbour's)."""
+    import socket
+
+    held = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            held.append(sock)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def slot_ports(services: list[Any]) -> list[int] | None:
+    """The private ports of a generation's slots, as `save_generation` keeps them."""
+    if not services or ADDRESS_LABEL not in services[0].labels:
+        return None
+    return [s.port for s in services]
 
 
 def next_generation(active: str | None) -> str:
@@ -44,8 +76,11 @@ def next_generation(active: str | None) -> str:
 
 
 def slot_services(base: Any, generation: str, release_id: str | None, source: str | None,
-                  initial_weight: int) -> list[Any]:
-    """The services that make up ``generation`` of ``base`` for one release."""
+                  initial_weight: int, ports: list[int] | None = None) -> list[Any]:
+    """The services that make up ``generation`` of ``base`` for one release.
+
+    ``ports``: the private ports of a ``socket: inherit`` generation (chosen now if None).
+    """
     n = base.instances
     if generation == "plain":
         if not release_id:
@@ -53,13 +88,20 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
         labels = {**base.labels, RELEASE_LABEL: release_id}
         return [base.model_copy(update={"labels": labels,
                                         "env": {**base.env, "TTS_OPS_RELEASE": release_id}})]
-    first = base.port if generation == "blue" else base.port + n
+    shared = base.shared_address()
+    if shared is not None:
+        chosen = list(ports) if ports and len(ports) == n else private_ports(n)
+    else:
+        first = base.port if generation == "blue" else base.port + n
+        chosen = [first + i for i in range(n)]
     out = []
     for i in range(n):
         slot = generation if n == 1 else f"{generation}-{i}"
-        port = first + i
+        port = chosen[i]
         labels = {**base.labels, SERVICE_LABEL: base.name, SLOT_LABEL: slot,
                   WEIGHT_LABEL: str(initial_weight)}
+        if shared is not None:
+            labels[ADDRESS_LABEL] = f"{shared[0]}:{shared[1]}"
         env = {**base.env, "TTS_OPS_SLOT": slot, "TTS_OPS_PORT": str(port)}
         if release_id:
             labels[RELEASE_LABEL] = release_id
@@ -67,6 +109,8 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
         update: dict[str, Any] = {"name": f"{base.name}-{slot}", "port": port,
                                   "labels": labels, "env": env, "instances": 1,
                                   "pid_file": None}
+        if shared is not None:
+            update["host"] = "127.0.0.1"  # private: the service's address is the shared one
         if base.command is not None:
             update["command"] = [a.replace("{port}", str(port)) for a in base.command]
         if base.log_file is not None:
@@ -84,7 +128,8 @@ def runtime_services(state_dir: Path, service: Any) -> list[Any]:
     Slot configs come from the current release's snapshot (read without pydantic), so
     ``status`` and ``stop`` act on what was deployed, not on the edited config file.
     """
-    generation = active_generation(state_dir, service.name)["generation"]
+    state = active_generation(state_dir, service.name)
+    generation = state["generation"]
     if generation in (None, "plain"):
         return [service]
     from tts_ops.config.service import ServiceView
@@ -93,4 +138,28 @@ def runtime_services(state_dir: Path, service: Any) -> list[Any]:
     current = ReleaseStore(state_dir, service.name).current()
     base = ServiceView(current.config) if current is not None else service
     return slot_services(base, generation, current.id if current else None,
-                         current.source if current else None, 100)
+                         current.source if current else None, 100, state.get("ports"))
+
+
+def port_warnings(services: list[Any]) -> list[str]:
+    """Services whose blue/green slots (``socket: none``: ``port .. port+2N-1``) would land
+    on another service's port: their deploys other than ``direct`` could not start."""
+    own = {}
+    for svc in services:
+        if svc.uses_port:
+            for port in range(svc.port, svc.port + svc.instances):
+                own[(svc.host, port)] = svc.name
+    out = []
+    for svc in services:
+        if not svc.uses_port or svc.shared_address() is not None:
+            continue
+        clash = sorted({(port, own[(svc.host, port)])
+                        for port in range(svc.port, svc.port + 2 * svc.instances)
+                        if own.get((svc.host, port), svc.name) != svc.name})
+        if clash:
+            port, other = clash[0]
+            out.append(f"{svc.name}: its blue/green slots use ports {svc.port}-"
+                       f"{svc.port + 2 * svc.instances - 1}, and {port} is {other}'s: deploys"
+                       " other than direct will fail; set \"socket\": \"inherit\" (the command"
+                       " must accept LISTEN_FDS) or move the ports apart")
+    return out

@@ -200,6 +200,7 @@ class Orchestrator:
                 backend = self.app.backend(self.app.choose_backend(svc, self.pm))
                 for running in self.app.runtime([svc]):
                     backend.stop(running)
+                self.app.release_addresses([svc], self.pm)
                 return name, "stopped"
 
             with ThreadPoolExecutor(max_workers=max(1, len(phase))) as pool:

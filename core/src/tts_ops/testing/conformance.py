@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.request
@@ -29,6 +30,11 @@ import pytest
 from tts_ops.backend import CAPABILITIES, ServiceStatus, StartFailed, State, Support
 from tts_ops.procinfo import start_ticks
 from tts_ops.testing import DUMMY, free_port, service, wait_for
+
+
+def _get(port: int, path: str = "/health") -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        return resp.status
 
 
 def _alive(pid: int | None) -> bool:
@@ -67,6 +73,10 @@ class BackendConformance:
                 pass
             try:
                 backend.uninstall(svc)
+            except Exception:
+                pass
+            try:
+                backend.release_socket(svc)
             except Exception:
                 pass
 
@@ -140,6 +150,24 @@ class BackendConformance:
         backend.stop(svc, force=True)
         assert time.monotonic() - started < 15
         assert not _alive(st.pid)
+
+    def test_a_shared_address_stays_open_between_generations_and_is_released(
+            self, backend, make_service):
+        """``socket: inherit``: the backend binds the address once and passes it to the
+        service; while no process of the service runs the address still accepts (the
+        connection waits in the queue), and only ``release_socket`` closes it."""
+        svc = make_service(socket="inherit")
+        backend.start(svc)
+        assert _get(svc.port) == 200
+        backend.stop(svc)
+        with socket.create_connection(("127.0.0.1", svc.port), timeout=5):
+            pass  # accepted by the kernel into the held queue: not refused
+        backend.start(svc)
+        assert _get(svc.port) == 200
+        backend.stop(svc)
+        backend.release_socket(svc)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", svc.port), timeout=5).close()
 
     def test_kill_9_is_recovered(self, backend, make_service):
         svc = make_service()

@@ -82,7 +82,15 @@ def main() -> None:
             pass
 
     server = None
-    if args.port:
+    inherited = os.environ.get("LISTEN_FDS") == "1" and \
+        os.environ.get("LISTEN_PID") == str(os.getpid())
+    if inherited:  # socket activation: serve the socket the process manager passed
+        server = http.server.ThreadingHTTPServer(("", 0), Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = socket.socket(fileno=3)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        print(f"dummy serving the inherited socket {server.socket.getsockname()}", flush=True)
+    elif args.port:
         server = http.server.ThreadingHTTPServer((args.host, args.port), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
     if not args.never_ready:

@@ -38,6 +38,8 @@ from tts_ops.procinfo import (
     kill_group,
     usage,
 )
+from tts_ops.sockets import SocketUnavailable, hold_for
+from tts_ops.sockets import release as release_holder
 from tts_ops.statefile import atomic_write_json, locked, open_nofollow, private_dir, read_json
 from tts_ops_manual.spec import build_spec
 
@@ -66,6 +68,7 @@ class ManualBackend:
             "log_rotation": Support.NATIVE,
             "instances": Support.UNSUPPORTED,
             "auto_start": Support.UNSUPPORTED,
+            "shared_socket": Support.NATIVE,
         }
 
     # --- install & co: nothing to install ---
@@ -81,12 +84,17 @@ class ManualBackend:
 
     def uninstall(self, service: Any) -> None:
         self.stop(service)
+        if service.socket_owner == service.name:  # the service itself, not a deploy slot
+            self.release_socket(service)
 
     def enable(self, service: Any) -> None:
         self._nothing(service, "enable auto-start")
 
     def disable(self, service: Any) -> None:
         self._nothing(service, "disable auto-start")
+
+    def release_socket(self, service: Any) -> None:
+        release_holder(self.ctx.state_dir, service.socket_owner)
 
     # --- paths and state ---
 
@@ -123,7 +131,6 @@ class ManualBackend:
                     return self._wait_ready(service, st, None)
             self._cleanup_leftovers(st)
             cgroups.sweep()
-            self._check_port(service)
             claim_log_file(service.log_path(self.ctx.state_dir), service.name)
             problem = command_problem(service)
             if problem is not None:  # fail now, not after start_timeout of retries
@@ -134,7 +141,14 @@ class ManualBackend:
                 self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
                               status=status, reason=problem)
                 raise StartFailed(problem, [])
+            try:
+                held = hold_for(self.ctx.state_dir, service)
+            except SocketUnavailable as exc:
+                raise StartFailed(str(exc)) from None
+            if held is None or service.shared_address() != (service.host, service.port):
+                self._check_port(service)  # an address of its own (a slot's private port)
             spec = build_spec(service, self.ctx.state_dir, self.ctx.options.get("discovery"))
+            spec["listen"] = {"socket": str(held)} if held is not None else None
             atomic_write_json(sdir / "spec.json", spec)
             try:
                 os.unlink(sdir / "status.json")

@@ -38,6 +38,8 @@ from typing import Any
 from tts_ops import cgroups
 from tts_ops.logwriter import RotatingLogWriter
 from tts_ops.procinfo import children, kill_group, start_ticks
+from tts_ops.sockets import SocketUnavailable, activation_env
+from tts_ops.sockets import fetch as fetch_socket
 from tts_ops.spawn import PR_SET_PDEATHSIG, credentials_for, spawn
 from tts_ops.spawn import libc as _libc
 from tts_ops.statefile import append_line, atomic_write_bytes, atomic_write_json, private_dir
@@ -82,6 +84,7 @@ class Supervisor:
         self.stop_mode: str | None = None  # "graceful" | "force" | "restart" | "giveup"
         self.helpers: set[int] = set()  # forked heartbeat writers and keepers
         self.keeper: int | None = None
+        self.listen_fd: int | None = None  # the service's shared address (socket: inherit)
         self.cgroup = cgroups.create(f"{self.spec['name']}.{os.getpid()}")
         self.exiting = False
         self.ignored_notify = 0  # datagrams from processes outside the service
@@ -190,13 +193,24 @@ class Supervisor:
                 return
             env.setdefault("HOME", home)
             env["USER"] = env["LOGNAME"] = spec["user"]
+        listen_fds: tuple[int, ...] = ()
+        if spec.get("listen"):
+            if self.listen_fd is None:  # once: every respawn serves the same socket
+                try:
+                    self.listen_fd = fetch_socket(spec["listen"]["socket"])
+                except SocketUnavailable as exc:
+                    self.supervisor_log(str(exc))
+                    self.fail(str(exc))
+                    return
+            listen_fds = (self.listen_fd,)
+            env.update(activation_env())
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
         with contextlib.suppress(OSError):  # a bigger pipe: fewer wake-ups for both sides
             fcntl.fcntl(rfd, F_SETPIPE_SZ, PIPE_SIZE)
         try:
             pid = spawn(spec["argv"], env=env, stdout=wfd, stderr=wfd,
                         cwd=spec.get("working_dir"), creds=creds, new_group=True,
-                        pdeathsig=signal.SIGKILL)
+                        pdeathsig=signal.SIGKILL, listen_fds=listen_fds)
         except OSError as exc:
             os.close(rfd)
             os.close(wfd)

@@ -27,7 +27,10 @@ class Direct:
             self.rollback(ctx)
             raise
         ctx.downtime_s = round(time.monotonic() - began, 3) if ctx.old else None
-        if ctx.downtime_s is not None:
+        if ctx.downtime_s is not None and ctx.service.shared_address() is not None:
+            ctx.log(f"no process accepted for {ctx.downtime_s:.2f}s: the address stayed open"
+                    " and connections waited (direct stops before it starts)")
+        elif ctx.downtime_s is not None:
             ctx.log(f"downtime: {ctx.downtime_s:.2f}s (direct stops before it starts)")
 
     def rollback(self, ctx: DeployContext) -> None:

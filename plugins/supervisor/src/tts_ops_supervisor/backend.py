@@ -29,6 +29,8 @@ from tts_ops.plugin import (
     command_problem,
 )
 from tts_ops.procinfo import descendants, group_exists, kill_group, usage
+from tts_ops.sockets import SocketUnavailable, hold_for
+from tts_ops.sockets import release as release_holder
 from tts_ops.statefile import PRIVATE, atomic_write_bytes, atomic_write_json, private_dir, read_json
 from tts_ops_supervisor.conf import SupervisorConf, find_conf, read_conf
 from tts_ops_supervisor.program import program_name, render, startsecs
@@ -89,6 +91,7 @@ class SupervisorBackend:
             "log_rotation": Support.NATIVE,
             "instances": Support.NATIVE,
             "auto_start": Support.NATIVE,
+            "shared_socket": Support.EMULATED,
         }
 
     # --- program files ---
@@ -113,7 +116,8 @@ class SupervisorBackend:
             claim_log_file(Path(log_file), service.name)
         else:
             private_dir(Path(log_file).parent, 0o750)
-        text = render(service, log_file, autostart=autostart)
+        text = render(service, log_file, autostart=autostart,
+                      state_dir=str(self.ctx.state_dir))
         if text == old and path.stat().st_mode & 0o777 == PRIVATE:
             return False, ""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +171,8 @@ class SupervisorBackend:
             pass
         self._call(client, "supervisor.reloadConfig")
         self._forget(service)
+        if service.socket_owner == service.name:  # the service itself, not a deploy slot
+            self.release_socket(service)
 
     def enable(self, service: Any) -> None:
         client = self.client(service)
@@ -224,6 +230,10 @@ class SupervisorBackend:
         if procs and all(p["statename"] == "RUNNING" for p in procs) and self._ready_now(service):
             return self._status(service, procs, None)
         self._check_command(service)
+        try:  # bound now, with a clear error, rather than by the program's first spawn
+            hold_for(self.ctx.state_dir, service)
+        except SocketUnavailable as exc:
+            raise StartFailed(str(exc)) from None
         self._remember(service, started_at=time.time(), failure=None)
         try:
             for name in self._names(service):
@@ -243,6 +253,9 @@ class SupervisorBackend:
                       status=status)
         self.ctx.emit("tts_ops_service_ready", service=service, backend=self.name, status=status)
         return status
+
+    def release_socket(self, service: Any) -> None:
+        release_holder(self.ctx.state_dir, service.socket_owner)
 
     def _check_command(self, service: Any) -> None:
         reason = command_problem(service)

@@ -95,9 +95,16 @@ def startsecs(service: Any) -> int:
     return max(2, math.ceil(service.start_seconds))
 
 
-def render(service: Any, log_file: str, autostart: bool = False, python: str | None = None
-           ) -> str:
+def render(service: Any, log_file: str, autostart: bool = False, python: str | None = None,
+           state_dir: str | None = None) -> str:
+    """The program section. A service with a shared address (``socket: inherit``) runs
+    through `tts_ops.sockets.activate`, which hands it the socket and execs it: supervisord
+    cannot pass one socket to two programs (blue and green), a holder process can."""
     argv = service.argv(python or sys.executable)
+    shared = service.shared_address()
+    if shared is not None and state_dir is not None:
+        argv = [python or sys.executable, "-m", "tts_ops.sockets.activate", state_dir,
+                service.socket_owner, shared[0], str(shared[1]), *argv]
     name = program_name(service)
     instances = service.instances
     if instances > 1 and service.uses_reference_server:

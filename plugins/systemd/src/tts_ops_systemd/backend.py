@@ -41,7 +41,14 @@ from tts_ops_systemd.systemctl import (
     journal_running,
     monotonic_now_usec,
 )
-from tts_ops_systemd.unit import UnitPlan, render
+from tts_ops_systemd.unit import (
+    UnitPlan,
+    holder_unit,
+    render,
+    render_holder,
+    render_socket,
+    socket_unit,
+)
 
 TAIL = 20
 
@@ -98,6 +105,7 @@ class SystemdBackend:
             "log_rotation": Support.NATIVE if journal_running() else Support.UNSUPPORTED,
             "instances": Support.NATIVE,
             "auto_start": Support.NATIVE,
+            "shared_socket": Support.NATIVE,
         }
 
     # --- units ---
@@ -162,6 +170,8 @@ class SystemdBackend:
         self._reload(ctl)
         ctl.run("reset-failed", *units, check=False)
         self._forget_failure(service)
+        if service.socket_owner == service.name:  # the service itself, not a deploy slot
+            self.release_socket(service)
 
     def enable(self, service: Any) -> None:
         ctl = self._ctl(service)
@@ -211,6 +221,7 @@ class SystemdBackend:
                 self._healthy_now(service)):
             return self._status(service, current)
         self._check_command(service)
+        self._hold_address(service, ctl)
         self.install(service)
         ctl.run("reset-failed", *units, check=False)
         self._forget_failure(service)
@@ -224,6 +235,53 @@ class SystemdBackend:
                       status=status)
         self.ctx.emit("tts_ops_service_ready", service=service, backend=self.name, status=status)
         return status
+
+    # --- the shared address (socket: inherit) ---
+
+    def _hold_address(self, service: Any, ctl: Systemctl) -> None:
+        """Write and start the service's socket unit and its holder (before the unit that
+        names it in ``Sockets=``); a socket unit that cannot bind fails the start."""
+        shared = service.shared_address()
+        if shared is None:
+            return
+        import shutil
+
+        owner = service.socket_owner
+        sleep = shutil.which("sleep") or "/bin/sleep"
+        changed = False
+        for name, text in ((socket_unit(owner), render_socket(owner, *shared)),
+                           (holder_unit(owner), render_holder(owner, sleep))):
+            path = ctl.unit_dir() / name
+            try:
+                same = path.read_text() == text
+            except FileNotFoundError:
+                same = False
+            if not same:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, text.encode(), PRIVATE)
+                changed = True
+        if changed:  # a new address is bound when the socket next starts (after a stop)
+            self._reload(ctl)
+        proc = ctl.run("start", socket_unit(owner), holder_unit(owner), check=False)
+        if proc.returncode != 0:
+            where = f"{shared[0]}:{shared[1]}"
+            raise StartFailed(f"cannot listen on {where}: systemd could not start"
+                              f" {socket_unit(owner)} (is the address in use?)")
+
+    def release_socket(self, service: Any) -> None:
+        ctl = self._ctl(service)
+        owner = service.socket_owner
+        units = [holder_unit(owner), socket_unit(owner)]
+        if not any((ctl.unit_dir() / u).exists() for u in units):
+            return
+        ctl.run("stop", *units, check=False)
+        for unit in units:
+            try:
+                (ctl.unit_dir() / unit).unlink()
+            except FileNotFoundError:
+                pass
+        self._reload(ctl)
+        ctl.run("reset-failed", *units, check=False)
 
     def _check_command(self, service: Any) -> None:
         reason = command_problem(service)

@@ -2,6 +2,14 @@
 
 One unit per service, ``tts-ops-<name>.service``; with ``instances > 1`` a template
 ``tts-ops-<name>@.service`` whose instance name is the port (``@9000``, ``@9001`` ...).
+
+A service whose address tts-ops holds (``socket: inherit``) gets a socket unit,
+``tts-ops-<service>-address.socket`` (``ListenStream=`` its host:port,
+``FileDescriptorName=http``), which every generation's unit names in ``Sockets=``: systemd
+passes the same listening socket to blue and green at once. The socket's own service,
+``tts-ops-<service>-address.service``, only holds it (``sleep infinity``): it is what
+systemd would start on traffic when no generation runs, so no generation is ever started
+by surprise, and connections wait in the queue until one accepts them.
 """
 
 from __future__ import annotations
@@ -44,6 +52,45 @@ class UnitPlan:
         return [f"{base}@{port}.service" for port in range(svc.port, svc.port + svc.instances)]
 
 
+def socket_unit(owner: str) -> str:
+    return f"tts-ops-{owner}-address.socket"
+
+
+def holder_unit(owner: str) -> str:
+    return f"tts-ops-{owner}-address.service"
+
+
+def render_socket(owner: str, host: str, port: int) -> str:
+    listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return "\n".join([
+        "# Written by tts-ops: the address of a service, shared by its generations.",
+        "[Unit]",
+        f"Description=tts-ops address of {escape.plain(owner, 'name')}"
+        f" ({escape.plain(listen, 'host')})",
+        "",
+        "[Socket]",
+        f"ListenStream={escape.plain(listen, 'host')}",
+        "FileDescriptorName=http",
+        "Backlog=1024",
+        "",
+        "[Install]",
+        "WantedBy=sockets.target",
+        ""])
+
+
+def render_holder(owner: str, sleep: str) -> str:
+    return "\n".join([
+        "# Written by tts-ops: holds the address of a service; it accepts nothing.",
+        "[Unit]",
+        f"Description=tts-ops address holder of {escape.plain(owner, 'name')}",
+        f"Requires={socket_unit(owner)}",
+        f"After={socket_unit(owner)}",
+        "",
+        "[Service]",
+        f"ExecStart={escape.exec_line([sleep, 'infinity'])}",
+        ""])
+
+
 def unit_name(service: Any) -> str:
     suffix = "@.service" if service.instances > 1 else ".service"
     return f"tts-ops-{service.name}{suffix}"
@@ -76,8 +123,14 @@ def render(plan: UnitPlan, python: str | None = None) -> str:
     if plan.scope == "system":
         lines += ["After=network-online.target", "Wants=network-online.target"]
     # start limits belong in [Unit]: in [Service] systemd only warns and ignores them
+    shared = svc.shared_address()
+    if shared is not None:
+        lines += [f"Requires={socket_unit(svc.socket_owner)}",
+                  f"After={socket_unit(svc.socket_owner)}"]
     lines += [f"StartLimitIntervalSec={_secs(svc.restart_window, 'restart_window')}",
               f"StartLimitBurst={max(1, svc.max_restarts)}", "", "[Service]"]
+    if shared is not None:
+        lines.append(f"Sockets={socket_unit(svc.socket_owner)}")
     if svc.speaks_notify:
         lines += ["Type=notify", "NotifyAccess=main"]
     else:

@@ -1,0 +1,117 @@
+"""The zero-downtime scenario every process backend passes: a client pinned to the
+configured address (``hey``, keep-alive) sees no error and no non-200 through a restart,
+blue_green, rolling and canary deploys and a rollback, and the address serves the expected
+release after each of them.
+
+``run_scenario(tmp_path, host, process_manager)`` does it all and returns what it saw; the
+tests of each backend assert on it (see ``plugins/*/tests``).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tts_ops.testing import free_port, run_cli
+from tts_ops.testing.load import LoadResult, PinnedLoad
+
+#: each step: what the operator runs (after ``tts-ops -c CFG --state-dir DIR``)
+STEPS = [
+    ("restart", ["restart"]),
+    ("blue_green", ["deploy", "--strategy", "blue_green"]),
+    ("rolling", ["deploy", "--strategy", "rolling"]),
+    ("canary", ["deploy", "--strategy", "canary"]),
+    ("rollback", ["rollback"]),
+]
+
+
+@dataclass
+class Step:
+    name: str
+    exit_code: int
+    output: str
+    serving: str | None       # the release the configured address answers with afterwards
+    expected: str | None      # the release that should serve
+
+
+@dataclass
+class ScenarioResult:
+    address: str
+    load: LoadResult = field(default_factory=LoadResult)
+    steps: list[Step] = field(default_factory=list)
+    leftovers: str = ""
+
+
+def health(address: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{address}/health", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def run_scenario(tmp_path: Path, host: Any, process_manager: str,
+                 extra: list[str] | None = None) -> ScenarioResult:
+    name = f"zd-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    cfg = Path(tmp_path) / "zero-downtime.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": name, "port": port, "engine_type": "espeak", "instances": 2,
+        "deploy": {"drain_seconds": 0.5, "step_pause_seconds": 0.5, "steps": [50, 100],
+                   "min_samples": 10, "progress_deadline_seconds": 60}}]}))
+    cli = ["-c", str(cfg), "--state-dir", str(Path(tmp_path) / "state")]
+    pm = ["--process-manager", process_manager, *(extra or [])]
+    address = f"127.0.0.1:{port}"
+    result = ScenarioResult(address)
+
+    def releases() -> list[dict[str, Any]]:
+        return json.loads(run_cli([*cli, "releases", "--json"], host=host).stdout)
+
+    try:
+        first = run_cli([*cli, "deploy", "--strategy", "blue_green", *pm], host=host)
+        result.steps.append(Step("first deploy", first.exit_code, first.output,
+                                 health(address).get("release") if first.exit_code == 0
+                                 else None, _current(releases())))
+        if first.exit_code != 0:
+            return result
+        with PinnedLoad(f"http://{address}/synthesize") as load:
+            for step, args in STEPS:
+                before = [r["id"] for r in releases()]
+                out = run_cli([*cli, *args, *pm], host=host)
+                after = releases()
+                if step == "rollback":  # the release before the canary's
+                    expected = result.steps[-2].expected
+                else:
+                    new = [r["id"] for r in after if r["id"] not in before]
+                    expected = new[0] if new else _current(after)
+                result.steps.append(Step(step, out.exit_code, out.output,
+                                         health(address).get("release"), expected))
+                if out.exit_code != 0:
+                    break
+        result.load = load.result
+    finally:
+        run_cli([*cli, "stop", "--all", *pm], host=host)
+        result.leftovers = run_cli([*cli, "status", "--json"], host=host).stdout
+    return result
+
+
+def _current(releases: list[dict[str, Any]]) -> str | None:
+    return next((r["id"] for r in releases if r.get("current")), None)
+
+
+def problems(result: ScenarioResult) -> list[str]:
+    """Everything the scenario saw that breaks the promise, one line each (none: passed)."""
+    out = []
+    for step in result.steps:
+        if step.exit_code != 0:
+            out.append(f"{step.name}: exit {step.exit_code}: {step.output.strip()[-600:]}")
+        elif step.serving != step.expected:
+            out.append(f"{step.name}: {result.address} serves release {step.serving},"
+                       f" expected {step.expected}")
+    if len(result.steps) == len(STEPS) + 1 and not result.load.clean:
+        out.append(f"the pinned client saw: {result.load.summary()}")
+    states = {row["name"]: row["state"] for row in json.loads(result.leftovers or "[]")}
+    if any(state != "stopped" for state in states.values()):
+        out.append(f"after stop --all: {states}")
+    return out
