@@ -476,3 +476,38 @@ def test_restart_of_a_service_never_deployed_makes_no_release(env):
         assert resp.status == 200
     assert env.cli("restart", "tts").exit_code == 0  # and again, to the other colour
     assert [r["name"] for r in env.status()] == ["tts-blue"]
+
+
+def test_the_reference_servers_options_pass_through_the_config(env, tmp_path):
+    import asyncio
+
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    from tts_ops.testing import free_port
+
+    wyoming = free_port()
+    env.write(workers=1, wyoming_port=wyoming)
+    assert env.cli("start").exit_code == 0
+    (row,) = env.status()
+    import psutil
+
+    argv = psutil.Process(row["pid"]).cmdline()
+    assert argv[argv.index("--workers") + 1] == "1"
+    assert argv[argv.index("--wyoming-uri") + 1] == f"tcp://127.0.0.1:{wyoming}"
+    assert psutil.Process(row["pid"]).children() == []  # one worker: the process itself
+
+    async def describe() -> int:
+        async with AsyncTcpClient("127.0.0.1", wyoming) as client:
+            await client.write_event(Describe().event())
+            return len(Info.from_event(await client.read_event()).tts[0].voices)
+
+    assert asyncio.run(describe()) > 0
+    # a zero-downtime restart: the new generation binds the Wyoming port beside the old one
+    assert env.cli("restart", "tts").exit_code == 0
+    assert asyncio.run(describe()) > 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"services": [{"name": "x", "workers": 0, "wyoming_port": 0}]}))
+    out = run_cli(["-c", str(bad), "config", "validate"])
+    assert out.exit_code == 2
+    assert "services[0].workers" in out.stderr and "services[0].wyoming_port" in out.stderr

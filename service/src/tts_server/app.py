@@ -1,4 +1,5 @@
-"""The HTTP application: /synthesize, /health, /ready, /voices, /metrics."""
+"""The HTTP application: /synthesize, /health, /ready, /voices, /metrics, and OpenAI's
+/v1/audio/speech and /v1/models (`tts_server.openai_api`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tts_server import __version__
@@ -25,6 +27,7 @@ from tts_server.metrics import Metrics
 from tts_server.metrics import render as render_metrics
 
 log = logging.getLogger("tts_server")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n+")
 
 
 @dataclass
@@ -38,6 +41,32 @@ class ServerState:
     waiting: int = 0
     metrics: Metrics = field(default_factory=Metrics)
     lock: asyncio.Lock | None = None
+    voice_map: dict[str, str] = field(default_factory=dict)  # OpenAI voice name -> ours
+
+    async def synthesize(self, text: str, voice: str | None, rate: int | None) -> Any:
+        """One synthesis in a worker thread, counted against the queue; raises `Unavailable`
+        (503), `BadRequest` (400) or `SynthesisFailed` (500)."""
+        if not self.ready:
+            raise Unavailable("the engine is warming up")
+        if self.waiting >= self.max_queue:
+            self.metrics.rejected.inc()
+            raise Unavailable("too many requests queued")
+        self.waiting += 1
+        self.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            audio = await asyncio.to_thread(self.engine.synthesize, text, voice, rate)
+        except BadRequest:
+            raise
+        except Exception as exc:
+            self.metrics.errors.labels("synthesis").inc()
+            log.exception("synthesis failed", extra={"event": "error"})
+            raise SynthesisFailed(f"synthesis failed: {type(exc).__name__}") from None
+        finally:
+            self.waiting -= 1
+            self.metrics.in_flight.dec()
+        self.metrics.synthesis.observe(time.perf_counter() - started)
+        return audio
 
     def info(self) -> dict[str, Any]:
         return {
@@ -49,6 +78,14 @@ class ServerState:
             "pid": os.getpid(),
             "release": os.environ.get("TTS_OPS_RELEASE"),  # set by a tts-ops deploy
         }
+
+
+class Unavailable(Exception):
+    """Not now: warming up or the queue is full (503, Retry-After: 1)."""
+
+
+class SynthesisFailed(Exception):
+    """The engine failed (500)."""
 
 
 def _error(status: int, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
@@ -79,7 +116,8 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
                         headers=exc.headers)
 
 
-def create_app(state: ServerState, limits: Limits | None = None) -> Any:
+def create_app(state: ServerState, limits: Limits | None = None,
+               cors_origins: tuple[str, ...] = ()) -> Any:
     async def health(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", **state.info()})
 
@@ -108,9 +146,10 @@ def create_app(state: ServerState, limits: Limits | None = None) -> Any:
             return _error(400, "malformed JSON: nested too deeply", "body")
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object", "body")
-        unknown = set(body) - {"text", "voice", "rate"}
+        unknown = set(body) - {"text", "voice", "rate", "stream"}
         if unknown:
-            return _error(400, f"unknown field {sorted(unknown)[0]!r}: use text, voice, rate",
+            return _error(400, f"unknown field {sorted(unknown)[0]!r}: use text, voice, rate,"
+                               " stream",
                           sorted(unknown)[0])
         text = body.get("text")
         if not isinstance(text, str) or not text.strip():
@@ -128,31 +167,28 @@ def create_app(state: ServerState, limits: Limits | None = None) -> Any:
         rate = body.get("rate")
         if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool)):
             return _error(400, "rate must be an integer (words per minute)", "rate")
-        if not state.ready:
-            return JSONResponse({"error": "the engine is warming up"}, status_code=503,
-                                headers={"Retry-After": "1"})
-        if state.waiting >= state.max_queue:
-            state.metrics.rejected.inc()
-            return JSONResponse({"error": "too many requests queued"}, status_code=503,
-                                headers={"Retry-After": "1"})
-        state.waiting += 1
-        state.metrics.in_flight.inc()
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            return _error(400, "stream must be true or false", "stream")
         started = time.perf_counter()
+        parts = sentences(text) if stream else [text]
         try:
-            audio = await asyncio.to_thread(state.engine.synthesize, text, voice, rate)
+            audio = await state.synthesize(parts[0], voice, rate)
+        except Unavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503,
+                                headers={"Retry-After": "1"})
         except BadRequest as exc:
             return _error(400, str(exc), exc.field, **exc.extra)
-        except Exception as exc:
-            state.metrics.errors.labels("synthesis").inc()
-            log.exception("synthesis failed", extra={"event": "error"})
-            return _error(500, f"synthesis failed: {type(exc).__name__}")
-        finally:
-            state.waiting -= 1
-            state.metrics.in_flight.dec()
-        synth_s = time.perf_counter() - started
-        state.metrics.synthesis.observe(synth_s)
-        request.scope["tts_log"] = {"text_chars": len(text), "synth_ms": round(synth_s * 1000, 2)}
+        except SynthesisFailed as exc:
+            return _error(500, str(exc))
+        request.scope["tts_log"] = {"text_chars": len(text),
+                                    "synth_ms": round((time.perf_counter() - started) * 1000, 2)}
+        if stream:  # sentence by sentence, a WAV of unknown length
+            return StreamingResponse(stream_speech(state, audio, parts[1:], voice, rate, "wav"),
+                                     media_type="audio/wav")
         return Response(encode_wav(audio.pcm, audio.sample_rate), media_type="audio/wav")
+
+    from tts_server.openai_api import routes as openai_routes
 
     app = Starlette(routes=[
         Route("/synthesize", synthesize, methods=["POST"]),
@@ -160,8 +196,51 @@ def create_app(state: ServerState, limits: Limits | None = None) -> Any:
         Route("/ready", ready),
         Route("/voices", voices),
         Route("/metrics", metrics),
+        *openai_routes(state),
     ], exception_handlers={HTTPException: _http_error})
-    return _AccessLog(BodyGuard(app, limits or Limits()), state)
+    inner: Any = app
+    if cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        inner = CORSMiddleware(app, allow_origins=list(cors_origins),
+                               allow_methods=["GET", "POST"], allow_headers=["*"])
+    return _AccessLog(BodyGuard(inner, limits or Limits()), state)
+
+
+def sentences(text: str) -> list[str]:
+    """The text in sentences (after . ! ? ; : and line breaks), for sentence-by-sentence
+    synthesis; never empty."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text)]
+    return [p for p in parts if p] or [text]
+
+
+async def stream_speech(state: ServerState, first: Any, rest: list[str], voice: str | None,
+                        rate: int | None, fmt: str) -> Any:
+    """Encode ``first`` (already synthesized), then synthesize and send each sentence of
+    ``rest``; a client that leaves stops it before the next sentence."""
+    from tts_server.encode import StreamEncoder
+
+    encoder = StreamEncoder(fmt, first.sample_rate)
+    done = 0
+    try:
+        chunk = encoder.feed(first.pcm)
+        if chunk:
+            yield chunk
+        for part in rest:
+            audio = await state.synthesize(part, voice, rate)
+            done += 1
+            chunk = encoder.feed(audio.pcm)
+            if chunk:
+                yield chunk
+        yield encoder.close()
+    except (Unavailable, SynthesisFailed, BadRequest) as exc:
+        # the status line is gone: end the stream early, and say so in the log
+        log.warning(f"stream ended early: {exc}", extra={"event": "stream_failed"})
+    finally:
+        if done < len(rest):
+            log.info(f"stream stopped after {done + 1} of {len(rest) + 1} sentences",
+                     extra={"event": "stream_stopped", "sentences": len(rest) + 1,
+                            "sent": done + 1})
 
 
 class _AccessLog:
@@ -188,7 +267,8 @@ class _AccessLog:
         finally:
             code = status["code"]
             path = scope.get("path", "")
-            label = path if path in ("/synthesize", "/health", "/ready", "/voices", "/metrics") \
+            label = path if path in ("/synthesize", "/health", "/ready", "/voices", "/metrics",
+                                     "/v1/audio/speech", "/v1/models") \
                 else "other"
             self.state.metrics.requests.labels(label, str(code)).inc()
             if code >= 500:

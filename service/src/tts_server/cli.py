@@ -22,7 +22,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--max-text", type=int, default=5000, help="Longest text in characters.")
     p.add_argument("--max-queue", type=int, default=32,
                    help="Requests waiting for synthesis beyond which 503 is answered.")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", default="auto",
+                   help="Processes serving requests: a number, or auto (one per core; each"
+                        " engine then gets its share of the cores' threads).")
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="Seconds to finish in-flight requests after SIGTERM.")
     p.add_argument("--max-body-bytes", type=int, default=1024 * 1024,
@@ -36,15 +38,40 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--max-requests-per-connection", type=int, default=100,
                    help="Requests on one keep-alive connection before it is closed (the"
                         " client reconnects: generations sharing a socket share clients).")
+    p.add_argument("--threads", type=int, default=0,
+                   help="Threads of each worker's engine (default: the cores divided among"
+                        " the workers; more lowers one request's latency, costs throughput).")
+    p.add_argument("--voices-dir", default=None, metavar="DIR",
+                   help="piper voices: every NAME.onnx beside NAME.onnx.json, named NAME.")
+    p.add_argument("--voice-map", action="append", default=[], metavar="OPENAI=VOICE",
+                   help="Which voice an OpenAI voice name (alloy, nova, ...) speaks with;"
+                        " repeat it. Unmapped names use the engine's default voice.")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="Allow browser pages from ORIGIN (repeat it; * for any).")
+    p.add_argument("--wyoming-uri", default=None, metavar="tcp://HOST:PORT",
+                   help="Also speak the Wyoming protocol (Home Assistant) there.")
     p.add_argument("--espeak-source", choices=["auto", "system", "bundled"], default="auto",
                    help="Which espeak-ng library: the system one or the espeakng-loader wheel.")
     p.add_argument("--version", action="version", version=f"tts-server {__version__}")
     args = p.parse_args(argv)
+    if args.workers == "auto":
+        args.workers = os.cpu_count() or 1
+    elif isinstance(args.workers, str):
+        if not args.workers.isdigit():
+            p.error(f"--workers must be a number or auto (got {args.workers!r})")
+        args.workers = int(args.workers)
+    voice_map = {}
+    for item in args.voice_map:
+        name, sep, voice = item.partition("=")
+        if not sep or not name or not voice:
+            p.error(f"--voice-map must be OPENAI=VOICE, as alloy=en-us (got {item!r})")
+        voice_map[name] = voice
+    args.voice_map = voice_map
     for name, low, high in (("port", 0, 65535), ("max_text", 1, 10**7), ("max_queue", 1, 10**6),
                             ("workers", 1, 64), ("max_body_bytes", 1, 2**31),
                             ("header_timeout", 0.001, 3600), ("body_timeout", 0.001, 3600),
                             ("drain_timeout", 0, 3600), ("max_connections", 1, 10**6),
-                            ("max_requests_per_connection", 1, 10**9)):
+                            ("max_requests_per_connection", 1, 10**9), ("threads", 0, 1024)):
         value = getattr(args, name)
         if not low <= value <= high:  # False for NaN too
             p.error(f"--{name.replace('_', '-')} must be {low}-{high} (got {value})")
@@ -71,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
                         coqui_model=args.coqui_model, max_text=args.max_text,
                         max_queue=args.max_queue, workers=args.workers,
                         drain_timeout=args.drain_timeout, espeak_source=args.espeak_source,
+                        voices_dir=args.voices_dir, voice_map=args.voice_map,
+                        threads=args.threads,
+                        cors_origins=tuple(args.cors_origin), wyoming_uri=args.wyoming_uri,
                         limits=Limits(max_body=args.max_body_bytes,
                                       header_timeout=args.header_timeout,
                                       body_timeout=args.body_timeout,

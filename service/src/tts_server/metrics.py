@@ -52,6 +52,8 @@ class Metrics:
             registry=self.registry,
         )
         self.errors = Counter("tts_errors", "Errors by kind", ["kind"], registry=self.registry)
+        for kind in ("synthesis", "http_5xx"):  # at 0 from the start, in every mode
+            self.errors.labels(kind)
         self.in_flight = Gauge("tts_in_flight_requests", "Synthesis requests in flight",
                                registry=self.registry, multiprocess_mode="livesum")
         self.ready = Gauge("tts_ready", "1 when the engine is warmed up (every worker's)",

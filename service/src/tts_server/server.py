@@ -51,6 +51,12 @@ class Settings:
     drain_timeout: float = 30.0
     espeak_source: str = "auto"
     limits: Limits = field(default_factory=Limits)
+    voice_map: dict[str, str] = field(default_factory=dict)
+    cors_origins: tuple[str, ...] = ()
+    voices_dir: str | None = None
+    threads: int = 0  # per worker's engine; 0: the cores divided among the workers
+    wyoming_uri: str | None = None
+    wyoming_sock: socket.socket | None = None  # bound by run(), shared by the workers
 
 
 class _Server(uvicorn.Server):
@@ -79,10 +85,11 @@ def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
           on_ready=None, shared: bool = False) -> None:
     engine, note = create_engine(settings.engine, enable_coqui=settings.enable_coqui,
                                  coqui_model=settings.coqui_model,
-                                 espeak_source=settings.espeak_source)
+                                 espeak_source=settings.espeak_source,
+                                 voices_dir=settings.voices_dir, threads=settings_threads(settings))
     state = ServerState(engine=engine, engine_note=note, max_text=settings.max_text,
-                        max_queue=settings.max_queue)
-    app = create_app(state, settings.limits)
+                        max_queue=settings.max_queue, voice_map=dict(settings.voice_map))
+    app = create_app(state, settings.limits, settings.cors_origins)
     closed = state.metrics.connections_closed
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                             backlog=ACCEPT_BATCH,
@@ -102,6 +109,11 @@ def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
         if serving.done():
             await serving
             return
+        wyoming = None
+        if settings.wyoming_sock is not None:
+            from tts_server import wyoming_server
+
+            wyoming = await wyoming_server.serve(state, settings.wyoming_sock)
         # asyncio listened with the small accept batch as the backlog: give the kernel
         # queue its full size back (the batch stays small)
         for sock in socks:
@@ -118,7 +130,7 @@ def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
         message = f"ready: engine {engine.name} on {', '.join(_address(s) for s in socks)}"
         log.info(message, extra={"event": "ready", "engine": engine.name, "choice": note})
         if on_ready is not None:
-            on_ready()
+            on_ready(message)
         else:
             notifier.ready(message)
         interval = Notifier.watchdog_interval()
@@ -127,6 +139,8 @@ def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
                 notifier.watchdog()
                 await asyncio.wait([serving], timeout=interval)
         await serving
+        if wyoming is not None:
+            wyoming.close()
         log.info("stopped", extra={"event": "stopped"})
 
     asyncio.run(main())
@@ -138,6 +152,13 @@ async def _warm_up_or_exit(state: ServerState) -> None:
     except Exception as exc:
         log.error(f"warm-up failed: {exc}", extra={"event": "warmup_failed"})
         raise SystemExit(1) from None
+
+
+def settings_threads(settings: Settings) -> int:
+    """Threads each engine may use: the cores shared among the workers (no oversubscription)."""
+    if settings.threads:
+        return settings.threads
+    return max(1, (os.cpu_count() or 1) // max(1, settings.workers))
 
 
 def _address(sock: socket.socket) -> str:
@@ -152,6 +173,16 @@ def run(settings: Settings) -> int:
         log.warning(f"max connections lowered to {usable}: the descriptor limit allows no more",
                     extra={"event": "limits"})
         settings.limits.max_connections = usable
+    if settings.wyoming_uri:
+        from tts_server import wyoming_server
+
+        try:
+            settings.wyoming_sock = wyoming_server.bind(settings.wyoming_uri)
+        except (ValueError, OSError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            print(f"tts-server: error: --wyoming-uri {settings.wyoming_uri}: {why}",
+                  file=sys.stderr)
+            return 1
     try:
         socks, shared = listening_sockets(settings.host, settings.port)
     except OSError as exc:
@@ -203,10 +234,14 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
             _die_with(master)
             code = 0
             try:
-                serve(settings, socks, Notifier(), on_ready=lambda: os.write(ready_w, b"R"),
+                serve(settings, socks, Notifier(),
+                      on_ready=lambda message: os.write(ready_w, f"R{message}\n".encode()),
                       shared=shared)
             except SystemExit as exc:
                 code = int(exc.code or 0)
+            except EngineUnavailable as exc:  # the master says it, once
+                os.write(ready_w, f"E{exc}\n".encode())
+                code = 1
             except BaseException:
                 log.exception("worker failed")
                 code = 1
@@ -229,9 +264,13 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     worst = 0
-    if _warm_up(ready_r, settings.workers, children, stop):
-        notifier.ready(f"ready: {settings.workers} workers")
+    ready, problem = _warm_up(ready_r, settings.workers, children, stop)
+    if ready is not None:
+        notifier.ready(f"{ready}, {settings.workers} workers")
+        _watchdog_thread(notifier, stop)
     elif not stop.is_set():  # a worker died warming up: nothing to serve with
+        if problem:
+            print(f"tts-server: error: {problem}", file=sys.stderr)
         forward(signal.SIGTERM, None)
         worst = 1
     deaths: list[float] = []
@@ -260,18 +299,41 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
     return worst
 
 
-def _warm_up(ready_r: int, workers: int, children: set[int], stop: threading.Event) -> bool:
-    """Wait until every worker said it is warm; False if one died first or we were stopped."""
+def _warm_up(ready_r: int, workers: int, children: set[int],
+             stop: threading.Event) -> tuple[str | None, str | None]:
+    """Wait until every worker said it is warm: (the first one's ready message, None), or
+    (None, why) if one died first (its engine error, if it said one) or we were stopped."""
     import select
 
-    warm = 0
-    while warm < workers and not stop.is_set():
+    warm: list[str] = []
+    buffer = b""
+    while len(warm) < workers and not stop.is_set():
         readable, _w, _x = select.select([ready_r], [], [], 0.1)
         if readable:
-            warm += len(os.read(ready_r, 64))
+            buffer += os.read(ready_r, 4096)
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                text = line.decode(errors="replace")
+                if text.startswith("E"):
+                    return None, text[1:]
+                warm.append(text[1:])
             continue
         pid, _status = os.waitpid(-1, os.WNOHANG)
         if pid:
             children.discard(pid)
-            return False
-    return warm >= workers
+            return None, None
+    return (warm[0] if len(warm) >= workers else None), None
+
+
+def _watchdog_thread(notifier: Notifier, stop: threading.Event) -> None:
+    """The master feeds the manager's watchdog while its workers serve (each worker's own
+    notifier is silent: only the main process may speak)."""
+    interval = Notifier.watchdog_interval()
+    if not interval:
+        return
+
+    def feed() -> None:
+        while not stop.wait(interval):
+            notifier.watchdog()
+
+    threading.Thread(target=feed, daemon=True, name="watchdog").start()

@@ -176,6 +176,11 @@ class ServiceConfig(ServiceMethods, _Model):
     health_check_interval: PositiveSeconds = 30.0
     enable_coqui: bool = False
     coqui_model: SafeText | None = None
+    #: the reference server only: worker processes (None: one per core), piper voices
+    #: from a directory, and a port for the Wyoming protocol on the service's host
+    workers: Instances | None = None
+    voices_dir: SafePath | None = None
+    wyoming_port: Port | None = None
     log_file: SafePath | None = None
     pid_file: SafePath | None = None
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PATH_FIELDS = ("log_file", "pid_file", "working_dir", "source")
+PATH_FIELDS = ("log_file", "pid_file", "working_dir", "source", "voices_dir")
 #: set by a deploy on each slot of a ``socket: inherit`` service: the address it shares
 ADDRESS_LABEL = "tts-ops/address"
 OWNER_LABEL = "tts-ops/service"
@@ -87,6 +87,14 @@ class ServiceMethods:
             argv.append("--enable-coqui")
         if self.coqui_model:  # type: ignore[attr-defined]
             argv += ["--coqui-model", self.coqui_model]  # type: ignore[attr-defined]
+        extra = self.__dict__  # views of snapshots older than these fields lack them
+        if extra.get("workers"):
+            argv += ["--workers", str(extra["workers"])]
+        if extra.get("voices_dir"):
+            argv += ["--voices-dir", str(extra["voices_dir"])]
+        if extra.get("wyoming_port"):
+            host = (self.shared_address() or (self.host, self.port))[0]
+            argv += ["--wyoming-uri", f"tcp://{host}:{extra['wyoming_port']}"]
         return argv
 
     def health_url(self) -> str | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from tts_server.engines.base import Engine, EngineUnavailable
 
 
 def create_engine(name: str, *, enable_coqui: bool = False, coqui_model: str | None = None,
-                  espeak_source: str = "auto") -> tuple[Engine, str]:
+                  espeak_source: str = "auto", voices_dir: str | None = None,
+                  threads: int = 0) -> tuple[Engine, str]:
     """The engine and a one-line note on why it was chosen."""
     if name == "espeak":
         from tts_server.engines.espeak import EspeakEngine
@@ -15,7 +18,7 @@ def create_engine(name: str, *, enable_coqui: bool = False, coqui_model: str | N
     if name == "piper":
         from tts_server.engines.piper import PiperEngine
 
-        return PiperEngine(), "requested"
+        return PiperEngine(voices_dir, threads), "requested"
     if name == "coqui":
         from tts_server.engines.coqui import CoquiEngine
 
@@ -32,10 +35,10 @@ def create_engine(name: str, *, enable_coqui: bool = False, coqui_model: str | N
         notes.append(why)
     from tts_server.engines.piper import piper_installed
 
-    if piper_installed():
+    if piper_installed() or (voices_dir and importlib.util.find_spec("piper")):
         from tts_server.engines.piper import PiperEngine
 
-        return PiperEngine(), "; ".join([*notes, "hybrid: piper installed"])
+        return PiperEngine(voices_dir, threads), "; ".join([*notes, "hybrid: piper installed"])
     from tts_server.engines.espeak import EspeakEngine
 
     notes.append("hybrid: piper not installed, using espeak")

