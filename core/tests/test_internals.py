@@ -209,3 +209,35 @@ def test_tail_reads_across_rotated_and_gzipped_files(tmp_path):
     first.unlink()
     assert tail(path, 30) == [f"entry {i:03d}" for i in range(30)]
     assert tail(path, 3) == ["entry 027", "entry 028", "entry 029"]
+
+
+def test_write_lines_keeps_every_line_once_in_order_and_rotates_only_between_lines(tmp_path):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tts_ops.logwriter import RotatingLogWriter, rotated_files
+
+    lines = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"x") + b"\n"),
+                     min_size=1, max_size=60)
+
+    @settings(max_examples=150, deadline=None)
+    @given(lines, st.integers(min_value=1, max_value=120), st.data())
+    def check(all_lines, max_bytes, data):
+        import uuid
+
+        path = tmp_path / f"{uuid.uuid4().hex}.log"
+        writer = RotatingLogWriter(path, max_bytes, backups=10_000, compress=False)
+        i = 0
+        while i < len(all_lines):  # whole lines, in blocks of any size, as reads give them
+            n = data.draw(st.integers(min_value=1, max_value=len(all_lines) - i))
+            writer.write_lines(b"".join(all_lines[i:i + n]))
+            i += n
+        writer.close()
+        files = [*rotated_files(path), path]
+        contents = [f.read_bytes() for f in files if f.exists()]
+        assert b"".join(contents) == b"".join(all_lines)
+        for content in contents:
+            assert content == b"" or content.endswith(b"\n")  # split only between lines
+            assert len(content) <= max_bytes or content.count(b"\n") == 1
+
+    check()

@@ -72,6 +72,7 @@ class RotatingLogWriter:
         self.max_bytes = max_bytes
         self.backups = backups
         self.compress = compress
+        self._last_rotation_ns = 0
         self.mode = mode
         self.spawned: list[int] = []
         self.dropped = 0  # lines lost to a full or failing disk (counted, never fatal)
@@ -93,22 +94,27 @@ class RotatingLogWriter:
         self._append(data)
 
     def write_lines(self, data: bytes) -> None:
-        """Write a block of whole lines, rotating between lines where the limit falls."""
-        if self._size + len(data) <= self.max_bytes:
-            self._append(data)
-            return
-        batch: list[bytes] = []
-        pending = 0
-        for line in data.splitlines(keepends=True):
-            if self._size + pending + len(line) > self.max_bytes and self._size + pending:
-                if batch:
-                    self._append(b"".join(batch))
-                    batch, pending = [], 0
+        """Write a block of whole lines, rotating between lines where the limit falls.
+
+        Found by offset (``rfind``), not by splitting the block into lines: a 1 MiB read of
+        short lines would otherwise make tens of thousands of objects at every rotation.
+        """
+        pos, end = 0, len(data)
+        while self._size + (end - pos) > self.max_bytes:
+            room = self.max_bytes - self._size
+            cut = data.rfind(b"\n", pos, pos + max(room, 0)) + 1  # the last line that fits
+            if cut > pos:
+                self._append(data[pos:cut])
+                pos = cut
+            elif self._size == 0:  # a line longer than a whole file goes in alone
+                cut = data.find(b"\n", pos) + 1 or end
+                self._append(data[pos:cut])
+                pos = cut
+            if pos == end:
+                return
+            if self._size:
                 self.rotate()
-            batch.append(line)
-            pending += len(line)
-        if batch:
-            self._append(b"".join(batch))
+        self._append(data[pos:] if pos else data)
 
     def _append(self, data: bytes) -> None:
         if self._fd < 0:  # a rotation could not open the new file: try again now
@@ -147,8 +153,12 @@ class RotatingLogWriter:
         if self.backups > 0:
             os.close(self._fd)
             self._fd = -1
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            rotated = self.path.with_name(f"{self.path.name}.{stamp}.{time.time_ns() % 10**9:09d}")
+            # one clock reading for both parts (two could straddle a second and sort a
+            # newer file before an older one), and never the same name twice
+            now = max(time.time_ns(), self._last_rotation_ns + 1)
+            self._last_rotation_ns = now
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+            rotated = self.path.with_name(f"{self.path.name}.{stamp}.{now % 10**9:09d}")
             os.rename(self.path, rotated)
             self._torn = False
             try:

@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -49,6 +50,8 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NAME = 15
 KEEPER_NAME = b"tts-ops-keeper"
 MAX_PARTIAL = 64 * 1024
+# a line longer than MAX_PARTIAL, found by the regex engine's scan (no list of lines)
+LONG_LINE = re.compile(b"[^\n]{%d}" % (MAX_PARTIAL + 1))
 PIPE_SIZE = READ_SIZE = 1 << 20  # the default pipe-max-size: no privilege needed
 COALESCE_BELOW = 64 * 1024  # a read smaller than this pauses the pipe for:
 COALESCE_SECONDS = 0.002
@@ -460,7 +463,7 @@ class Supervisor:
         cut = data.rfind(b"\n") + 1
         whole, self.partial = data[:cut], data[cut:]
         if len(self.partial) > MAX_PARTIAL or (
-                len(whole) > MAX_PARTIAL and max(map(len, whole.split(b"\n"))) > MAX_PARTIAL):
+                len(whole) > MAX_PARTIAL and LONG_LINE.search(whole) is not None):
             whole, self.partial = cut_long_lines(whole, self.partial)
         if whole:
             self.log.write_lines(whole)
