@@ -133,3 +133,36 @@ def test_config_validate_refuses_what_plan_refuses(tmp_path):
     assert validated.exit_code == 2, validated.output
     assert "cycle" in planned.stderr
     assert planned.stderr.split("cycle", 1)[1] in validated.stderr  # the same problem
+
+
+def test_completion_knows_services_strategies_backends_and_releases(tmp_path):
+    cfg = tmp_path / "tts_services.json"
+    cfg.write_text(json.dumps({"services": [{"name": "alpha", "port": 9701},
+                                            {"name": "beta", "port": 9702}]}))
+    state = tmp_path / "state"
+    from tts_ops.deploy.releases import ReleaseStore
+
+    release = ReleaseStore(state, "alpha").create({"name": "alpha"}, "direct", "development",
+                                                  None, None)
+
+    def complete(words: str) -> list[str]:
+        env = {"PATH": "/usr/bin:/bin", "_TTS_OPS_COMPLETE": "bash_complete",
+               "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()) - (
+                   0 if words.endswith(" ") else 1)), "TTS_OPS_STATE_DIR": str(state)}
+        out = subprocess.run([sys.executable, "-m", "tts_ops"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True)
+        return [item.split(",", 1)[1] for item in out.stdout.split()]
+
+    assert complete("tts-ops start ") == ["alpha", "beta"]
+    assert complete("tts-ops stop alpha ") == ["beta"]  # not the one already typed
+    assert complete("tts-ops status b") == ["beta"]
+    assert complete("tts-ops logs stats a") == ["alpha"]
+    assert complete("tts-ops deploy --strategy ") == ["blue_green", "canary", "direct",
+                                                      "rolling"]
+    assert "manual" in complete("tts-ops start --process-manager ")
+    assert complete("tts-ops rollback alpha --to ") == [release.id]
+    for shell, marker in (("bash", "_TTS_OPS_COMPLETE=bash_complete"),
+                          ("zsh", "#compdef tts-ops"), ("fish", "fish_complete")):
+        script = subprocess.run([sys.executable, "-m", "tts_ops", "completion", shell],
+                                capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+        assert script.returncode == 0 and marker in script.stdout

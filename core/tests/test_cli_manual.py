@@ -257,3 +257,66 @@ def test_reading_event_history_dispatches_nothing_again(tmp_path):
         run_cli([*base, "stop", "--all"], host=host)
     assert state_after("ready") == ("running", True)
     assert state_after("failed") == ("failed", False)
+
+
+def test_json_from_start_stop_restart_and_the_table_shows_cpu_and_rss(env):
+    cli, _recorder = env
+    started = json.loads(cli("start", "svc0", "svc1", "--json").stdout)
+    assert [(r["name"], r["state"], r["ready"]) for r in started] == [
+        ("svc0", "running", True), ("svc1", "running", True)]
+    assert set(started[0]) == set(json.loads(cli("status", "svc0", "--json").stdout)[0])
+    restarted = json.loads(cli("restart", "svc0", "--json").stdout)
+    assert restarted[0]["name"] == "svc0" and restarted[0]["pid"] != started[0]["pid"]
+    table = cli("status", "svc0").stdout.splitlines()
+    header = table[0].split()
+    assert header[7:9] == ["CPU", "RSS"]
+    row = table[1].split()
+    assert row[7].endswith("%") and row[8].endswith("iB")  # measured, not "-"
+    stopped = json.loads(cli("stop", "svc0", "svc1", "--json").stdout)
+    assert [r["state"] for r in stopped] == ["stopped", "stopped"]
+
+
+def test_config_validate_and_discovery_resolve_speak_json(env, tmp_path):
+    cli, _recorder = env
+    report = json.loads(cli("config", "validate", "--json").stdout)
+    assert report["ok"] is True and report["services"] == 4 and report["problems"] == []
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"services": [{"name": "x", "port": 0}]}))
+    out = run_cli(["-c", str(bad), "config", "validate", "--json"])
+    assert out.exit_code == 2
+    failed = json.loads(out.stdout)
+    assert failed["ok"] is False and "services[0].port" in failed["problems"][0]
+    assert cli("start", "svc2").exit_code == 0
+    resolved = json.loads(cli("discovery", "resolve", "svc2", "--json").stdout)
+    assert resolved["service"] == "svc2" and resolved["id"] == "svc2"
+    port = json.loads(cli("status", "svc2", "--json").stdout)[0]["port"]
+    assert resolved["url"] == f"http://127.0.0.1:{port}"
+    assert resolved["health"] == "passing" and resolved["weight"] == 100
+
+
+def test_status_watch_follows_a_stop_and_ends_cleanly_on_ctrl_c(tmp_path):
+    import os
+    import signal
+    import subprocess
+
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": "watched", "port": port, "command": [*DUMMY, "--port", str(port)],
+        "notify": True, "process_manager": "manual"}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp_path / "s")]
+    env = {**os.environ, "TTS_OPS_PLUGINS": "manual"}
+    subprocess.run([*base, "start", "watched"], env=env, check=True, capture_output=True)
+    watch = subprocess.Popen([*base, "status", "--watch", "--interval", "0.2", "--json"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(watch.stdout.readline())
+        assert first[0]["state"] == "running"
+        subprocess.run([*base, "stop", "watched"], env=env, check=True, capture_output=True)
+        while (row := json.loads(watch.stdout.readline())[0])["state"] != "stopped":
+            assert row["state"] in ("running", "stopping")
+    finally:
+        watch.send_signal(signal.SIGINT)
+        _out, err = watch.communicate(timeout=20)
+        subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
+    assert watch.returncode == 0 and "Traceback" not in err

@@ -105,6 +105,9 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
     for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd,
                    deploy_cmd, orchestrate_cmd):
         module.add_commands(cli)
+    from tts_ops.cli.completion import completion
+
+    cli.add_command(completion)
     _share_options(cli)
     return cli
 

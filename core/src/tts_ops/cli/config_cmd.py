@@ -20,12 +20,14 @@ def config() -> None:
 
 @config.command()
 @click.option("--orchestration", metavar="FILE", help="Also validate an orchestration config.")
+@click.option("--json", "as_json", is_flag=True,
+              help='{"source", "ok", "services", "problems", "warnings"}; exit 2 if not ok.')
 @click.pass_obj
-def validate(app, orchestration: str | None) -> None:
+def validate(app, orchestration: str | None, as_json: bool) -> None:
     """Check a config and report every problem at once (exit 2 if any)."""
     app.use_cache = False
     problems: list[str] = []
-    source = "?"
+    source = app.config_path or "?"
     try:
         loaded = app.loaded
         source = loaded.source
@@ -49,11 +51,21 @@ def validate(app, orchestration: str | None) -> None:
             build(app.config, orch, source + (f" + {orchestration}" if orchestration else ""))
         except ConfigError as exc:
             problems.extend(exc.problems)
+    warnings: list[str] = []
+    if not problems:
+        from tts_ops.deploy.slots import port_warnings
+
+        warnings = port_warnings(app.config.services)
+    if as_json:
+        click.echo(json.dumps({"source": source, "ok": not problems,
+                               "services": 0 if problems else len(app.config.services),
+                               "problems": problems, "warnings": warnings}, indent=2))
+        if problems:
+            raise SystemExit(2)
+        return
     if problems:
         raise ConfigError(problems[0], problems=problems)
-    from tts_ops.deploy.slots import port_warnings
-
-    for line in port_warnings(app.config.services):
+    for line in warnings:
         click.echo(f"tts-ops: warning: {line}", err=True)
     count = len(app.config.services)
     extra = f" and {orchestration}" if orchestration else ""

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from tts_ops.cli import completion
 from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import ConfigError, OperationFailed
 
@@ -20,8 +21,9 @@ def add_commands(cli: click.Group) -> None:
 
 
 @click.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @click.option("--strategy", default=None, metavar="|".join(STRATEGIES),
+              shell_complete=completion.strategies,
               help="Default: each service's deploy.strategy (direct).")
 @click.option("--environment", default=None, metavar="development|staging|production",
               help="Default: $TTS_OPS_ENVIRONMENT, else development.")
@@ -74,7 +76,7 @@ def _history(app, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=completion.service_names)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def releases(app, name, as_json) -> None:
@@ -103,9 +105,11 @@ def releases(app, name, as_json) -> None:
 
 
 @click.command()
-@click.argument("name", required=False)
-@click.option("--to", "to_id", default=None, help="Release id (default: the previous good one).")
+@click.argument("name", required=False, shell_complete=completion.service_names)
+@click.option("--to", "to_id", default=None, shell_complete=completion.release_ids,
+              help="Release id (default: the previous good one).")
 @click.option("--strategy", default=None, metavar="|".join(STRATEGIES),
+              shell_complete=completion.strategies,
               help="Default: the service's deploy.strategy, or blue_green where that is"
                    " direct (a rollback keeps the address answering).")
 @backend_options

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from tts_ops.cli import completion
 from tts_ops.errors import ConfigError, OperationFailed
 
 
@@ -44,14 +45,26 @@ def list_(app, service_type, service, all_, as_json) -> None:
 
 
 @discovery.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.service_names)
+@click.option("--json", "as_json", is_flag=True,
+              help='{"service", "url", "id", "weight", "health", "release"}')
 @click.pass_obj
-def resolve(app, name) -> None:
+def resolve(app, name, as_json) -> None:
     """Print one URL of NAME, chosen by weight among passing instances."""
     from tts_ops.discovery.client import TTSServiceDiscovery
 
     client = TTSServiceDiscovery(app.registry(), service=name, service_type=None)
-    click.echo(client.get_endpoint())
+    url = client.get_endpoint()
+    if not as_json:
+        click.echo(url)
+        return
+    record = next((r for r in app.registry().find_services(service=name) if r.url == url),
+                  None)
+    click.echo(json.dumps({"service": name, "url": url,
+                           "id": record.id if record else None,
+                           "weight": record.weight if record else None,
+                           "health": record.health if record else None,
+                           "release": record.release if record else None}))
 
 
 @discovery.command()

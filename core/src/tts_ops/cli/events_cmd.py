@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from tts_ops.cli import completion
 from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import OperationFailed
 
@@ -33,7 +34,7 @@ def add_commands(cli: click.Group) -> None:
 
 
 @click.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @click.option("-f", "--follow", is_flag=True, help="Keep waiting for new events.")
 @click.option("-n", "--last", type=click.IntRange(min=0), default=None,
               help="Only the newest N events already recorded.")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from tts_ops.cli import completion
 from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import ConfigError, OperationFailed
 
@@ -65,7 +66,7 @@ def _sinks(app, names, pm=None):
 
 
 @logs.command("tail", hidden=True)
-@click.argument("name")
+@click.argument("name", shell_complete=completion.service_names)
 @click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(min=0),
               help="How many of the last lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
@@ -92,7 +93,7 @@ def _iso_bound(text: str | None, what: str) -> str | None:
 
 
 @logs.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @click.option("--since", default=None, help="From this time (ISO 8601, epoch, or an age: 2h).")
 @click.option("--until", default=None, help="Up to this time.")
 @click.option("--json", "as_json", is_flag=True)
@@ -129,7 +130,7 @@ def stats(app, names, since, until, as_json) -> None:
 
 @logs.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @click.option("--start-time", default=None, help="e.g. '2024-01-01 00:00:00' (local time).")
 @click.option("--end-time", default=None)
 @click.option("--level", default=None, type=click.Choice(
@@ -191,7 +192,7 @@ def export(app, file, names, start_time, end_time, level, fmt) -> None:
 
 
 @logs.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @click.option("--older-than", default=None, help="Only rotated files older than this (7d).")
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="Directory for the archive (default: <state>/archives).")
@@ -215,7 +216,7 @@ def archive(app, names, older_than, output) -> None:
 
 
 @logs.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @backend_options
 @click.pass_obj
 def rotate(app, names, pm) -> None:
@@ -229,7 +230,7 @@ def rotate(app, names, pm) -> None:
 
 
 @logs.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @click.option("--error-rate", default=None, metavar="N/min",
               help="Alert above N errors per minute (e.g. 5 or 5/min).")
 @click.option("--pattern", default=None, help="Alert on lines matching this regex.")

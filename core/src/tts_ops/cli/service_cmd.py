@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from tts_ops.cli import completion
 from tts_ops.errors import MissingComponent, OperationFailed, TtsOpsError
 
 
@@ -43,6 +44,7 @@ def backend_options(f):
     )(f)
     return click.option(
         "--process-manager", "pm", default=None, metavar="auto|manual|systemd|supervisor",
+        shell_complete=completion.process_managers,
         help="Process backend (any installed backend name). Default: the service's"
         " process_manager, the one it was started with, else auto-detect.",
     )(f)
@@ -51,7 +53,7 @@ def backend_options(f):
 
 def _names(f):
     f = click.option("--all", "all_", is_flag=True, help="Every service in the config.")(f)
-    return click.argument("names", nargs=-1)(f)
+    return click.argument("names", nargs=-1, shell_complete=completion.service_names)(f)
 
 
 def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list[Any]:
@@ -103,8 +105,9 @@ def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list
 @click.command()
 @_names
 @backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print the statuses as status --json.")
 @click.pass_obj
-def start(app, names, all_, pm) -> None:
+def start(app, names, all_, pm, as_json) -> None:
     """Start services; return when each is ready (exit 1 if one is not)."""
     app.require_valid()
     configured = app.services(names, all_)
@@ -120,6 +123,9 @@ def start(app, names, all_, pm) -> None:
                 if not _any_running(app, svc, pm):
                     app.release_addresses([svc], pm)
         raise
+    if as_json:
+        click.echo(json.dumps([st.to_json() for st in started], indent=2))
+        return
     for st in started:
         extra = f" pid {st.pid}" if st.pid else ""
         click.echo(f"{st.name}: {st.state} ({st.backend}){extra}")
@@ -129,22 +135,28 @@ def start(app, names, all_, pm) -> None:
 @_names
 @backend_options
 @click.option("--force", is_flag=True, help="Skip the graceful wait: SIGKILL at once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statuses as status --json.")
 @click.pass_obj
-def stop(app, names, all_, pm, force) -> None:
+def stop(app, names, all_, pm, force, as_json) -> None:
     """Stop services; return when no process of them is left."""
     configured = app.services(names, all_)
     app.record_intent(configured, "stopped")  # first: a monitor must not race the stop
     services = app.runtime(configured)
-    for st in _run_each(app, services, pm, "stop", force=force):
-        click.echo(f"{st.name}: {st.state} ({st.backend})")
+    stopped = _run_each(app, services, pm, "stop", force=force)
     app.release_addresses(configured, pm, every=all_)
+    if as_json:
+        click.echo(json.dumps([st.to_json() for st in stopped], indent=2))
+        return
+    for st in stopped:
+        click.echo(f"{st.name}: {st.state} ({st.backend})")
 
 
 @click.command()
 @_names
 @backend_options
+@click.option("--json", "as_json", is_flag=True, help="Print the statuses as status --json.")
 @click.pass_obj
-def restart(app, names, all_, pm) -> None:
+def restart(app, names, all_, pm, as_json) -> None:
     """Restart services; return when each is ready again (`reload` is the same command).
 
     A service whose address tts-ops holds (``socket: inherit``, the reference server) is
@@ -158,9 +170,9 @@ def restart(app, names, all_, pm) -> None:
     seamless = [svc for svc in configured if svc.socket_mode == "inherit"
                 and _any_running(app, svc, pm)]
     others = [svc for svc in configured if svc not in seamless]
+    done: list[Any] = []
     if others:
-        for st in _run_each(app, app.runtime(others), pm, "restart"):
-            click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
+        done += _run_each(app, app.runtime(others), pm, "restart")
     if seamless:
         from tts_ops.deploy.engine import DeployEngine, Reporter
         from tts_ops.deploy.releases import ReleaseStore
@@ -171,8 +183,12 @@ def restart(app, names, all_, pm) -> None:
             engine.deploy(svc, strategy=None, pm=pm, release=current, kind="restart",
                           environment=current.environment if current else
                           engine.environment(None))
-            for st in _statuses(app, app.runtime([svc]), pm):
-                click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
+            done += _statuses(app, app.runtime([svc]), pm)
+    if as_json:
+        click.echo(json.dumps([st.to_json() for st in done], indent=2))
+        return
+    for st in done:
+        click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
 
 
 def _any_running(app, svc, pm) -> bool:
@@ -191,12 +207,32 @@ def _statuses(app, services, pm) -> list[Any]:
 
 
 @click.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @backend_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.option("--watch", is_flag=True,
+              help="Print it again every --interval seconds until Ctrl-C (with --json: one"
+                   " JSON list per line).")
+@click.option("--interval", type=click.FloatRange(0.1, 3600), default=1.0, show_default=True)
 @click.pass_obj
-def status(app, names, pm, as_json) -> None:
-    """Show state, pid, readiness, uptime, restarts and resources of services."""
+def status(app, names, pm, as_json, watch, interval) -> None:
+    """Show state, pid, readiness, uptime, restarts, cpu and rss of services."""
+    if not watch:
+        _status_once(app, names, pm, as_json)
+        return
+    import time
+
+    try:
+        while True:
+            if not as_json:
+                click.echo(time.strftime("--- %Y-%m-%d %H:%M:%S"))
+            _status_once(app, names, pm, as_json, compact=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:
     services = app.runtime(app.services(names, not names))
     by_backend: dict[str, list] = {}
     for svc in services:
@@ -214,10 +250,10 @@ def status(app, names, pm, as_json) -> None:
     order = {svc.name: i for i, svc in enumerate(services)}
     rows.sort(key=lambda r: order.get(r.name, len(order)))
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], indent=2))
+        click.echo(json.dumps([r.to_json() for r in rows], indent=None if compact else 2))
         return
     click.echo(f"{'NAME':<20} {'BACKEND':<10} {'STATE':<10} {'PID':>7} {'READY':<5} "
-               f"{'UPTIME':>8} {'RESTARTS':>8}  ADDRESS")
+               f"{'UPTIME':>8} {'RESTARTS':>8} {'CPU':>6} {'RSS':>9}  ADDRESS")
     by_name = {svc.name: svc for svc in services}
     for r in rows:
         uptime = _duration(r.uptime_s) if r.uptime_s is not None else "-"
@@ -225,13 +261,24 @@ def status(app, names, pm, as_json) -> None:
         shared = by_name[r.name].shared_address() if r.name in by_name else None
         if shared is not None and r.port and shared != (r.host, r.port):
             addr = f"{shared[0]}:{shared[1]} (private {r.host}:{r.port})"
+        cpu = f"{r.cpu_percent:.1f}%" if r.cpu_percent is not None else "-"
+        rss = _bytes(r.rss_bytes) if r.rss_bytes is not None else "-"
         click.echo(f"{r.name:<20} {r.backend:<10} {r.state!s:<10} {r.pid or '-':>7} "
-                   f"{'yes' if r.ready else 'no':<5} {uptime:>8} {r.restarts:>8}  {addr}")
+                   f"{'yes' if r.ready else 'no':<5} {uptime:>8} {r.restarts:>8} {cpu:>6}"
+                   f" {rss:>9}  {addr}")
         if r.reason and r.state in ("failed", "backoff", "unhealthy"):
             click.echo(f"{'':<20} {r.reason}")
     if app.verbose:
         for svc in services:
             click.echo(f"{svc.name}: backend chosen by {app.backend_reasons.get(svc.name, '?')}")
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}GiB"
 
 
 def _duration(seconds: float) -> str:
@@ -259,7 +306,7 @@ _PAST = {"install": "installed", "uninstall": "uninstalled", "enable": "enabled"
 
 def _one_service_command(action: str, doc: str):
     @click.command(name=action, help=doc)
-    @click.argument("names", nargs=-1, required=True)
+    @click.argument("names", nargs=-1, required=True, shell_complete=completion.service_names)
     @backend_options
     @click.pass_obj
     def command(app, names, pm) -> None:
