@@ -44,6 +44,17 @@ NOTES = """
   compared: single runs on this 2-core machine vary by 30%. The supervisor reads a trickle
   of output in 2 ms batches from a 1 MiB pipe; rotated files are gzipped at SCHED_IDLE from
   the compressor's first instant. At parity with supervisord within that noise.
+- manual log capture is bound by the service's own writing on both sides: the printer takes
+  0.8 s into /dev/null and 1.36 s into `cat`, and the supervisor writes the last line within
+  5 ms of the printer's exit; the ratio is the noise between two producer-bound runs.
+- zero downtime: `hey -c 4 -q 25` with keep-alive, pinned to the service's configured
+  address, through `restart`, `deploy` with blue_green, rolling (2 instances) and canary, and
+  `rollback`, on each backend (a real `systemd --user`, a real supervisord); the restart is
+  measured against a cold `tts-ops start` to ready plus the drain time, in the same run.
+- speech: against `python -m piper.http_server` (the same piper-tts package and voice). By
+  default each of the `--workers auto` (2) workers' ONNX sessions gets one thread: best
+  throughput, but one request runs on one core; `--threads 2` brings the single-client
+  latency to 1.03x of piper's server and throughput to 1.13x (measured once, not in the table).
 - supervisor status: the 1.2 goal is met with a 25-line unix-socket XML-RPC transport;
   importing supervisor's own (`supervisor.xmlrpc`) costs about 55 ms.
 - The bench byte-compiles the sources first: this environment sets
