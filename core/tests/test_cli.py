@@ -166,3 +166,11 @@ def test_completion_knows_services_strategies_backends_and_releases(tmp_path):
         script = subprocess.run([sys.executable, "-m", "tts_ops", "completion", shell],
                                 capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
         assert script.returncode == 0 and marker in script.stdout
+
+
+def test_top_without_a_terminal_says_what_to_use_instead():
+    out = subprocess.run([sys.executable, "-m", "tts_ops", "top"], capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    assert out.stderr.strip() == ("tts-ops: error: tts-ops top needs a terminal; without one"
+                                  " use 'tts-ops status --watch'")

@@ -320,3 +320,55 @@ def test_status_watch_follows_a_stop_and_ends_cleanly_on_ctrl_c(tmp_path):
         _out, err = watch.communicate(timeout=20)
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
     assert watch.returncode == 0 and "Traceback" not in err
+
+
+def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
+    """In a real terminal (tmux): the service is listed with its state; s stops it, a starts
+    it again, q quits."""
+    import os
+    import shutil
+    import subprocess
+    import uuid
+
+    from tts_ops.testing import wait_for
+
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install tmux")
+        pytest.skip("tmux is not installed")
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": "topsvc", "port": port, "command": [*DUMMY, "--port", str(port)],
+        "notify": True, "process_manager": "manual"}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp_path / "s")]
+    env = {**os.environ, "TTS_OPS_PLUGINS": "manual"}
+    subprocess.run([*base, "start", "topsvc"], env=env, check=True, capture_output=True)
+    session = f"top-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "180", "-y", "30",
+                    "-e", "TTS_OPS_PLUGINS=manual", *base, "top", "--interval", "0.3"],
+                   check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True).stdout
+
+    def row() -> str:
+        return next((line for line in screen().splitlines() if "topsvc" in line), "")
+
+    try:
+        try:
+            wait_for(lambda: "running" in row(), timeout=20, message="topsvc running")
+        except AssertionError:
+            raise AssertionError(screen()) from None
+        subprocess.run(["tmux", "send-keys", "-t", session, "s"], check=True)
+        wait_for(lambda: "stopped" in row(), timeout=30, message="s to stop it")
+        subprocess.run(["tmux", "send-keys", "-t", session, "a"], check=True)
+        wait_for(lambda: "running" in row(), timeout=30, message="a to start it")
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        wait_for(lambda: subprocess.run(["tmux", "has-session", "-t", session],
+                                        capture_output=True).returncode != 0,
+                 timeout=10, message="q to quit")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)

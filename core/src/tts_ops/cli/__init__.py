@@ -100,10 +100,11 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
         orchestrate_cmd,
         plugins_cmd,
         service_cmd,
+        top_cmd,
     )
 
     for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd,
-                   deploy_cmd, orchestrate_cmd):
+                   deploy_cmd, orchestrate_cmd, top_cmd):
         module.add_commands(cli)
     from tts_ops.cli.completion import completion
 

@@ -1,0 +1,232 @@
+"""``tts-ops top``: a live view of every service, with keys to act on one.
+
+Each refresh (``--interval``, 1 s) asks the backends for every service's status (as
+``status``), reads each running service's ``/metrics`` (parsed by prometheus_client) for
+requests per second and the p95 synthesis time over the last interval, and shows the
+recent lifecycle events underneath. Keys: up/down (or k/j) choose a service; ``r``
+restarts it, ``s`` stops it, ``a`` starts it (each a ``tts-ops`` command of its own, its
+one-line result shown at the bottom); ``l`` follows its log until Ctrl-C; ``q`` quits.
+Drawn with rich; needs a terminal (``status --watch`` is the non-interactive cousin).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import termios
+import time
+import tty
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from tts_ops.errors import ConfigError
+
+KEYS_HELP = "up/down choose  r restart  s stop  a start  l logs  q quit"
+
+
+@dataclass
+class Sample:
+    at: float
+    requests: float
+    buckets: list[tuple[float, float]] = field(default_factory=list)  # (le, cumulative count)
+
+
+def scrape(host: str, port: int) -> Sample | None:
+    """Requests so far and the synthesis-time buckets, from the service's /metrics."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "localhost") else host
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=0.3) as resp:
+            text = resp.read().decode()
+    except (OSError, ValueError):
+        return None
+    sample = Sample(time.monotonic(), 0.0)
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == "tts_requests_total" and s.labels.get("path") in (
+                        "/synthesize", "/v1/audio/speech"):
+                    sample.requests += s.value
+                elif s.name == "tts_synthesis_seconds_bucket":
+                    sample.buckets.append((float(s.labels["le"]), s.value))
+    except (ValueError, KeyError):  # not Prometheus text: a service of another kind
+        return None
+    sample.buckets.sort()
+    return sample
+
+
+def rate_and_p95(old: Sample | None, new: Sample | None) -> tuple[float | None, float | None]:
+    if old is None or new is None or new.at <= old.at:
+        return None, None
+    rate = max(0.0, new.requests - old.requests) / (new.at - old.at)
+    before = dict(old.buckets)
+    deltas = [(le, count - before.get(le, 0.0)) for le, count in new.buckets]
+    total = deltas[-1][1] if deltas else 0.0
+    if total <= 0:
+        return rate, None
+    p95 = next((le for le, count in deltas if count >= 0.95 * total), None)
+    return rate, p95
+
+
+class Top:
+    def __init__(self, app: Any, pm: str | None, interval: float) -> None:
+        self.app, self.pm, self.interval = app, pm, interval
+        self.selected = 0
+        self.samples: dict[str, Sample | None] = {}
+        self.message = KEYS_HELP
+        self.rows: list[Any] = []
+        self.releases: dict[str, str | None] = {}
+
+    def refresh(self) -> None:
+        from tts_ops.cli.service_cmd import _statuses
+
+        configured = self.app.services((), True)
+        services = self.app.runtime(configured)
+        rows = _statuses(self.app, services, self.pm)
+        self.releases = {svc.name: svc.labels.get("tts-ops/release") for svc in services}
+        table = []
+        for row in rows:
+            new = scrape(row.host, row.port) if row.port and str(row.state) in (
+                "running", "unhealthy") else None
+            rate, p95 = rate_and_p95(self.samples.get(row.name), new)
+            self.samples[row.name] = new
+            table.append((row, rate, p95))
+        self.rows = table
+        self.selected = min(self.selected, max(0, len(table) - 1))
+
+    def events(self) -> list[str]:
+        lines = []
+        services = self.app.runtime(self.app.services((), True))
+        groups: dict[str, list] = {}
+        for svc in services:
+            groups.setdefault(self.app.choose_backend(svc, self.pm), []).append(svc)
+        for name, group in groups.items():
+            backend = self.app.backend(name)
+            if hasattr(backend, "events"):
+                with contextlib.suppress(Exception):
+                    lines += [(e.ts, f"{time.strftime('%H:%M:%S', time.localtime(e.ts))}"
+                                     f"  {e.service}  {e.kind}"
+                                     f"{f'  {e.reason}' if e.reason else ''}")
+                              for e in backend.events(group, follow=False, last=6,
+                                                      stop=lambda: True)]
+        return [text for _ts, text in sorted(lines)[-6:]]
+
+    def render(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="tts-ops top", expand=True)
+        widest = max([len(row.name) for row, _r, _p in self.rows] + [4])
+        # name and state stay whole on a narrow terminal; the other columns give way
+        table.add_column("NAME", no_wrap=True, min_width=widest)
+        table.add_column("STATE", no_wrap=True, min_width=9)
+        for col in ("READY", "PID", "UPTIME", "RESTARTS", "CPU", "RSS", "RELEASE", "HEALTH",
+                    "REQ/S", "P95"):
+            table.add_column(col)
+        for i, (row, rate, p95) in enumerate(self.rows):
+            extra = row.extra or {}
+            table.add_row(
+                row.name, str(row.state), "yes" if row.ready else "no", str(row.pid or "-"),
+                f"{row.uptime_s:.0f}s" if row.uptime_s is not None else "-",
+                str(row.restarts),
+                f"{row.cpu_percent:.1f}%" if row.cpu_percent is not None else "-",
+                f"{row.rss_bytes / 2**20:.1f}MiB" if row.rss_bytes else "-",
+                str(self.releases.get(row.name) or "-"), str(extra.get("health") or "-"),
+                f"{rate:.1f}" if rate is not None else "-",
+                f"{p95 * 1000:.0f}ms" if p95 is not None else "-",
+                style="reverse" if i == self.selected else None)
+        events = Text("\n".join(self.events()) or "no events yet")
+        return Group(table, Text("recent events:", style="bold"), events,
+                     Text(self.message, style="dim"))
+
+    def act(self, action: str) -> None:
+        if not self.rows:
+            return
+        name = self.rows[self.selected][0].name
+        owner = name
+        for svc in self.app.services((), True):  # a slot's service is what one restarts
+            if name == svc.name or name.startswith(f"{svc.name}-"):
+                owner = svc.name
+        import subprocess
+
+        done = subprocess.run([*self.base(), action, owner], capture_output=True, text=True)
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        self.message = f"{action} {owner}: " + (lines[-1] if lines else f"exit {done.returncode}")
+
+    def base(self) -> list[str]:
+        args = [sys.executable, "-m", "tts_ops"]
+        if self.app.config_path:
+            args += ["-c", str(self.app.config_path)]
+        return [*args, "--state-dir", str(self.app.state_dir)]
+
+
+def _key(fd: int, timeout: float) -> str | None:
+    readable, _w, _x = select.select([fd], [], [], timeout)
+    if not readable:
+        return None
+    data = os.read(fd, 16).decode(errors="replace")
+    return {"\x1b[A": "up", "\x1b[B": "down", "k": "up", "j": "down"}.get(data, data)
+
+
+@click.command()
+@click.option("--interval", type=click.FloatRange(0.2, 60), default=1.0, show_default=True)
+@click.option("--process-manager", "pm", default=None, help="As for status.")
+@click.pass_obj
+def top(app, interval: float, pm: str | None) -> None:
+    """A live view of every service; keys restart, stop, start, follow logs, quit."""
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        raise ConfigError("tts-ops top needs a terminal; without one use"
+                          " 'tts-ops status --watch'")
+    from rich.live import Live
+
+    view = Top(app, pm, interval)
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setcbreak(fd)
+        view.refresh()
+        with Live(view.render(), auto_refresh=False, screen=True) as live:
+            next_refresh = time.monotonic() + interval
+            while True:
+                key = _key(fd, max(0.0, next_refresh - time.monotonic()))
+                if key == "q":
+                    return
+                if key == "up":
+                    view.selected = max(0, view.selected - 1)
+                elif key == "down":
+                    view.selected = min(len(view.rows) - 1, view.selected + 1)
+                elif key in ("r", "s", "a"):
+                    view.message = "working ..."
+                    live.update(view.render(), refresh=True)
+                    view.act({"r": "restart", "s": "stop", "a": "start"}[key])
+                    view.refresh()
+                elif key == "l" and view.rows:
+                    live.stop()
+                    termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+                    import subprocess
+
+                    with contextlib.suppress(KeyboardInterrupt):
+                        subprocess.run([*view.base(), "logs", view.rows[view.selected][0].name,
+                                        "-f"])
+                    tty.setcbreak(fd)
+                    live.start()
+                if time.monotonic() >= next_refresh:
+                    view.refresh()
+                    next_refresh = time.monotonic() + interval
+                live.update(view.render(), refresh=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(top)
