@@ -294,19 +294,27 @@ def test_config_validate_and_discovery_resolve_speak_json(env, tmp_path):
     assert resolved["health"] == "passing" and resolved["weight"] == 100
 
 
-def test_status_watch_follows_a_stop_and_ends_cleanly_on_ctrl_c(tmp_path):
+def _started_dummy(tmp_path, name: str) -> tuple[list[str], dict[str, str]]:
+    """One dummy service, started by a real ``tts-ops`` process: (its argv prefix, env)."""
     import os
-    import signal
     import subprocess
 
     port = free_port()
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"services": [{
-        "name": "watched", "port": port, "command": [*DUMMY, "--port", str(port)],
+        "name": name, "port": port, "command": [*DUMMY, "--port", str(port)],
         "notify": True, "process_manager": "manual"}]}))
     base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp_path / "s")]
     env = {**os.environ, "TTS_OPS_PLUGINS": "manual"}
-    subprocess.run([*base, "start", "watched"], env=env, check=True, capture_output=True)
+    subprocess.run([*base, "start", name], env=env, check=True, capture_output=True)
+    return base, env
+
+
+def test_status_watch_follows_a_stop_and_ends_cleanly_on_ctrl_c(tmp_path):
+    import signal
+    import subprocess
+
+    base, env = _started_dummy(tmp_path, "watched")
     watch = subprocess.Popen([*base, "status", "--watch", "--interval", "0.2", "--json"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -336,14 +344,7 @@ def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI must install tmux")
         pytest.skip("tmux is not installed")
-    port = free_port()
-    cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"services": [{
-        "name": "topsvc", "port": port, "command": [*DUMMY, "--port", str(port)],
-        "notify": True, "process_manager": "manual"}]}))
-    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp_path / "s")]
-    env = {**os.environ, "TTS_OPS_PLUGINS": "manual"}
-    subprocess.run([*base, "start", "topsvc"], env=env, check=True, capture_output=True)
+    base, env = _started_dummy(tmp_path, "topsvc")
     session = f"top-{uuid.uuid4().hex[:8]}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "180", "-y", "30",
                     "-e", "TTS_OPS_PLUGINS=manual", *base, "top", "--interval", "0.3"],

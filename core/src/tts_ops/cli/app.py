@@ -235,8 +235,8 @@ class App:
 
     def choose_backend(self, service: ServiceConfig, choice: str | None) -> str:
         """The backend for ``service``: the flag, the config, the recorded one, or auto."""
-        owner = service.labels.get("tts-ops/service")
-        if owner and owner != service.name and self.config.get(owner) is not None:
+        owner = service.owner
+        if owner != service.name and self.config.get(owner) is not None:
             return self.choose_backend(self.config.get(owner), choice)  # a slot: its service's
         if choice and choice != "auto":
             self.backend_reasons[service.name] = f"--process-manager {choice}"

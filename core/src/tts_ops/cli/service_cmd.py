@@ -197,12 +197,20 @@ def _any_running(app, svc, pm) -> bool:
 
 
 def _statuses(app, services, pm) -> list[Any]:
+    """Statuses of ``services`` in their order, each backend asked once."""
+    from tts_ops.backend import BackendUnavailable
+
     by_backend: dict[str, list] = {}
     for svc in services:
         by_backend.setdefault(app.choose_backend(svc, pm), []).append(svc)
     rows = []
     for name, group in by_backend.items():
-        rows.extend(app.backend(name).status(group))
+        try:
+            rows.extend(app.backend(name).status(group))
+        except BackendUnavailable as exc:
+            raise MissingComponent(f"{name}: {exc}") from None
+    order = {svc.name: i for i, svc in enumerate(services)}
+    rows.sort(key=lambda r: order.get(r.name, len(order)))
     return rows
 
 
@@ -234,21 +242,7 @@ def status(app, names, pm, as_json, watch, interval) -> None:
 
 def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:
     services = app.runtime(app.services(names, not names))
-    by_backend: dict[str, list] = {}
-    for svc in services:
-        by_backend.setdefault(app.choose_backend(svc, pm), []).append(svc)
-    rows = []
-    for name, group in by_backend.items():
-        try:
-            rows.extend(app.backend(name).status(group))
-        except Exception as exc:
-            from tts_ops.backend import BackendUnavailable
-
-            if isinstance(exc, BackendUnavailable):
-                raise MissingComponent(f"{name}: {exc}") from None
-            raise
-    order = {svc.name: i for i, svc in enumerate(services)}
-    rows.sort(key=lambda r: order.get(r.name, len(order)))
+    rows = _statuses(app, services, pm)
     if as_json:
         click.echo(json.dumps([r.to_json() for r in rows], indent=None if compact else 2))
         return

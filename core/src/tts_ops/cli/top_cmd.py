@@ -83,14 +83,17 @@ class Top:
         self.message = KEYS_HELP
         self.rows: list[Any] = []
         self.releases: dict[str, str | None] = {}
+        self.owners: dict[str, str] = {}
 
     def refresh(self) -> None:
         from tts_ops.cli.service_cmd import _statuses
+        from tts_ops.deploy.slots import RELEASE_LABEL
 
         configured = self.app.services((), True)
         services = self.app.runtime(configured)
         rows = _statuses(self.app, services, self.pm)
-        self.releases = {svc.name: svc.labels.get("tts-ops/release") for svc in services}
+        self.releases = {svc.name: svc.labels.get(RELEASE_LABEL) for svc in services}
+        self.owners = {svc.name: svc.owner for svc in services}
         table = []
         for row in rows:
             new = scrape(row.host, row.port) if row.port and str(row.state) in (
@@ -151,10 +154,7 @@ class Top:
         if not self.rows:
             return
         name = self.rows[self.selected][0].name
-        owner = name
-        for svc in self.app.services((), True):  # a slot's service is what one restarts
-            if name == svc.name or name.startswith(f"{svc.name}-"):
-                owner = svc.name
+        owner = self.owners.get(name, name)  # a slot's service is what one restarts
         import subprocess
 
         done = subprocess.run([*self.base(), action, owner], capture_output=True, text=True)

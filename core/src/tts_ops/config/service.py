@@ -16,6 +16,8 @@ PATH_FIELDS = ("log_file", "pid_file", "working_dir", "source", "voices_dir")
 #: set by a deploy on each slot of a ``socket: inherit`` service: the address it shares
 ADDRESS_LABEL = "tts-ops/address"
 OWNER_LABEL = "tts-ops/service"
+#: fields added after releases were first snapshotted: a view of an older one has them unset
+NEWER_FIELDS = ("socket", "workers", "voices_dir", "wyoming_port")
 
 
 class HealthMethods:
@@ -72,8 +74,8 @@ class ServiceMethods:
         return self.host, self.port
 
     @property
-    def socket_owner(self) -> str:
-        """The service whose address this is (a slot's service, else itself)."""
+    def owner(self) -> str:
+        """The configured service this one runs for: a deploy slot's, else itself."""
         return self.labels.get(OWNER_LABEL) or self.name
 
     def argv(self, python: str | None = None) -> list[str]:
@@ -87,14 +89,13 @@ class ServiceMethods:
             argv.append("--enable-coqui")
         if self.coqui_model:  # type: ignore[attr-defined]
             argv += ["--coqui-model", self.coqui_model]  # type: ignore[attr-defined]
-        extra = self.__dict__  # views of snapshots older than these fields lack them
-        if extra.get("workers"):
-            argv += ["--workers", str(extra["workers"])]
-        if extra.get("voices_dir"):
-            argv += ["--voices-dir", str(extra["voices_dir"])]
-        if extra.get("wyoming_port"):
+        if self.workers:  # type: ignore[attr-defined]
+            argv += ["--workers", str(self.workers)]  # type: ignore[attr-defined]
+        if self.voices_dir:  # type: ignore[attr-defined]
+            argv += ["--voices-dir", str(self.voices_dir)]  # type: ignore[attr-defined]
+        if self.wyoming_port:  # type: ignore[attr-defined]
             host = (self.shared_address() or (self.host, self.port))[0]
-            argv += ["--wyoming-uri", f"tcp://{host}:{extra['wyoming_port']}"]
+            argv += ["--wyoming-uri", f"tcp://{host}:{self.wyoming_port}"]  # type: ignore[attr-defined]
         return argv
 
     def health_url(self) -> str | None:
@@ -136,7 +137,8 @@ class ServiceView(ServiceMethods):
     def __init__(self, data: dict[str, Any]) -> None:
         object.__setattr__(self, "_source", dict(data))
         values = dict(data)
-        values.setdefault("socket", None)  # snapshots older than the field
+        for key in NEWER_FIELDS:  # snapshots written before these fields existed
+            values.setdefault(key, None)
         for key in PATH_FIELDS:
             if values.get(key) is not None:
                 values[key] = Path(values[key])

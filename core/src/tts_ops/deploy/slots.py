@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tts_ops.config.service import ADDRESS_LABEL
+from tts_ops.config.service import OWNER_LABEL as SERVICE_LABEL
 from tts_ops.statefile import atomic_write_json, read_json
 
-SERVICE_LABEL = "tts-ops/service"
 SLOT_LABEL = "tts-ops/slot"
 RELEASE_LABEL = "tts-ops/release"
 WEIGHT_LABEL = "tts-ops/initial-weight"

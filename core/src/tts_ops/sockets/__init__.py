@@ -112,7 +112,7 @@ def hold_for(state_dir: Path, service: Any) -> Path | None:
 
         with contextlib.suppress(KeyError):
             uids = (pwd.getpwnam(service.user).pw_uid,)
-    return ensure_holder(state_dir, service.socket_owner, address[0], address[1], uids)
+    return ensure_holder(state_dir, service.owner, address[0], address[1], uids)
 
 
 def fetch(path: Path | str, timeout: float = 5.0) -> int:

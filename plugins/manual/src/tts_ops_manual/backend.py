@@ -84,7 +84,7 @@ class ManualBackend:
 
     def uninstall(self, service: Any) -> None:
         self.stop(service)
-        if service.socket_owner == service.name:  # the service itself, not a deploy slot
+        if service.owner == service.name:  # the service itself, not a deploy slot
             self.release_socket(service)
 
     def enable(self, service: Any) -> None:
@@ -94,7 +94,7 @@ class ManualBackend:
         self._nothing(service, "disable auto-start")
 
     def release_socket(self, service: Any) -> None:
-        release_holder(self.ctx.state_dir, service.socket_owner)
+        release_holder(self.ctx.state_dir, service.owner)
 
     # --- paths and state ---
 

@@ -171,7 +171,7 @@ class SupervisorBackend:
             pass
         self._call(client, "supervisor.reloadConfig")
         self._forget(service)
-        if service.socket_owner == service.name:  # the service itself, not a deploy slot
+        if service.owner == service.name:  # the service itself, not a deploy slot
             self.release_socket(service)
 
     def enable(self, service: Any) -> None:
@@ -255,7 +255,7 @@ class SupervisorBackend:
         return status
 
     def release_socket(self, service: Any) -> None:
-        release_holder(self.ctx.state_dir, service.socket_owner)
+        release_holder(self.ctx.state_dir, service.owner)
 
     def _check_command(self, service: Any) -> None:
         reason = command_problem(service)

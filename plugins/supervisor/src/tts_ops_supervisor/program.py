@@ -104,7 +104,7 @@ def render(service: Any, log_file: str, autostart: bool = False, python: str | N
     shared = service.shared_address()
     if shared is not None and state_dir is not None:
         argv = [python or sys.executable, "-m", "tts_ops.sockets.activate", state_dir,
-                service.socket_owner, shared[0], str(shared[1]), *argv]
+                service.owner, shared[0], str(shared[1]), *argv]
     name = program_name(service)
     instances = service.instances
     if instances > 1 and service.uses_reference_server:

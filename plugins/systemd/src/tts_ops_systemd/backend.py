@@ -170,7 +170,7 @@ class SystemdBackend:
         self._reload(ctl)
         ctl.run("reset-failed", *units, check=False)
         self._forget_failure(service)
-        if service.socket_owner == service.name:  # the service itself, not a deploy slot
+        if service.owner == service.name:  # the service itself, not a deploy slot
             self.release_socket(service)
 
     def enable(self, service: Any) -> None:
@@ -246,7 +246,7 @@ class SystemdBackend:
             return
         import shutil
 
-        owner = service.socket_owner
+        owner = service.owner
         sleep = shutil.which("sleep") or "/bin/sleep"
         changed = False
         for name, text in ((socket_unit(owner), render_socket(owner, *shared)),
@@ -270,7 +270,7 @@ class SystemdBackend:
 
     def release_socket(self, service: Any) -> None:
         ctl = self._ctl(service)
-        owner = service.socket_owner
+        owner = service.owner
         units = [holder_unit(owner), socket_unit(owner)]
         if not any((ctl.unit_dir() / u).exists() for u in units):
             return

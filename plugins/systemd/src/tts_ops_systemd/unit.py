@@ -125,12 +125,12 @@ def render(plan: UnitPlan, python: str | None = None) -> str:
     # start limits belong in [Unit]: in [Service] systemd only warns and ignores them
     shared = svc.shared_address()
     if shared is not None:
-        lines += [f"Requires={socket_unit(svc.socket_owner)}",
-                  f"After={socket_unit(svc.socket_owner)}"]
+        lines += [f"Requires={socket_unit(svc.owner)}",
+                  f"After={socket_unit(svc.owner)}"]
     lines += [f"StartLimitIntervalSec={_secs(svc.restart_window, 'restart_window')}",
               f"StartLimitBurst={max(1, svc.max_restarts)}", "", "[Service]"]
     if shared is not None:
-        lines.append(f"Sockets={socket_unit(svc.socket_owner)}")
+        lines.append(f"Sockets={socket_unit(svc.owner)}")
     if svc.speaks_notify:
         lines += ["Type=notify", "NotifyAccess=main"]
     else:
