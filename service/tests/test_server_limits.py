@@ -125,7 +125,7 @@ def test_slow_headers_are_dropped_within_their_timeout(start_server):
 def test_a_slow_header_flood_never_starves_health_checks(start_server):
     # a descriptor limit of 256 and 600 sockets that never finish their headers: the
     # oldest are closed to make room, /health keeps answering and nothing floods the log
-    server = start_server("--max-connections", "1000", "--header-timeout", "30",
+    server = start_server("--max-connections", "1000", "--header-timeout", "30", "--workers", "1",
                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
                                                                 (256, 256)))
     flood = []
@@ -147,7 +147,8 @@ def test_a_slow_header_flood_never_starves_health_checks(start_server):
 
 
 def test_past_the_limit_with_every_connection_busy_new_ones_get_503(start_server):
-    server = start_server("--max-connections", "10")
+    # the cap is each worker's (each process holds its own connections): one worker here
+    server = start_server("--max-connections", "10", "--workers", "1")
     busy = []
     try:
         for _ in range(10):  # headers complete, body pending: a request in progress

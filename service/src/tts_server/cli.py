@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--body-timeout", type=float, default=30.0,
                    help="Seconds a client has to send a request's body.")
     p.add_argument("--max-connections", type=int, default=1000,
-                   help="Open connections beyond which idle ones are closed, else 503.")
+                   help="Open connections per worker beyond which idle ones are closed, else 503.")
     p.add_argument("--max-requests-per-connection", type=int, default=100,
                    help="Requests on one keep-alive connection before it is closed (the"
                         " client reconnects: generations sharing a socket share clients).")
