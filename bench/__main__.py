@@ -19,13 +19,14 @@ from bench.cases_server import server
 from bench.cases_speech import speech
 from bench.cases_supervisor import supervisor
 from bench.cases_systemd import systemd
+from bench.cases_views import views
 from bench.cases_zero_downtime import zero_downtime
 from bench.common import Result
 
 CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord,
          "systemd": systemd, "supervisor": supervisor, "discovery": discovery,
          "deploy": deploy, "logs": logs, "orchestrate": orchestrate,
-         "zero_downtime": zero_downtime, "speech": speech}
+         "zero_downtime": zero_downtime, "speech": speech, "views": views}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 NOTES = """
 ## Notes
@@ -57,6 +58,13 @@ NOTES = """
   latency to 1.03x of piper's server and throughput to 1.13x (measured once, not in the table).
 - supervisor status: the 1.2 goal is met with a 25-line unix-socket XML-RPC transport;
   importing supervisor's own (`supervisor.xmlrpc`) costs about 55 ms.
+- views: `tts-ops top` runs in a real terminal (tmux) and refreshes every second; its CPU is
+  measured over 10 s with 20 reference servers (1 worker each) running and nothing
+  happening. It lays out its rows itself (a rich Table of 20 rows cost 25 ms of CPU per
+  refresh, more than the 2% budget), keeps one connection open to each service's
+  `/metrics`, asks only for the two families it shows (`?name[]=`), and parses nothing when
+  only its own scrape changed. The anchor is supervisord idle with 20 programs (it has no
+  live terminal view); its `getAllProcessInfo` is what its web page shows.
 - The bench byte-compiles the sources first: this environment sets
   PYTHONDONTWRITEBYTECODE, which would otherwise make every measured start compile edited
   modules again.

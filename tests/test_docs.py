@@ -52,3 +52,13 @@ def test_the_public_api_is_documented_and_every_name_resolves():
     for module in plugin.PUBLIC_MODULES:
         assert f"`{module}`" in section
         __import__(module)
+
+
+def test_the_command_reference_is_current():
+    """docs/cli.md is what ``python -m tts_ops.cli.reference`` prints for these commands;
+    regenerate it after changing a command."""
+    from tts_ops.cli import create_cli
+    from tts_ops.cli.reference import render
+
+    assert (ROOT / "docs" / "cli.md").read_text() == render(create_cli()), (
+        "docs/cli.md is stale: python -m tts_ops.cli.reference > docs/cli.md")

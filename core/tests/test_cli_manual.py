@@ -373,3 +373,79 @@ def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
+
+
+def test_deploy_on_a_terminal_shows_live_progress_and_plain_lines_elsewhere(tmp_path):
+    """Under tmux (a real terminal) the phase under way and the weights are drawn live and
+    cleared; the finished phases stay as the same lines a pipe gets, with no escape codes."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import uuid
+
+    from tts_ops.testing import wait_for
+
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install tmux")
+        pytest.skip("tmux is not installed")
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": "livedep", "port": port, "command": [*DUMMY, "--port", "{port}"],
+        "notify": True, "process_manager": "manual"}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp_path / "s")]
+    env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies"}
+    recorded = tmp_path / "terminal.out"
+    session = f"dep-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
+                    "-e", "TTS_OPS_PLUGINS=manual,strategies"], check=True)
+    try:
+        subprocess.run(["tmux", "pipe-pane", "-t", session, "-o", f"cat >> {recorded}"],
+                       check=True)
+        command = " ".join([*base, "deploy", "livedep", "--strategy", "blue_green"])
+        subprocess.run(["tmux", "send-keys", "-t", session, f"{command}; echo EXIT=$?",
+                        "Enter"], check=True)
+        wait_for(lambda: re.search(r"EXIT=\d", recorded.read_text(errors="replace")),
+                 timeout=60, message="the deploy to finish")
+        raw = recorded.read_text(errors="replace")
+        plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
+        assert "EXIT=0" in plain and "livedep: deployed in" in plain, plain[-3000:]
+        # the live area: a spinner frame with the phase and its running time, the weights
+        assert re.search(r"[\u2800-\u28ff]\s+livedep: start_new\s+\d+\.\ds", plain), plain
+        assert re.search(r"^\s*weights\s+livedep@blue=100\s*$", plain, re.M), plain
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                capture_output=True, text=True).stdout
+        assert "ok   livedep: start_new" in screen
+        assert not re.search(r"[\u2800-\u28ff]", screen)  # cleared when it ended
+        piped = subprocess.run([*base, "deploy", "livedep", "--strategy", "blue_green"],
+                               env=env, capture_output=True, text=True)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
+    assert piped.returncode == 0, piped.stderr
+    assert "ok   livedep: start_new" in piped.stdout and "\x1b" not in piped.stdout
+
+
+def test_live_progress_shows_the_canary_samples_and_error_rate():
+    import io
+
+    from rich.console import Console
+
+    from tts_ops.cli.progress import LiveReporter
+
+    out = io.StringIO()
+    reporter = LiveReporter(Console(file=out, force_terminal=True, width=120))
+    with reporter:
+        reporter.event("start", id="d-1", operation="deploy", service="svc", strategy="canary",
+                       environment="production", old="blue", new="green", release=None)
+        reporter.event("phase_start", service="svc", phase="step_10")
+        reporter.event("weights", service="svc", weights={"svc@green": 10, "svc@blue": 90})
+        reporter.event("samples", service="svc", step=10, samples=40, need=50, errors=2)
+        console = Console(file=io.StringIO(), width=120)
+        console.print(reporter.render())
+        drawn = console.file.getvalue()
+    assert "svc: step_10" in drawn
+    assert "svc@green=10, svc@blue=90" in drawn
+    assert "canary at 10%" in drawn and "samples 40/50, errors 2, error rate 0.0500" in drawn

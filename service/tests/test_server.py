@@ -115,6 +115,12 @@ def test_metrics_count_requests_latency_errors(start_server):
     assert "tts_synthesis_seconds_count 1.0" in text
     assert "tts_in_flight_requests 0.0" in text
     assert "tts_errors_total" in text
+    # ?name[]= asks for some samples only, as prometheus_client's own servers take it
+    some = httpx.get(f"{server.url}/metrics", params=[("name[]", "tts_requests_total"), (
+        "name[]", "tts_synthesis_seconds_bucket")]).text
+    assert 'tts_requests_total{path="/synthesize",status="200"} 1.0' in some
+    assert 'tts_synthesis_seconds_bucket{le="+Inf"} 1.0' in some
+    assert "tts_in_flight_requests" not in some and "tts_synthesis_seconds_count" not in some
 
 
 def test_request_log_lines_carry_stats_fields(start_server):

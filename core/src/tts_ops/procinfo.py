@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 
@@ -31,6 +32,7 @@ _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+@functools.cache  # the boot time does not change while we run
 def _boot_time() -> float:
     with open("/proc/stat", "rb") as fh:
         for line in fh:

@@ -130,8 +130,10 @@ def create_app(state: ServerState, limits: Limits | None = None,
         return JSONResponse({"engine": state.engine.name,
                              "voices": [v.__dict__ for v in state.engine.voices()]})
 
-    async def metrics(_request: Request) -> Response:
-        return Response(render_metrics(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        names = request.query_params.getlist("name[]")  # as prometheus_client's own servers
+        return Response(render_metrics(state.metrics.registry, names),
+                        media_type=CONTENT_TYPE_LATEST)
 
     async def synthesize(request: Request) -> Response:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -20,17 +20,17 @@ def multiprocess() -> bool:
     return bool(os.environ.get(ENV))
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The text a scrape gets: this process's registry, or every worker's summed."""
+def render(registry: CollectorRegistry, names: list[str] | None = None) -> bytes:
+    """The text a scrape gets: this process's registry, or every worker's summed; with
+    ``names`` (``?name[]=`` as prometheus_client's servers take it), only those samples."""
     from prometheus_client import generate_latest
 
-    if not multiprocess():
-        return generate_latest(registry)
-    from prometheus_client.multiprocess import MultiProcessCollector
+    if multiprocess():
+        from prometheus_client.multiprocess import MultiProcessCollector
 
-    merged = CollectorRegistry()
-    MultiProcessCollector(merged)
-    return generate_latest(merged)
+        registry = CollectorRegistry(auto_describe=True)  # names known, for name[]
+        MultiProcessCollector(registry)
+    return generate_latest(registry.restricted_registry(names) if names else registry)
 
 
 def worker_died(pid: int) -> None:

@@ -101,10 +101,11 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
         plugins_cmd,
         service_cmd,
         top_cmd,
+        web_cmd,
     )
 
     for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd,
-                   deploy_cmd, orchestrate_cmd, top_cmd):
+                   deploy_cmd, orchestrate_cmd, top_cmd, web_cmd):
         module.add_commands(cli)
     from tts_ops.cli.completion import completion
 

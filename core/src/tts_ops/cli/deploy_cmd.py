@@ -42,20 +42,23 @@ def deploy(app, names, strategy, environment, pm, dry_run, skip_tests, as_json) 
         _history(app, as_json)
         return
     app.require_valid()
-    from tts_ops.deploy.engine import DeployEngine, Reporter
+    from tts_ops.cli.progress import reporter_for
+    from tts_ops.deploy.engine import DeployEngine
 
-    engine = DeployEngine(app, Reporter(as_json, click.echo))
+    reporter = reporter_for(as_json, click.echo)
+    engine = DeployEngine(app, reporter)
     env = engine.environment(environment)
     if strategy is not None:
         app.host.lookup("strategy", strategy)
     failed = []
     if not dry_run:
         app.record_intent(app.services(names, not names), "running")
-    for svc in app.services(names, not names):
-        record = engine.deploy(svc, strategy=strategy, environment=env, pm=pm,
-                               dry_run=dry_run, skip_tests=skip_tests)
-        if record["result"] == "checks_failed":
-            failed.append(svc.name)
+    with reporter:
+        for svc in app.services(names, not names):
+            record = engine.deploy(svc, strategy=strategy, environment=env, pm=pm,
+                                   dry_run=dry_run, skip_tests=skip_tests)
+            if record["result"] == "checks_failed":
+                failed.append(svc.name)
     if failed:
         raise OperationFailed(f"pre-deployment checks failed for {', '.join(failed)}")
 
@@ -117,7 +120,8 @@ def releases(app, name, as_json) -> None:
 @click.pass_obj
 def rollback(app, name, to_id, strategy, pm, as_json) -> None:
     """Deploy an earlier release again, without downtime; recorded as a rollback."""
-    from tts_ops.deploy.engine import DeployEngine, Reporter
+    from tts_ops.cli.progress import reporter_for
+    from tts_ops.deploy.engine import DeployEngine
     from tts_ops.deploy.releases import ReleaseStore
 
     app.require_valid()
@@ -135,6 +139,7 @@ def rollback(app, name, to_id, strategy, pm, as_json) -> None:
             raise OperationFailed(f"{svc.name}: no earlier good release to roll back to")
     if strategy is not None:
         app.host.lookup("strategy", strategy)
-    engine = DeployEngine(app, Reporter(as_json, click.echo))
-    engine.deploy(svc, strategy=strategy, environment=target.environment, pm=pm,
-                  release=target, kind="rollback")
+    reporter = reporter_for(as_json, click.echo)
+    with reporter:
+        DeployEngine(app, reporter).deploy(svc, strategy=strategy, pm=pm, release=target,
+                                           environment=target.environment, kind="rollback")

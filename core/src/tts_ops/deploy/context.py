@@ -44,6 +44,9 @@ class DeployContext:
     started: list[Any] = field(default_factory=list)   # new services started so far
     stopped: list[Any] = field(default_factory=list)   # old services stopped so far
     downtime_s: float | None = None
+    #: structured progress for displays: progress("weights", weights={...}) or
+    #: progress("samples", step=10, samples=40, need=50, errors=0)
+    progress: Callable[..., None] = field(default=lambda kind, **data: None)
 
     # --- processes ---
 
@@ -77,6 +80,7 @@ class DeployContext:
             self.registry.set_weight(rid, weight)
             by_id[rid] = weight
         self.emit("tts_ops_traffic_switched", service=self.service, weights=by_id)
+        self.progress("weights", weights=by_id)
         self.log("weights: " + ", ".join(f"{k}={v}" for k, v in by_id.items()))
 
     def pause(self, seconds: float) -> None:

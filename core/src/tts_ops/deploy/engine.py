@@ -28,12 +28,23 @@ ENVIRONMENTS = ("development", "staging", "production")
 
 
 class Reporter:
-    """Phases as they happen: plain lines, or JSON lines with --json."""
+    """Phases as they happen: plain lines, or JSON lines with --json.
+
+    Events: start, platform, phase_start, phase, log, plan, weights, samples, result. Plain
+    lines show start, platform, phase, log, plan and result (weights and samples are in the
+    strategies' log lines too); JSON lines show every event.
+    """
 
     def __init__(self, as_json: bool, echo: Callable[[str], None]) -> None:
         self.as_json = as_json
         self._echo = echo
         self.closed = False
+
+    def __enter__(self) -> Reporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """A live display (`tts_ops.cli.progress`) ends here; plain lines need nothing."""
 
     def echo(self, line: str) -> None:
         """Print a line; the first write to a closed output interrupts the deploy (as
@@ -152,6 +163,7 @@ class DeployEngine:
                            "environment": environment}
 
             def step(phase: str, fn: Callable[..., Any], *args: Any) -> Any:
+                self.out.event("phase_start", service=svc.name, phase=phase)
                 began = time.monotonic()
                 ok = False
                 try:
@@ -209,6 +221,7 @@ class DeployEngine:
                 service=svc, old=old, new=new, backend=backend, registry=self.app.registry(),
                 settings=settings, release_id=release_id or "", step=step,
                 log=lambda m: self.out.event("log", service=svc.name, message=m),
+                progress=lambda kind, **data: self.out.event(kind, service=svc.name, **data),
                 emit=self.app.host.emit, verify_hooks=self._verify_hooks(skip_tests),
                 deadline=time.monotonic() + settings.progress_deadline_seconds)
             previous = store.current()

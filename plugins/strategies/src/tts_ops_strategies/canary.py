@@ -49,6 +49,8 @@ class Canary:
             after = [ctx.counters(n) for n in ctx.new]
             total = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
             errors = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+            ctx.progress("samples", step=percent, samples=total, need=s.min_samples,
+                         errors=errors)
             if total >= s.min_samples:
                 break
             if time.monotonic() > ctx.deadline:

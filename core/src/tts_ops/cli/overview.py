@@ -1,0 +1,69 @@
+"""What the live views (``top``, ``web``) show: every service's status with its release and
+owner, the recent lifecycle events, the deploy history and a log tail."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ServiceRow:
+    status: Any          # tts_ops.backend.ServiceStatus
+    release: str | None  # the release the process runs, when a deploy started it
+    owner: str           # the configured service (a slot's is the service it serves)
+
+    def to_json(self) -> dict[str, Any]:
+        extra = self.status.extra or {}
+        return {**self.status.to_json(), "release": self.release, "service": self.owner,
+                "health": extra.get("health")}
+
+
+def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
+    """Every configured service as it runs (slots included), each backend asked once."""
+    from tts_ops.cli.service_cmd import _statuses
+    from tts_ops.deploy.slots import RELEASE_LABEL
+
+    services = app.runtime(app.services((), True))
+    by_name = {svc.name: svc for svc in services}
+    rows = []
+    for status in _statuses(app, services, pm):
+        svc = by_name.get(status.name)
+        rows.append(ServiceRow(status, svc.labels.get(RELEASE_LABEL) if svc else None,
+                               svc.owner if svc else status.name))
+    return rows
+
+
+def recent_events(app: Any, pm: str | None, last: int) -> list[Any]:
+    """The newest ``last`` lifecycle events of every service, oldest first (backends that
+    keep no history add none)."""
+    services = app.runtime(app.services((), True))
+    groups: dict[str, list] = {}
+    for svc in services:
+        groups.setdefault(app.choose_backend(svc, pm), []).append(svc)
+    found = []
+    for name, group in groups.items():
+        backend = app.backend(name)
+        if hasattr(backend, "events"):
+            with contextlib.suppress(Exception):  # a view keeps going without the events
+                found += list(backend.events(group, follow=False, last=last,
+                                             stop=lambda: True))
+    return sorted(found, key=lambda e: e.ts)[-last:]
+
+
+def recent_deploys(app: Any, last: int) -> list[dict[str, Any]]:
+    """The newest ``last`` deploy history records, newest first."""
+    from tts_ops.deploy import history
+
+    return list(reversed(history.read(app.state_dir)))[:last]
+
+
+def log_tail(app: Any, name: str, lines: int, pm: str | None) -> list[str] | None:
+    """The last ``lines`` lines of a running process's log (a slot's name works too);
+    None when no such process is configured or running."""
+    for svc in app.runtime(app.services((), True)):
+        if svc.name == name:
+            backend = app.backend(app.choose_backend(svc, pm))
+            return list(backend.logs(svc, lines, False))
+    return None

@@ -1,0 +1,77 @@
+"""``tts-ops web``: the status page and ``/api/status`` (`tts_ops.web`), on loopback unless
+told otherwise, read-only unless started with a token."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import click
+
+from tts_ops.errors import ConfigError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r}: {exc.strerror}; give an address such as"
+                          " 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror});"
+                          " choose another with --port") from None
+    sock.listen(128)
+    return sock
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback lets other hosts read status"
+                   " and logs.")
+@click.option("--port", type=click.IntRange(0, 65535), default=9100, show_default=True)
+@click.option("--token", envvar="TTS_OPS_WEB_TOKEN", default=None, metavar="TOKEN",
+              help="Allow restart, stop and start to clients that send it (Authorization:"
+                   " Bearer). Prefer $TTS_OPS_WEB_TOKEN: other users can read argv.")
+@click.option("--refresh", "refresh_s", type=click.FloatRange(0.25, 3600), default=2.0,
+              show_default=True, help="Seconds between the page's updates.")
+@click.option("--process-manager", "pm", default=None, help="As for status.")
+@click.pass_obj
+def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str | None) -> None:
+    """A status page that refreshes itself, with /api/status JSON; actions need a token."""
+    import uvicorn
+
+    from tts_ops.web.server import LOOPBACK_NAMES, Views, build
+
+    app.config  # a bad config is one line now, not a 500 on every request  # noqa: B018
+    sock = _bind(host, port)
+    loopback = _is_loopback(host)
+    views = Views(app, pm, token, refresh_s)
+    asgi = build(views, LOOPBACK_NAMES if loopback else None)
+    where = f"[{host}]" if ":" in host else host
+    mode = "actions need the token" if views.token else "read-only (no --token)"
+    click.echo(f"tts-ops web: http://{where}:{sock.getsockname()[1]}/ ({mode})")
+    if not loopback:
+        click.echo(f"tts-ops: warning: listening on {host}: anyone who can reach it reads"
+                   " status and logs", err=True)
+    server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", access_log=False,
+                                           lifespan="off"))
+    server.run(sockets=[sock])
+
+
+def add_commands(cli: click.Group) -> None:
+    cli.add_command(web)

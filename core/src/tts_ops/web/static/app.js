@@ -1,0 +1,168 @@
+// The tts-ops status page: polls /api/status and /api/logs, fills the page with
+// textContent only (service names and log lines are never parsed as markup).
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+let refreshMs = 2000;
+let actions = false;
+
+function cell(row, text, className) {
+  const td = document.createElement("td");
+  td.textContent = text === null || text === undefined ? "-" : String(text);
+  if (className) td.className = className;
+  row.appendChild(td);
+  return td;
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "-";
+  const s = Math.floor(seconds);
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m" + String(s % 60).padStart(2, "0") + "s";
+  return Math.floor(s / 3600) + "h" + String(Math.floor(s % 3600 / 60)).padStart(2, "0") + "m";
+}
+
+function bytes(n) {
+  if (!n) return "-";
+  return (n / 1048576).toFixed(1) + "MiB";
+}
+
+function clock(ts) {
+  return new Date(ts * 1000).toLocaleTimeString();
+}
+
+function say(text, isError) {
+  const p = $("#message");
+  p.textContent = text;
+  p.className = isError ? "error" : "";
+}
+
+async function act(action, service) {
+  const token = $("#token").value;
+  sessionStorage.setItem("tts-ops-token", token);
+  say(action + " " + service + " ...", false);
+  try {
+    const resp = await fetch("/api/services/" + encodeURIComponent(service) + "/" + action, {
+      method: "POST", headers: {"Authorization": "Bearer " + token}});
+    const body = await resp.json();
+    say(action + " " + service + ": " + (body.message || body.error), !resp.ok);
+  } catch (err) {
+    say(action + " " + service + ": " + err, true);
+  }
+  refresh();
+}
+
+function renderServices(services) {
+  const body = $("#services tbody");
+  body.replaceChildren();
+  for (const s of services) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = s.name;
+    tr.dataset.state = s.state;
+    cell(tr, s.name, "name");
+    cell(tr, s.service);
+    cell(tr, s.state, "state state-" + s.state);
+    cell(tr, s.ready ? "yes" : "no");
+    cell(tr, s.pid);
+    cell(tr, duration(s.uptime_s));
+    cell(tr, s.restarts);
+    cell(tr, s.cpu_percent === null ? null : s.cpu_percent.toFixed(1) + "%");
+    cell(tr, bytes(s.rss_bytes));
+    cell(tr, s.release);
+    cell(tr, s.health);
+    cell(tr, s.port ? s.host + ":" + s.port : null);
+    const td = cell(tr, "", "actions");
+    if (actions) {
+      for (const action of ["restart", "stop", "start"]) {
+        const button = document.createElement("button");
+        button.textContent = action;
+        button.dataset.action = action;
+        button.addEventListener("click", () => act(action, s.service));
+        td.appendChild(button);
+      }
+    }
+    body.appendChild(tr);
+  }
+  const select = $("#log-name");
+  const chosen = select.value;
+  const names = services.map((s) => s.name);
+  if (names.join("\n") !== Array.from(select.options).map((o) => o.value).join("\n")) {
+    select.replaceChildren(...names.map((n) => {
+      const option = document.createElement("option");
+      option.value = option.textContent = n;
+      return option;
+    }));
+    if (names.includes(chosen)) select.value = chosen;
+  }
+}
+
+function renderEvents(events) {
+  const list = $("#events");
+  list.replaceChildren(...events.slice().reverse().map((e) => {
+    const li = document.createElement("li");
+    li.textContent = clock(e.ts) + "  " + e.service + "  " + e.kind +
+      (e.reason ? "  " + e.reason : "");
+    return li;
+  }));
+}
+
+function renderDeploys(deploys) {
+  const body = $("#deploys tbody");
+  body.replaceChildren();
+  for (const d of deploys) {
+    const tr = document.createElement("tr");
+    for (const value of [d.id, d.service, d.kind || "deploy", d.strategy, d.result,
+                         d.duration_s === undefined ? null : d.duration_s.toFixed(2) + "s"]) {
+      cell(tr, value);
+    }
+    body.appendChild(tr);
+  }
+}
+
+async function refreshLog() {
+  const name = $("#log-name").value;
+  if (!name) return;
+  try {
+    const resp = await fetch("/api/logs/" + encodeURIComponent(name) + "?lines=40",
+                             {cache: "no-store"});
+    const body = await resp.json();
+    $("#log").textContent = resp.ok ? body.lines.join("\n") : body.error;
+  } catch (err) {
+    $("#log").textContent = String(err);
+  }
+}
+
+async function refresh() {
+  try {
+    const resp = await fetch("/api/status", {cache: "no-store"});
+    const data = await resp.json();
+    if (!resp.ok) throw new Error(data.error || resp.status);
+    refreshMs = Math.max(250, data.refresh_s * 1000);
+    actions = data.actions;
+    $("#token-form").hidden = !actions;
+    document.body.dataset.actions = actions ? "yes" : "no";
+    renderServices(data.services);
+    renderEvents(data.events);
+    renderDeploys(data.deploys);
+    const updated = $("#updated");
+    updated.textContent = "updated " + clock(data.generated_at);
+    updated.className = "";
+    await refreshLog();
+  } catch (err) {
+    const updated = $("#updated");
+    updated.textContent = "cannot reach tts-ops web: " + err.message;
+    updated.className = "stale";
+  }
+}
+
+async function loop() {
+  await refresh();
+  setTimeout(loop, refreshMs);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#token").value = sessionStorage.getItem("tts-ops-token") || "";
+  $("#token-form").addEventListener("submit", (e) => e.preventDefault());
+  $("#log-name").addEventListener("change", refreshLog);
+  loop();
+});

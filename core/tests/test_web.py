@@ -1,0 +1,195 @@
+"""``tts-ops web`` end to end: real services under the manual backend, a real server process,
+and the page in a real headless Chromium (selenium + Debian's chromium-driver)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tts_ops.testing import DUMMY, free_port, wait_for
+
+HOSTILE_LINE = '<img id="pwned" src="x"> & </pre><script>window.pwned=1</script>'
+
+
+@pytest.fixture
+def site(tmp_path):
+    """Two dummy services started by a real ``tts-ops``; ``serve(*args)`` starts ``tts-ops
+    web`` with them and returns its base URL."""
+    ports = [free_port(), free_port()]
+    services = [{"name": f"web{i}", "port": p, "notify": True, "process_manager": "manual",
+                 "restart_delay": 0,
+                 "command": [*DUMMY, "--port", str(p), "--print", HOSTILE_LINE]}
+                for i, p in enumerate(ports)]
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": services}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp_path / "s")]
+    env = {**os.environ, "TTS_OPS_PLUGINS": "manual"}
+    env.pop("TTS_OPS_WEB_TOKEN", None)
+    subprocess.run([*base, "start", "--all"], env=env, check=True, capture_output=True)
+    servers: list[subprocess.Popen] = []
+
+    def serve(*args: str, extra_env: dict[str, str] | None = None) -> str:
+        proc = subprocess.Popen([*base, "web", "--port", "0", *args], env={**env, **(extra_env
+                                or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        servers.append(proc)
+        first = proc.stdout.readline()
+        assert first.startswith("tts-ops web: http://"), first + proc.stderr.read()
+        return first.split()[2].rstrip("/")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*base, *args], env=env, capture_output=True, text=True)
+
+    try:
+        yield serve, cli
+    finally:
+        for proc in servers:
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=20)
+            assert "Traceback" not in err, err
+        cli("stop", "--all", "--force")
+
+
+def _request(url: str, method: str = "GET", token: str | None = None,
+             host: str | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(url, method=method)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    if host is not None:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, {"text": body.decode()}
+
+
+def _states(cli) -> dict[str, str]:
+    return {row["name"]: row["state"] for row in json.loads(cli("status", "--json").stdout)}
+
+
+def test_api_status_lists_every_service_with_state_release_and_health(site):
+    serve, _cli = site
+    url = serve()
+    code, data = _request(f"{url}/api/status")
+    assert code == 200
+    assert {s["name"]: s["state"] for s in data["services"]} == {"web0": "running",
+                                                                "web1": "running"}
+    row = data["services"][0]
+    assert {"service", "release", "health", "pid", "cpu_percent", "rss_bytes"} <= set(row)
+    assert row["health"] == "passing" and data["actions"] is False
+    assert {e["service"] for e in data["events"]} == {"web0", "web1"}
+    code, logs = _request(f"{url}/api/logs/web1?lines=5")
+    assert code == 200 and HOSTILE_LINE in logs["lines"]
+    assert _request(f"{url}/api/logs/nosuch")[0] == 404
+    assert _request(f"{url}/api/logs/web1?lines=0")[0] == 400
+    assert _request(f"{url}/nowhere") == (404, {"error": "Not Found"})
+
+
+def test_the_token_guards_every_action(site):
+    serve, cli = site
+    read_only = serve()
+    for action in ("restart", "stop", "start"):
+        code, body = _request(f"{read_only}/api/services/web0/{action}", "POST", token="x")
+        assert code == 403 and "--token" in body["error"]
+    url = serve(extra_env={"TTS_OPS_WEB_TOKEN": "right-token"})
+    for action in ("restart", "stop", "start"):
+        for token in (None, "", "wrong-token", "right-token-and-more", "right-toke"):
+            code, _body = _request(f"{url}/api/services/web0/{action}", "POST", token=token)
+            assert code == 401, (action, token)
+    # hostile names never reach a command line; unknown actions are refused
+    for name in ("--all", "web0%20--all", "nosuch"):
+        assert _request(f"{url}/api/services/{name}/stop", "POST", token="right-token")[0] == 404
+    assert _request(f"{url}/api/services/web0/kill", "POST", token="right-token")[0] == 404
+    assert _request(f"{url}/api/services/web0/stop", "GET", token="right-token")[0] == 405
+    assert _states(cli) == {"web0": "running", "web1": "running"}  # nothing was acted on
+    code, body = _request(f"{url}/api/services/web0/stop", "POST", token="right-token")
+    assert code == 200 and body["ok"] and "stopped" in body["message"]
+    assert _states(cli) == {"web0": "stopped", "web1": "running"}
+
+
+def test_on_loopback_other_host_names_are_refused(site):
+    """A page on another site cannot reach it by DNS rebinding (the Host header is checked)."""
+    serve, _cli = site
+    url = serve()
+    assert _request(f"{url}/api/status", host="attacker.example")[0] == 400
+    assert _request(f"{url}/api/status", host="localhost")[0] == 200
+
+
+def test_a_taken_port_or_bad_host_is_one_line(site):
+    serve, cli = site
+    url = serve()
+    port = url.rsplit(":", 1)[1]
+    done = cli("web", "--port", port)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"--port {port}" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = cli("web", "--host", "no such host", "--port", "0")
+    assert done.returncode == 2 and "--host" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def browser():
+    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install chromium and chromium-driver")
+        pytest.skip("chromium or chromedriver is not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+ROWS = ("return Array.from(document.querySelectorAll('#services tbody tr'))"
+        ".map(r => [r.dataset.name, r.dataset.state])")
+
+
+def test_chromium_renders_every_service_and_follows_a_stop_and_a_start(site, browser):
+    serve, cli = site
+    url = serve("--refresh", "0.3", extra_env={"TTS_OPS_WEB_TOKEN": "tok"})
+    browser.get(url + "/")
+
+    def rows() -> dict[str, str]:
+        return dict(browser.execute_script(ROWS))
+
+    wait_for(lambda: rows() == {"web0": "running", "web1": "running"}, timeout=20,
+             message="both services listed as running")
+    browser.execute_script("window.sameDocument = true")
+    # the operator stops one from a terminal: the page follows without a reload
+    assert cli("stop", "web0").returncode == 0
+    wait_for(lambda: rows().get("web0") == "stopped", timeout=20, message="the page shows the stop")
+    assert rows()["web1"] == "running" and browser.execute_script("return window.sameDocument")
+    # and starts it again from the page, with the token
+    browser.execute_script("document.querySelector('#token').value = 'tok';"
+                           "document.querySelector('tr[data-name=\"web0\"]"
+                           " button[data-action=\"start\"]').click()")
+    wait_for(lambda: rows().get("web0") == "running", timeout=30,
+             message="the page's start button started it")
+    assert _states(cli)["web0"] == "running"
+    message = browser.execute_script("return document.querySelector('#message').textContent")
+    assert message.startswith("start web0: web0: running")
+    # a log line is text, never markup
+    wait_for(lambda: HOSTILE_LINE in browser.execute_script(
+        "return document.querySelector('#log').textContent"), timeout=20,
+        message="the log tail shows the line")
+    assert browser.execute_script("return document.getElementById('pwned') === null"
+                                  " && window.pwned === undefined")
