@@ -100,14 +100,18 @@ def _iso_bound(text: str | None, what: str) -> str | None:
 @click.pass_obj
 def stats(app, names, since, until, as_json) -> None:
     """Lines, bytes, levels, errors per minute, requests, synthesis latency, top errors."""
-    from tts_ops.logs.stats import ServiceStats, consume
+    from tts_ops.logs.sinks import FileSink
+    from tts_ops.logs.stats import ServiceStats, consume, consume_files
 
     lo, hi = _iso_bound(since, "--since"), _iso_bound(until, "--until")
     skips = _Skips()
     rows: dict[str, ServiceStats] = {}
     for name, sink in _sinks(app, names):
         st = rows.setdefault(name, ServiceStats(name))
-        consume(st, sink.lines(skips), lo, hi)
+        if isinstance(sink, FileSink):  # files it can share out between cores
+            consume_files(st, sink.files(), lo, hi, skips)
+        else:
+            consume(st, sink.lines(skips), lo, hi)
     data = [r.to_json() for r in rows.values()]
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -155,7 +159,7 @@ def export(app, file, names, start_time, end_time, level, fmt) -> None:
         nonlocal malformed
         for name, sink in sinks:
             for raw in sink.lines(skips):
-                rec = parse(raw.decode("utf-8", "replace").rstrip("\n"), name, full=True)
+                rec = parse(raw.decode("utf-8", "replace").rstrip("\n"), name)
                 if rec.malformed:
                     malformed += 1
                     continue

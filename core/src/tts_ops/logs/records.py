@@ -1,10 +1,7 @@
-"""Log records: parsed from the reference server's JSON lines or from plain text lines.
-
-The JSON fast path slices the few fields stats need (``ts``, ``level``, ``synth_ms``,
-``event``, ``msg``) out of the line without a full ``json.loads``: it is what keeps
-``logs stats`` above 100 MB/s on one core. Anything it cannot read falls back to
-``json.loads``; plain text lines get their timestamp and level detected in the common
-formats; what is left is kept as ``raw``, never dropped.
+"""Log records: the one parser of the log tools, for JSON lines (``json.loads``) and plain
+text lines (timestamp and level detected in the common formats; what is left is kept as
+``raw``, never dropped). The only shortcut, the stats fast path in `tts_ops.logs.stats`,
+is held to this parser's answers by a property test.
 """
 
 from __future__ import annotations
@@ -104,49 +101,18 @@ def parse_time(text: str) -> float | None:
     return second + frac
 
 
-def _json_str(line: str, key: str) -> str | None:
-    start = line.find(f'"{key}": "')
-    if start < 0:
-        return None
-    start += len(key) + 5
-    end = line.find('"', start)
-    if end < 0 or line[end - 1] == "\\":
-        return None
-    return line[start:end]
+def _pick(data: dict[str, Any], *names: str) -> Any:
+    """The value of the first of ``names`` that is present and not null (taken out)."""
+    for name in names:
+        if data.get(name) is not None:
+            return data.pop(name)
+        data.pop(name, None)
+    return None
 
 
-def _json_num(line: str, key: str) -> float | None:
-    start = line.find(f'"{key}": ')
-    if start < 0:
-        return None
-    start += len(key) + 4
-    end = start
-    while end < len(line) and (line[end].isdigit() or line[end] in ".-e+"):
-        end += 1
-    try:
-        return float(line[start:end])
-    except ValueError:
-        return None
-
-
-def parse(line: str, service: str, full: bool = False) -> LogRecord:
-    """One line to a record. ``full`` parses every JSON field (export); stats needs few."""
+def parse(line: str, service: str) -> LogRecord:
+    """One line to a record: JSON by ``json.loads`` (every field), else text."""
     if line.startswith("{"):
-        if not full:
-            ts_text = _json_str(line, "ts")
-            level = _json_str(line, "level")
-            if ts_text is not None and level is not None:
-                rec = LogRecord(service, line, parse_time(ts_text), _level(level),
-                                _json_str(line, "msg"))
-                synth = _json_num(line, "synth_ms")
-                if synth is not None:
-                    if not plausible_ms(synth):
-                        return LogRecord(service, line, malformed=True)
-                    rec.fields["synth_ms"] = synth
-                event = _json_str(line, "event")
-                if event is not None:
-                    rec.fields["event"] = event
-                return rec
         try:
             data = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
         except Malformed:
@@ -154,15 +120,16 @@ def parse(line: str, service: str, full: bool = False) -> LogRecord:
         except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
-            ts = data.pop("ts", None) or data.pop("time", None) or data.pop("timestamp", None)
-            level = data.pop("level", None) or data.pop("levelname", None)
-            msg = data.pop("msg", None) or data.pop("message", None)
+            ts = _pick(data, "ts", "time", "timestamp")
+            level = _pick(data, "level", "levelname")
+            msg = _pick(data, "msg", "message")
             when = parse_time(ts) if isinstance(ts, str) else None
             if isinstance(ts, int | float) and not isinstance(ts, bool):
                 when = float(ts) if abs(ts) <= MAX_TS else MAX_TS * 2  # no float overflow
             synth = data.get("synth_ms")
             if (when is not None and not plausible_ts(when)) or (
-                    isinstance(synth, int | float) and not plausible_ms(float(synth))):
+                    isinstance(synth, int | float) and not isinstance(synth, bool)
+                    and not plausible_ms(synth)):
                 return LogRecord(service, line, malformed=True)
             return LogRecord(service, line, when, _level(level) if isinstance(level, str)
                              else None, str(msg) if msg is not None else None, data)
