@@ -133,8 +133,9 @@ class ProcessBackend(Protocol):
         """Each name of `CAPABILITIES` mapped to how this backend supports it."""
         ...
 
-    def install(self, service: ServiceConfig) -> None:
-        """Make the service known to the process manager (unit file, program section)."""
+    def install(self, service: ServiceConfig) -> str | None:
+        """Make the service known to the process manager (unit file, program section);
+        returns what changed in an existing definition (a diff), or None."""
         ...
 
     def uninstall(self, service: ServiceConfig) -> None:

@@ -52,6 +52,14 @@ _NAMES = {
     "OperationFailed": "tts_ops.errors",
     "MissingComponent": "tts_ops.errors",
     "PluginError": "tts_ops.errors",
+    # what each registration's factory returns, and a backend's optional parts
+    "Strategy": "tts_ops.contracts",
+    "LogSink": "tts_ops.contracts",
+    "LiveFile": "tts_ops.contracts",
+    "RegistryStore": "tts_ops.contracts",
+    "EventSource": "tts_ops.contracts",
+    "LogRotator": "tts_ops.contracts",
+    "LogLocator": "tts_ops.contracts",
     # deploy strategies
     "DeployContext": "tts_ops.deploy.context",
     "DeployFailed": "tts_ops.deploy.context",

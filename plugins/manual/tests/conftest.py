@@ -33,4 +33,7 @@ def state_dir(tmp_path):
 
 @pytest.fixture
 def backend(state_dir, events) -> ManualBackend:
-    return ManualBackend(BackendContext(state_dir=state_dir, emit=events))
+    """The backend as the core uses it: wrapped by `Lifecycle`, which fires the hooks."""
+    from tts_ops.lifecycle import Lifecycle
+
+    return Lifecycle(ManualBackend(BackendContext(state_dir=state_dir, emit=events)), events)

@@ -230,7 +230,9 @@ class App:
                                         "service_type": settings.service_type}
             context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
                                      options=options)
-            self._backends[name] = reg.factory(context)
+            from tts_ops.lifecycle import Lifecycle
+
+            self._backends[name] = Lifecycle(reg.factory(context), self.host.emit)
         return self._backends[name]
 
     def choose_backend(self, service: ServiceConfig, choice: str | None) -> str:

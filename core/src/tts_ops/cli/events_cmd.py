@@ -53,6 +53,7 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
     import time
 
     from tts_ops.backend import EVENT_HOOKS, ServiceStatus
+    from tts_ops.contracts import EventSource
 
     since = time.time()
 
@@ -64,7 +65,7 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
     sources = []
     for name, group in groups.items():
         backend = app.backend(name)
-        if not hasattr(backend, "events"):
+        if not isinstance(backend, EventSource):
             raise OperationFailed(f"the {name} backend does not report events")
         sources.append((name, backend, group))
 

@@ -18,6 +18,7 @@ import click
 
 from tts_ops.cli import completion
 from tts_ops.cli.service_cmd import backend_options
+from tts_ops.contracts import LiveFile, LogRotator
 from tts_ops.errors import ConfigError, OperationFailed
 
 
@@ -209,7 +210,7 @@ def archive(app, names, older_than, output) -> None:
     age = parse_age(older_than, "--older-than") if older_than else None
     groups = {}
     for name, sink in _sinks(app, names):
-        if hasattr(sink, "live"):
+        if isinstance(sink, LiveFile):
             groups[name] = archiver.archivable(sink.live(), age)
     target = Path(output) if output else app.state_dir / "archives"
     path, manifest = archiver.create(groups, target)
@@ -227,7 +228,7 @@ def rotate(app, names, pm) -> None:
     """Rotate services' log files now (backends that rotate themselves say so)."""
     for svc in app.runtime(app.services(names, not names)):
         backend = app.backend(app.choose_backend(svc, pm))
-        if not hasattr(backend, "rotate_logs"):
+        if not isinstance(backend, LogRotator):
             click.echo(f"{svc.name}: the {backend.name} backend rotates its logs itself")
             continue
         click.echo(f"{svc.name}: {backend.rotate_logs(svc)}")
@@ -261,7 +262,7 @@ def monitor(app, names, error_rate, pattern, latency_p95, window, duration, as_j
         raise ConfigError(f"--pattern {pattern!r}: not a valid regex ({exc})") from None
     sources = {}
     for name, sink in _sinks(app, names):
-        if not hasattr(sink, "live"):
+        if not isinstance(sink, LiveFile):
             raise OperationFailed(f"{name}: its {sink.name} sink cannot be followed by monitor")
         sources[name] = sink.live()
 

@@ -38,6 +38,8 @@ def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
 def recent_events(app: Any, pm: str | None, last: int) -> list[Any]:
     """The newest ``last`` lifecycle events of every service, oldest first (backends that
     keep no history add none)."""
+    from tts_ops.contracts import EventSource
+
     services = app.runtime(app.services((), True))
     groups: dict[str, list] = {}
     for svc in services:
@@ -45,7 +47,7 @@ def recent_events(app: Any, pm: str | None, last: int) -> list[Any]:
     found = []
     for name, group in groups.items():
         backend = app.backend(name)
-        if hasattr(backend, "events"):
+        if isinstance(backend, EventSource):
             with contextlib.suppress(Exception):  # a view keeps going without the events
                 found += list(backend.events(group, follow=False, last=last,
                                              stop=lambda: True))

@@ -37,7 +37,9 @@ class FileSink:
 
 
 def sink_for(app: Any, service: Any, backend: Any) -> Any:
-    if hasattr(backend, "log_sink"):
+    from tts_ops.contracts import LogLocator
+
+    if isinstance(backend, LogLocator):
         name, location = backend.log_sink(service)
     else:
         name, location = "file", service.log_path(app.state_dir)

@@ -137,9 +137,6 @@ class ManualBackend:
                 atomic_write_json(sdir / "status.json", {
                     "name": service.name, "state": "failed", "ready": False, "pid": None,
                     "restarts": 0, "reason": problem, "updated_at": time.time()})
-                status = ServiceStatus(service.name, self.name, State.FAILED, reason=problem)
-                self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
-                              status=status, reason=problem)
                 raise StartFailed(problem, [])
             try:
                 held = hold_for(self.ctx.state_dir, service)
@@ -171,17 +168,10 @@ class ManualBackend:
 
     def _wait_ready(self, service: Any, st: dict | None, proc: Any) -> ServiceStatus:
         deadline = time.monotonic() + service.start_timeout
-        started_emitted = False
         while True:
             st = self.read_status(service.name) or st
-            if st and st.get("pid") and not started_emitted:
-                started_emitted = True
-                self.ctx.emit("tts_ops_service_started", service=service, backend=self.name,
-                              status=self._to_status(service, st))
             if st and st.get("ready") and st.get("state") in ("running", "unhealthy"):
                 status = self._to_status(service, st)
-                self.ctx.emit("tts_ops_service_ready", service=service, backend=self.name,
-                              status=status)
                 return status
             dead = proc.poll() is not None if proc is not None else not self.supervisor_alive(st)
             if (st and st.get("state") in ("failed", "stopped")) or (dead and st is not None):
@@ -204,8 +194,6 @@ class ManualBackend:
         reason = status.reason or f"not ready within {service.start_timeout:g}s"
         if status.state == State.STOPPED and status.reason:
             reason = f"{status.reason} before becoming ready"
-        self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
-                      status=status, reason=reason)
         raise StartFailed(reason, tail(service.log_path(self.ctx.state_dir), TAIL_ON_FAILURE))
 
     def _check_port(self, service: Any) -> None:
@@ -231,7 +219,6 @@ class ManualBackend:
     def stop(self, service: Any, *, force: bool = False) -> ServiceStatus:
         st = self.read_status(service.name)
         if self.supervisor_alive(st):
-            self.ctx.emit("tts_ops_service_stopping", service=service, backend=self.name)
             os.kill(st["supervisor_pid"], signal.SIGQUIT if force else signal.SIGTERM)
             if not self._wait_supervisor_exit(st, service.stop_timeout + 15):
                 os.kill(st["supervisor_pid"], signal.SIGKILL)
@@ -241,7 +228,6 @@ class ManualBackend:
         if status.state not in (State.FAILED,):
             status.state = State.STOPPED
         status.pid, status.ready = None, False
-        self.ctx.emit("tts_ops_service_stopped", service=service, backend=self.name, status=status)
         return status
 
     def restart(self, service: Any) -> ServiceStatus:

@@ -249,9 +249,6 @@ class SupervisorBackend:
                                    stop=cannot_run)
         self._wait_ready(client, service)
         status = self.status([service])[0]
-        self.ctx.emit("tts_ops_service_started", service=service, backend=self.name,
-                      status=status)
-        self.ctx.emit("tts_ops_service_ready", service=service, backend=self.name, status=status)
         return status
 
     def release_socket(self, service: Any) -> None:
@@ -261,9 +258,6 @@ class SupervisorBackend:
         reason = command_problem(service)
         if reason is not None:
             self._remember(service, failure=reason)
-            self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
-                          status=ServiceStatus(service.name, self.name, State.FAILED,
-                                               reason=reason), reason=reason)
             raise StartFailed(reason)
 
     def _explain(self, client: Client, service: Any, exc: RpcFault) -> str:
@@ -281,9 +275,6 @@ class SupervisorBackend:
         if stop:
             self._stop_group(client, service)
             self._remember(service, failure=reason)
-        status = self.status([service])[0]
-        self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
-                      status=status, reason=reason)
         raise StartFailed(reason, self._tail(client, service, TAIL))
 
     def _check_ready(self, service: Any):
@@ -340,13 +331,10 @@ class SupervisorBackend:
 
     def stop(self, service: Any, *, force: bool = False) -> ServiceStatus:
         client = self.client(service)
-        self.ctx.emit("tts_ops_service_stopping", service=service, backend=self.name)
         if self._known(client, service):
             self._stop_group(client, service, force=force)
         self._remember(service, failure=None)
         status = self.status([service])[0]
-        self.ctx.emit("tts_ops_service_stopped", service=service, backend=self.name,
-                      status=status)
         return status
 
     def restart(self, service: Any) -> ServiceStatus:

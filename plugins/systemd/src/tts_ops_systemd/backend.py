@@ -231,9 +231,6 @@ class SystemdBackend:
             self._fail_start(service, ctl, units, proc.stderr)
         self._wait_ready(service, ctl, units, before)
         status = self._status(service, ctl.show(units))
-        self.ctx.emit("tts_ops_service_started", service=service, backend=self.name,
-                      status=status)
-        self.ctx.emit("tts_ops_service_ready", service=service, backend=self.name, status=status)
         return status
 
     # --- the shared address (socket: inherit) ---
@@ -287,9 +284,6 @@ class SystemdBackend:
         reason = command_problem(service)
         if reason is not None:
             self._remember_failure(service, reason)
-            self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
-                          status=ServiceStatus(service.name, self.name, State.FAILED,
-                                               reason=reason), reason=reason)
             raise StartFailed(reason)
 
     def _describe(self, props: dict[str, str], service: Any) -> str:
@@ -325,9 +319,6 @@ class SystemdBackend:
         if stop and not (restarting and first.get("Result") not in ("timeout",)):
             ctl.run("stop", *units, check=False)
         self._remember_failure(service, reason)
-        status = self._status(service, ctl.show(units))
-        self.ctx.emit("tts_ops_service_failed", service=service, backend=self.name,
-                      status=status, reason=reason)
         raise StartFailed(reason, self._tail(service, TAIL) or stderr.strip().splitlines())
 
     def _wait_ready(self, service: Any, ctl: Systemctl, units: list[str],
@@ -371,15 +362,12 @@ class SystemdBackend:
         ctl = self._ctl(service)
         self._require(ctl)
         units = self.plan(service).instance_units()
-        self.ctx.emit("tts_ops_service_stopping", service=service, backend=self.name)
         if force:
             ctl.run("kill", "--signal=SIGKILL", *units, check=False)
         ctl.run("stop", *units, check=False, timeout=service.stop_timeout + 60)
         ctl.run("reset-failed", *units, check=False)
         self._forget_failure(service)
         status = self._status(service, ctl.show(units))
-        self.ctx.emit("tts_ops_service_stopped", service=service, backend=self.name,
-                      status=status)
         return status
 
     def restart(self, service: Any) -> ServiceStatus:

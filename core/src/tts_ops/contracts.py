@@ -1,0 +1,131 @@
+"""What a strategy, a log sink and a registry store must provide (process backends:
+`tts_ops.backend.ProcessBackend`), and the optional parts of a backend, named.
+
+Each registration hook's factory returns one of these; a type checker holds the
+first-party ones to them (``tests/typing/contracts.py``, run by the test command) and
+`tts_ops.testing.contracts` has a conformance suite per kind that third parties can run
+against their own implementation, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from tts_ops.backend import BackendEvent
+    from tts_ops.deploy.context import DeployContext
+    from tts_ops.discovery.record import InstanceRecord
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """A deploy strategy: ``factory() -> Strategy`` (no arguments; one per deploy).
+
+    ``same_slot``: the new release replaces the old in its own slot (direct) rather than
+    starting beside it. ``initial_weight``: the discovery weight new instances start at.
+    ``run`` starts, verifies and switches through the context and raises
+    ``DeployFailed`` after restoring the old release; ``rollback`` undoes what ``run`` did
+    so far (the engine calls it when ``run`` raised anything else, Ctrl-C included).
+    """
+
+    name: str
+    same_slot: bool
+    initial_weight: int
+
+    def run(self, ctx: DeployContext) -> None: ...
+
+    def rollback(self, ctx: DeployContext) -> None: ...
+
+
+@runtime_checkable
+class LogSink(Protocol):
+    """Where a service's log lines are read from: ``factory(location) -> LogSink``, where
+    ``location`` is what the backend's ``log_sink(service)`` returned beside the sink's
+    name (the ``file`` sink: the service's log path)."""
+
+    def lines(self, skip: Callable[[str], None]) -> Iterator[bytes]:
+        """Every line kept, oldest first; ``skip(message)`` for a part it cannot read."""
+        ...
+
+    def follow(self, stop: Callable[[], bool]) -> Iterator[str]:
+        """New lines as they come, until ``stop()`` is true."""
+        ...
+
+
+@runtime_checkable
+class LiveFile(Protocol):
+    """A sink whose newest lines are in one file that grows (``logs monitor`` follows it)."""
+
+    def live(self) -> Path: ...
+
+
+@runtime_checkable
+class RegistryStore(Protocol):
+    """Where discovery keeps instance records: ``factory(location) -> RegistryStore``.
+
+    Every write is atomic and returns the change it made (``{"seq", "ts", "kind", "id",
+    "service", "record"}``, kinds ``registered``, ``updated``, ``deregistered``,
+    ``health``, ``weight``, ``stale_removed``), and every change is kept in order so that
+    ``changes(since)`` lets a watcher in another process follow without missing one.
+    """
+
+    def register(self, record: InstanceRecord) -> dict[str, Any]: ...
+
+    def deregister(self, rid: str) -> dict[str, Any] | None: ...
+
+    def heartbeat(self, rid: str, *, health: str | None = None,
+                  record: InstanceRecord | None = None, now: float | None = None
+                  ) -> tuple[bool, dict[str, Any] | None]:
+        """(found, change): a missing record is registered again when ``record`` is given;
+        a change only when the health changed or the record had gone stale."""
+        ...
+
+    def update(self, rid: str, **fields: Any) -> dict[str, Any] | None:
+        """Set ``weight``, ``health`` or ``release``; anything else is a ConfigError."""
+        ...
+
+    def cleanup(self, deregister_after: float, now: float | None = None
+                ) -> list[dict[str, Any]]: ...
+
+    def get(self, rid: str) -> InstanceRecord | None: ...
+
+    def list(self, *, service: str | None = None, service_type: str | None = None
+             ) -> list[InstanceRecord]:
+        """Records ordered by id."""
+        ...
+
+    def beats(self) -> int: ...
+
+    def last_seq(self, service: str | None = None) -> int: ...
+
+    def changes(self, since: int, service: str | None = None) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+# --- the optional parts of a process backend, each named here and checked by name ---
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A backend that keeps lifecycle events (``tts-ops events``, the views)."""
+
+    def events(self, services: list[Any], follow: bool = False, last: int | None = None,
+               stop: Callable[[], bool] = ...) -> Iterator[BackendEvent]: ...
+
+
+@runtime_checkable
+class LogRotator(Protocol):
+    """A backend that rotates a service's log on demand (``tts-ops logs rotate``)."""
+
+    def rotate_logs(self, service: Any) -> str: ...
+
+
+@runtime_checkable
+class LogLocator(Protocol):
+    """A backend whose services log somewhere other than their ``log_file`` (the journal,
+    supervisord's files): ``(sink name, location)``."""
+
+    def log_sink(self, service: Any) -> tuple[str, Any]: ...

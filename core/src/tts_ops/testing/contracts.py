@@ -1,0 +1,265 @@
+"""Conformance suites for registry stores, log sinks and deploy strategies (backends:
+`tts_ops.testing.conformance`). Subclass one in your tests and give it the fixtures it
+names; every test then runs against your implementation, unchanged.
+
+```python
+class TestMyStore(RegistryStoreConformance):
+    @pytest.fixture
+    def open_store(self, tmp_path):
+        return lambda: MyStore(f"my://{tmp_path}")   # each call: a new client, same data
+```
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tts_ops.contracts import LogSink, RegistryStore, Strategy
+from tts_ops.discovery.record import InstanceRecord
+from tts_ops.errors import ConfigError
+
+
+def _record(rid: str, port: int = 9000, **fields: Any) -> InstanceRecord:
+    """A record with id ``svc@RID`` (or ``RID`` itself when it names another service)."""
+    rid = rid if rid == "other" else f"svc@{rid}"
+    return InstanceRecord(id=rid, service=rid.split("@")[0], host="127.0.0.1", port=port,
+                          **fields)
+
+
+class RegistryStoreConformance:
+    """Fixture: ``open_store()`` returns a new store over the same data each call (as two
+    processes or two hosts would open it)."""
+
+    @pytest.fixture
+    def store(self, open_store: Callable[[], Any]) -> Any:
+        store = open_store()
+        yield store
+        store.close()
+
+    def test_it_is_a_registry_store(self, store):
+        assert isinstance(store, RegistryStore)
+
+    def test_register_get_list_in_id_order(self, store):
+        change = store.register(_record("b", port=9001))
+        assert change["kind"] == "registered" and change["id"] == "svc@b"
+        assert change["record"]["port"] == 9001
+        store.register(_record("a"))
+        store.register(_record("other"))
+        assert [r.id for r in store.list()] == ["other", "svc@a", "svc@b"]
+        assert [r.id for r in store.list(service="svc")] == ["svc@a", "svc@b"]
+        assert store.get("svc@b").port == 9001 and store.get("svc@nope") is None
+        assert store.register(_record("b", port=9002))["kind"] == "updated"
+        assert store.get("svc@b").port == 9002
+
+    def test_deregister_once(self, store):
+        store.register(_record("a"))
+        assert store.deregister("svc@a")["kind"] == "deregistered"
+        assert store.deregister("svc@a") is None and store.get("svc@a") is None
+
+    def test_heartbeat_keeps_alive_and_reports_only_changes(self, store):
+        store.register(_record("a", ttl=30.0))
+        found, change = store.heartbeat("svc@a")
+        assert found and change is None and store.beats() >= 1
+        found, change = store.heartbeat("svc@a", health="warning")
+        assert found and change["kind"] == "health" and store.get("svc@a").health == "warning"
+        assert store.heartbeat("svc@nope") == (False, None)
+        found, change = store.heartbeat("svc@b", record=_record("b"))
+        assert not found and change["kind"] == "registered" and store.get("svc@b") is not None
+        with pytest.raises(ConfigError):
+            store.heartbeat("svc@a", health="sleepy")
+
+    def test_a_stale_record_coming_back_is_a_change(self, store):
+        store.register(_record("a", ttl=1.0, last_heartbeat=1000.0, registered_at=1000.0))
+        found, change = store.heartbeat("svc@a", now=5000.0)
+        assert found and change is not None and change["kind"] == "health"
+
+    def test_update_weight_health_release_only(self, store):
+        store.register(_record("a"))
+        change = store.update("svc@a", weight=25)
+        assert change["kind"] == "weight" and store.get("svc@a").weight == 25
+        store.update("svc@a", release="r1")
+        assert store.get("svc@a").release == "r1"
+        assert store.update("svc@nope", weight=1) is None
+        with pytest.raises(ConfigError):
+            store.update("svc@a", port=1)
+
+    def test_changes_are_kept_in_order_and_per_service(self, store):
+        start = store.last_seq()
+        store.register(_record("a"))
+        store.register(_record("other"))
+        store.update("svc@a", weight=5)
+        store.deregister("svc@a")
+        kinds = [(c["id"], c["kind"]) for c in store.changes(start)]
+        assert kinds == [("svc@a", "registered"), ("other", "registered"),
+                         ("svc@a", "weight"), ("svc@a", "deregistered")]
+        seqs = [c["seq"] for c in store.changes(start)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 4
+        assert [c["id"] for c in store.changes(start, service="other")] == ["other"]
+        assert store.last_seq() == seqs[-1] and store.changes(store.last_seq()) == []
+
+    def test_cleanup_removes_only_long_silent_records(self, store):
+        store.register(_record("old", ttl=1.0, last_heartbeat=1000.0, registered_at=1000.0))
+        store.register(_record("new"))
+        removed = store.cleanup(deregister_after=10.0)
+        assert [c["id"] for c in removed] == ["svc@old"]
+        assert removed[0]["kind"] == "stale_removed"
+        assert [r.id for r in store.list()] == ["svc@new"]
+
+    def test_a_second_client_sees_every_write(self, store, open_store):
+        other = open_store()
+        try:
+            start = other.last_seq()
+            store.register(_record("a"))
+            store.update("svc@a", weight=7)
+            assert other.get("svc@a").weight == 7
+            assert [c["kind"] for c in other.changes(start)] == ["registered", "weight"]
+        finally:
+            other.close()
+
+
+class LogSinkConformance:
+    """Fixture: ``make_sink(lines)`` returns ``(sink, append)``: a sink holding ``lines``
+    (bytes, each ending in a newline) and a function that adds one more line to it."""
+
+    def test_it_is_a_log_sink(self, make_sink):
+        sink, _append = make_sink([])
+        assert isinstance(sink, LogSink)
+
+    def test_lines_come_back_in_order_each_once(self, make_sink):
+        lines = [f'{{"n": {i}}}\n'.encode() for i in range(50)] + [b"plain text\n"]
+        sink, _append = make_sink(lines)
+        skipped: list[str] = []
+        assert list(sink.lines(skipped.append)) == lines and skipped == []
+
+    def test_follow_sees_a_new_line(self, make_sink):
+        import threading
+
+        sink, append = make_sink([b"old\n"])
+        seen: list[str] = []
+        done = threading.Event()
+
+        def reader() -> None:
+            for line in sink.follow(done.is_set):
+                seen.append(line)
+                if "new" in line:
+                    done.set()
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        from tts_ops.testing import wait_for
+
+        def appended() -> bool:
+            append(b"new\n")
+            return done.wait(0.5)
+
+        wait_for(appended, timeout=20, message="follow to see the new line")
+        thread.join(timeout=10)
+        assert any("new" in line for line in seen) and "old" not in "".join(seen)
+
+
+class StrategyConformance:
+    """Fixtures: ``strategy_name`` (as registered) and ``plugins``, the plugin objects to
+    load (the strategy's plugin and a process backend's, e.g. ``tts_ops_manual.plugin``).
+
+    Each test deploys the reference server (espeak, one worker) with the strategy through
+    the real CLI while a client sends it speech requests at its configured address the
+    whole time (a strategy that analyses traffic gets some): the client must see no
+    failed request, and exactly one generation must serve after each deploy.
+    """
+
+    @pytest.fixture
+    def deploy_env(self, tmp_path, plugins):
+        import threading
+        import urllib.request
+
+        from tts_ops.testing import free_port, make_host, run_cli
+
+        host = make_host(*plugins)
+        cfg = tmp_path / "c.json"
+        state = tmp_path / "state"
+        port = free_port()
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def configure(**fields: Any) -> None:
+            cfg.write_text(json.dumps({"services": [{
+                "name": "conf", "port": port, "engine_type": "espeak", "workers": 1,
+                "restart_delay": 0, "max_restarts": 0, "start_timeout": 20,
+                "deploy": {"drain_seconds": 0.2, "step_pause_seconds": 0.2, "min_samples": 1,
+                           "steps": [50, 100], "progress_deadline_seconds": 60},
+                **fields}]}))
+
+        def cli(*args: str) -> Any:
+            return run_cli(["-c", str(cfg), "--state-dir", str(state), *args], host=host)
+
+        def client() -> None:
+            body = json.dumps({"text": "hi"}).encode()
+            while not stop.is_set():
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/synthesize", body,
+                                             {"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as resp:
+                        resp.read()
+                except OSError as exc:
+                    failures.append(str(exc))
+                stop.wait(0.02)
+
+        configure()
+        traffic = threading.Thread(target=client, daemon=True)
+
+        def start_traffic() -> None:
+            traffic.start()
+
+        try:
+            yield configure, cli, start_traffic, failures
+        finally:
+            stop.set()
+            if traffic.is_alive():
+                traffic.join(15)
+            cli("stop", "--all", "--force")
+
+    def test_the_factory_makes_a_strategy(self, plugins, strategy_name):
+        from tts_ops.testing import make_host
+
+        strategy = make_host(*plugins).lookup("strategy", strategy_name).factory()
+        assert isinstance(strategy, Strategy) and strategy.name == strategy_name
+
+    def test_deploys_leave_one_generation_serving_and_fail_no_request(
+            self, deploy_env, strategy_name):
+        _configure, cli, start_traffic, failures = deploy_env
+        first = cli("deploy", "conf", "--strategy", strategy_name)
+        assert first.exit_code == 0, first.output
+        start_traffic()
+        for _ in range(2):
+            result = cli("deploy", "conf", "--strategy", strategy_name)
+            assert result.exit_code == 0, result.output
+            rows = json.loads(cli("status", "conf", "--json").output)
+            assert len([r for r in rows if r["state"] == "running"]) == 1, rows
+        history = json.loads(cli("deploy", "history", "--json").output)
+        assert [h["result"] for h in history] == ["deployed"] * 3
+        if strategy_name != "direct":  # direct stops before it starts, by definition
+            assert failures == []
+
+    def test_a_release_that_cannot_start_leaves_the_old_one_serving(
+            self, deploy_env, strategy_name):
+        configure, cli, _start_traffic, _failures = deploy_env
+        assert cli("deploy", "conf", "--strategy", strategy_name).exit_code == 0
+        before = json.loads(cli("status", "conf", "--json").output)
+        # the new release's command exits at once
+        configure(command=[sys.executable, "-c", "raise SystemExit(3)"], socket="inherit")
+        result = cli("deploy", "conf", "--strategy", strategy_name)
+        assert result.exit_code == 1, result.output
+        after = json.loads(cli("status", "conf", "--json").output)
+        # the same generation serves (direct restarts it: same name, a new pid)
+        assert [r["name"] for r in after if r["state"] == "running"] == [
+            r["name"] for r in before if r["state"] == "running"] != []
+        history = json.loads(cli("deploy", "history", "--json").output)
+        assert history[-1]["result"] == "rolled_back"
+
+
+__all__ = ["LogSinkConformance", "RegistryStoreConformance", "StrategyConformance"]

@@ -1,0 +1,39 @@
+"""Checked by mypy (the test command runs it): every first-party implementation is what
+its registration's Protocol asks for. Never imported or run; a mismatch is a type error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tts_ops_strategies.blue_green import BlueGreen
+from tts_ops_strategies.canary import Canary
+from tts_ops_strategies.direct import Direct
+from tts_ops_strategies.rolling import Rolling
+from tts_ops_supervisor.backend import SupervisorBackend
+from tts_ops_systemd.backend import SystemdBackend
+
+from tts_ops.backend import BackendContext, ProcessBackend
+from tts_ops.contracts import EventSource, LogLocator, LogRotator, LogSink, RegistryStore, Strategy
+from tts_ops.discovery.store import SqliteStore
+from tts_ops.logs.sinks import FileSink
+from tts_ops_manual.backend import ManualBackend
+
+
+def backends(ctx: BackendContext) -> list[ProcessBackend]:
+    return [ManualBackend(ctx), SystemdBackend(ctx), SupervisorBackend(ctx)]
+
+
+def optional_parts(ctx: BackendContext) -> tuple[EventSource, LogRotator, LogLocator, LogLocator]:
+    return ManualBackend(ctx), ManualBackend(ctx), SystemdBackend(ctx), SupervisorBackend(ctx)
+
+
+def strategies() -> list[Strategy]:
+    return [Direct(), BlueGreen(), Rolling(), Canary()]
+
+
+def stores(path: Path) -> list[RegistryStore]:
+    return [SqliteStore(path)]
+
+
+def sinks(path: Path) -> list[LogSink]:
+    return [FileSink(path)]
