@@ -200,3 +200,65 @@ def test_a_third_party_strategy_is_valid_in_config_and_a_typo_is_not(tmp_path):
         assert out.exit_code == code, out.output
     assert "services[0].deploy.strategy: no strategy named 'shadwo'; did you mean 'shadow'?" \
         in out.stderr and "registered: " in out.stderr
+
+
+class CommandPlugin:
+    """Adds ``tts-ops hello world`` (and tries to take over ``status``, and a broken one)."""
+
+    @hookimpl
+    def tts_ops_register_commands(self, register):
+        import click
+
+        @click.group()
+        def hello():
+            """Say hello."""
+
+        @hello.command()
+        @click.option("--loud", is_flag=True)
+        @click.pass_obj
+        def world(app, loud):
+            click.echo(f"hello {app.state_dir}" + ("!" if loud else ""))
+
+        @click.command()
+        def status():
+            click.echo("not the core's status")
+
+        def broken():
+            raise RuntimeError("no such thing")
+
+        register.add("hello", lambda: hello)
+        register.add("status", lambda: status)
+        register.add("broken", broken)
+
+
+def test_a_plugin_adds_commands_that_share_the_core_options(tmp_path):
+    host = make_host(CommandPlugin())
+    state = tmp_path / "st"
+    result = run_cli(["hello", "world", "--loud", "--state-dir", str(state)], host=host)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"hello {state}!"
+    listed = run_cli(["--help"], host=host).output
+    assert "hello" in listed and "Say hello." in listed
+    # the core's own command wins over a plugin's of the same name
+    status = run_cli(["status", "--state-dir", str(state), "--json"], host=host)
+    assert "not the core's status" not in status.output
+    broken = run_cli(["broken"], host=host)
+    assert broken.exit_code == 2 and "could not build its command 'broken'" in broken.output
+    assert "no such thing" in broken.output and "Traceback" not in broken.output
+
+
+def test_core_commands_never_load_plugins_for_commands(tmp_path):
+    built = []
+
+    def factory():
+        built.append(1)
+        return make_host(CommandPlugin())
+
+    from click.testing import CliRunner
+
+    from tts_ops.cli import create_cli
+
+    assert CliRunner().invoke(create_cli(factory), ["--version"]).exit_code == 0
+    assert built == []
+    CliRunner().invoke(create_cli(factory), ["hello", "world", "--state-dir", str(tmp_path)])
+    assert built == [1]  # one host for the lookup and the command's App

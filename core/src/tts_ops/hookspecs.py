@@ -60,8 +60,8 @@ def tts_ops_register_strategies(register: Register) -> None:
 
     Called once, when the deploy engine first looks up a strategy.
 
-    :param register: call ``register.add(name, factory)``; ``factory`` is called with
-        the deploy context and returns a strategy object.
+    :param register: call ``register.add(name, factory)``; ``factory()`` takes no
+        arguments and returns a `tts_ops.plugin.Strategy` (one per deploy).
     :returns: nothing.
     """
 
@@ -72,8 +72,9 @@ def tts_ops_register_registries(register: Register) -> None:
 
     Called once, when discovery first opens a registry.
 
-    :param register: call ``register.add(name, factory)``; ``factory`` is called with
-        the registry location (a path or URL) and returns a registry store.
+    :param register: call ``register.add(name, factory)``; ``factory(location)`` is
+        called with the registry location (a path or URL) and returns a
+        `tts_ops.plugin.RegistryStore`.
     :returns: nothing.
     """
 
@@ -84,8 +85,25 @@ def tts_ops_register_log_sinks(register: Register) -> None:
 
     Called once, when a ``tts-ops logs`` command first needs a sink.
 
-    :param register: call ``register.add(name, factory)``; ``factory`` is called with
-        the service config and returns a sink object.
+    :param register: call ``register.add(name, factory)``; ``factory(location)`` is
+        called with what the backend's ``log_sink(service)`` returned beside the sink's
+        name (the ``file`` sink: the log path) and returns a `tts_ops.plugin.LogSink`.
+    :returns: nothing.
+    """
+
+
+@hookspec
+def tts_ops_register_commands(register: Register) -> None:
+    """Register ``tts-ops`` subcommands: ``register.add("router", factory)``, where
+    ``factory()`` returns a click command or group named as registered.
+
+    Called only when a command that is not the core's is asked for, or the commands are
+    listed (``--help``, completion): the core's own commands never load plugins for it.
+    A registered name that is a core command is never used. The command receives the
+    CLI's context object (``@click.pass_obj``) and ``-c``, ``--state-dir``, ``-v`` and
+    ``--debug`` on every leaf command, as the core's commands do.
+
+    :param register: call ``register.add(name, factory)``.
     :returns: nothing.
     """
 

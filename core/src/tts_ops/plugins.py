@@ -35,6 +35,7 @@ REGISTER_HOOKS = {
     "strategy": "tts_ops_register_strategies",
     "registry": "tts_ops_register_registries",
     "log_sink": "tts_ops_register_log_sinks",
+    "command": "tts_ops_register_commands",
 }
 
 

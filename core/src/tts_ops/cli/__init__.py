@@ -16,9 +16,63 @@ import click
 from tts_ops import __version__
 from tts_ops.errors import TtsOpsError, printable
 
+_HOST = "tts_ops.host"
+
 
 class _Group(click.Group):
-    """Turns `TtsOpsError` into one line and an exit code."""
+    """Turns `TtsOpsError` into one line and an exit code; finds plugins' commands
+    (``tts_ops_register_commands``) when a name is not the core's."""
+
+    host_factory: Callable[[], Any] | None = None
+
+    def plugin_host(self, ctx: click.Context) -> Any:
+        """The plugin host of this invocation, built once and shared with the `App`."""
+        root = ctx.find_root()
+        host = root.meta.get(_HOST)
+        if host is None:
+            if self.host_factory is not None:
+                host = self.host_factory()
+            else:
+                from tts_ops.plugins import PluginHost
+
+                host = PluginHost()
+            root.meta[_HOST] = host
+        return host
+
+    def _plugin_commands(self, ctx: click.Context) -> Any:
+        try:
+            return self.plugin_host(ctx).registrations("command")
+        except TtsOpsError as exc:
+            click.echo(f"tts-ops: warning: plugin commands unavailable: {exc.message}", err=True)
+            return None
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        register = self._plugin_commands(ctx)
+        found = register.get(cmd_name) if register is not None else None
+        if found is None:
+            return None
+        try:
+            command = found.factory()
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            click.echo(f"tts-ops: warning: plugin {found.plugin!r} could not build its command"
+                       f" {cmd_name!r}: {exc}", err=True)
+            return None
+        if not isinstance(command, click.Command):
+            click.echo(f"tts-ops: warning: plugin {found.plugin!r} registered {cmd_name!r},"
+                       " which is not a click command", err=True)
+            return None
+        command.name = cmd_name
+        holder = click.Group(commands={cmd_name: command})
+        _share_options(holder)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        register = self._plugin_commands(ctx)
+        return sorted(names | set(register.names() if register is not None else []))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -89,7 +143,7 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
 
         _setup_logging(debug)
         ctx.obj = App(config_path=config_path, state_dir=state_dir, verbose=verbose, debug=debug,
-                      host_factory=host_factory)
+                      host_factory=lambda: cli.plugin_host(ctx))
 
     from tts_ops.cli import (
         config_cmd,
@@ -111,6 +165,7 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
 
     cli.add_command(completion)
     _share_options(cli)
+    cli.host_factory = host_factory
     return cli
 
 
