@@ -174,3 +174,17 @@ def test_top_without_a_terminal_says_what_to_use_instead():
     assert out.returncode == 2
     assert out.stderr.strip() == ("tts-ops: error: tts-ops top needs a terminal; without one"
                                   " use 'tts-ops status --watch'")
+
+
+def test_reserved_service_names_are_exactly_the_words_deploy_and_logs_take(tmp_path):
+    import json
+
+    from tts_ops.cli import create_cli
+    from tts_ops.config.fields import RESERVED_NAMES
+
+    assert set(RESERVED_NAMES) == set(create_cli().commands["logs"].commands) | {"history"}
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "stats"}]}))
+    result = run_cli(["-c", str(cfg), "config", "validate"])
+    assert result.exit_code == 2 and "services[0].name" in result.output
+    assert "rename the service" in result.output

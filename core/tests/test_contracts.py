@@ -65,3 +65,53 @@ def test_lifecycle_hooks_fire_the_same_way_on_every_backend(tmp_path):
                      "tts_ops_service_stopping", "tts_ops_service_stopped",
                      "tts_ops_service_failed"]
     assert [h for h in by_backend if h.startswith("tts_ops_service_")] == []
+
+
+def _configs():
+    from tts_ops.config.models import ServiceConfig
+
+    return [
+        ServiceConfig(name="plain"),
+        ServiceConfig(name="full", command=["x", "--port", "{port}"], env={"A": "b"},
+                      log_file="/tmp/x.log", working_dir="/tmp", health_check="tcp",
+                      labels={"k": "v"}, deploy={"strategy": "canary", "steps": [10, 100]},
+                      depends_on=[{"service_name": "plain"}], voices_dir="/tmp", workers=2,
+                      socket="inherit", instances=2, user="nobody", memory_max="1G"),
+        ServiceConfig(name="engine", engine_type="espeak", port=9100, host="0.0.0.0",
+                      health_check={"type": "http", "path": "/ready"}, wyoming_port=10200),
+    ]
+
+
+@pytest.mark.parametrize("config", _configs(), ids=lambda c: c.name)
+def test_hooks_get_the_same_service_from_the_cache_as_from_the_model(config, tmp_path):
+    """A cached config reaches hooks as a `ServiceView`: every field, derived value and
+    dump is what the pydantic `ServiceConfig` gives."""
+    import json
+
+    from tts_ops.config.service import ServiceView
+
+    view = ServiceView(config.model_dump(mode="json"))
+
+    def plain(value):
+        if hasattr(value, "model_dump"):
+            return value.model_dump(mode="json")
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    for field in type(config).model_fields:
+        assert plain(getattr(view, field)) == plain(getattr(config, field)), field
+        assert type(plain(getattr(view, field))) is type(plain(getattr(config, field))), field
+    for derived in ("uses_reference_server", "uses_port", "speaks_notify", "socket_mode",
+                    "owner"):
+        assert getattr(view, derived) == getattr(config, derived), derived
+    assert view.argv("/py") == config.argv("/py") and view.health_url() == config.health_url()
+    assert view.shared_address() == config.shared_address()
+    assert view.log_path(tmp_path) == config.log_path(tmp_path)
+    assert view.model_dump() == config.model_dump()
+    assert view.model_dump(mode="json") == config.model_dump(mode="json")
+    assert json.loads(view.model_dump_json()) == json.loads(config.model_dump_json())
+    changed = view.model_copy(update={"port": 9999})
+    assert changed.port == 9999 and view.port == config.port
+    with pytest.raises(AttributeError):
+        view.port = 1

@@ -362,3 +362,22 @@ def test_cgroups_of_supervisors_that_are_gone_are_swept(tmp_path):
     finally:
         cgroups.remove(stale)
         cgroups.remove(alive)
+
+
+def test_the_long_line_check_says_what_the_regex_says():
+    """`has_long_line` (a jump per limit bytes) against the plain regex it replaced."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tts_ops_manual.supervise import has_long_line
+
+    lines = st.lists(st.integers(0, 20).map(lambda n: b"x" * n), max_size=12)
+
+    @settings(max_examples=500, deadline=None)
+    @given(lines, st.integers(1, 12), st.booleans())
+    def check(parts, limit, ends_with_newline):
+        data = b"\n".join(parts) + (b"\n" if ends_with_newline else b"")
+        regex = re.compile(b"[^\n]{%d}" % (limit + 1))
+        assert has_long_line(data, limit) == (regex.search(data) is not None)
+
+    check()

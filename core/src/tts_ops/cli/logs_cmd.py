@@ -23,12 +23,15 @@ from tts_ops.errors import ConfigError, OperationFailed
 
 
 class _LogsGroup(click.Group):
-    """``logs NAME ...`` means ``logs tail NAME ...``."""
+    """``logs NAME ...`` runs ``logs tail NAME ...``: a word that is not a subcommand
+    resolves to ``tail`` (service names cannot be subcommand names: the config refuses
+    them), with the arguments as given."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["tail", *args]
-        return super().parse_args(ctx, args)
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[
+            str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "tail", self.commands["tail"], args
+        return super().resolve_command(ctx, args)
 
 
 def add_commands(cli: click.Group) -> None:
@@ -66,7 +69,7 @@ def _sinks(app, names, pm=None):
     return out
 
 
-@logs.command("tail", hidden=True)
+@logs.command("tail")
 @click.argument("name", shell_complete=completion.service_names)
 @click.option("-n", "--lines", default=50, show_default=True, type=click.IntRange(min=0),
               help="How many of the last lines to show.")

@@ -40,12 +40,26 @@ def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else str(v)
 
 
+#: words that follow ``deploy`` and ``logs`` as subcommands (``deploy history``, ``logs
+#: stats``): a service of that name could not be named after them (a test keeps this
+#: list equal to the commands)
+RESERVED_NAMES = frozenset({"history", "tail", "stats", "export", "archive", "rotate",
+                            "monitor"})
+
+
 def check_service_name(value: str) -> str:
     if not SERVICE_NAME.match(value):
         raise PydanticCustomError(
             "service_name",
             "invalid service name '{got}': use 1-63 characters a-z 0-9 . _ -, starting with a"
             " letter",
+            {"got": value},
+        )
+    if value in RESERVED_NAMES:
+        raise PydanticCustomError(
+            "service_name",
+            "service name '{got}' is a subcommand of 'tts-ops deploy' or 'tts-ops logs'"
+            " ('deploy {got}', 'logs {got}' would not name it): rename the service",
             {"got": value},
         )
     return value

@@ -113,22 +113,27 @@ class ServiceMethods:
         return self.log_file or state_dir / "logs" / f"{self.name}.log"
 
 
-class HealthView(HealthMethods):
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.__dict__.update(data)
-
-
 class SectionView:
-    """A plain config section (``discovery``, ``deploy``) rebuilt from its JSON form."""
+    """A plain config section (``discovery``, ``deploy``, a dependency) rebuilt from its
+    JSON form, with the pydantic methods a plugin may call on one."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.__dict__.update(data)
 
     def model_copy(self, update: dict[str, Any] | None = None) -> SectionView:
-        return SectionView({**self.__dict__, **(update or {})})
+        return type(self)({**self.__dict__, **(update or {})})
 
     def model_dump(self, mode: str = "python") -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def model_dump_json(self) -> str:
+        import json
+
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+
+class HealthView(HealthMethods, SectionView):
+    pass
 
 
 class ServiceView(ServiceMethods):
@@ -160,7 +165,18 @@ class ServiceView(ServiceMethods):
         return ServiceView(data)
 
     def model_dump(self, mode: str = "python") -> dict[str, Any]:
-        return dict(self._source)  # type: ignore[attr-defined]
+        """As pydantic's: JSON types with ``mode="json"``, else paths as `Path`."""
+        data = dict(self._source)  # type: ignore[attr-defined]
+        if mode != "json":
+            for key in PATH_FIELDS:
+                if data.get(key) is not None:
+                    data[key] = Path(data[key])
+        return data
+
+    def model_dump_json(self) -> str:
+        import json
+
+        return json.dumps(self._source, separators=(",", ":"))  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"ServiceView(name={self.name!r})"
