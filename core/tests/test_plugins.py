@@ -262,3 +262,42 @@ def test_core_commands_never_load_plugins_for_commands(tmp_path):
     assert built == []
     CliRunner().invoke(create_cli(factory), ["hello", "world", "--state-dir", str(tmp_path)])
     assert built == [1]  # one host for the lookup and the command's App
+
+
+class OptionsPlugin:
+    """A log sink whose ``options.slowroll`` section the core validates with its model."""
+
+    @hookimpl
+    def tts_ops_register_log_sinks(self, register):
+        def model():
+            from pydantic import BaseModel, ConfigDict, StrictInt
+
+            class Section(BaseModel):
+                model_config = ConfigDict(extra="forbid")
+                pause: StrictInt = 1
+
+            return Section
+
+        register.add("slowroll", lambda: None, options=model)
+
+
+def test_a_plugins_options_section_is_validated_by_its_model(tmp_path):
+    host = make_host(OptionsPlugin())
+
+    def validate(options):
+        cfg = tmp_path / "c.json"
+        cfg.write_text(json.dumps({"services": [{"name": "svc", "options": options}]}))
+        return run_cli(["-c", str(cfg), "config", "validate", "--json"], host=host)
+
+    good = validate({"slowroll": {"pause": 3}})
+    assert good.exit_code == 0 and json.loads(good.stdout)["warnings"] == []
+    bad = validate({"slowroll": {"pause": "3", "pasue": 1}})
+    assert bad.exit_code == 2
+    problems = json.loads(bad.stdout)["problems"]
+    assert any("services[0].options.slowroll.pause: must be an integer" in p for p in problems)
+    assert any("services[0].options.slowroll.pasue: unknown key; did you mean 'pause'?" in p
+               for p in problems)
+    stray = validate({"nosuchplugin": {"x": 1}})
+    assert stray.exit_code == 0
+    assert any("services[0].options.nosuchplugin: no installed plugin takes options" in w
+               for w in json.loads(stray.stdout)["warnings"])

@@ -268,7 +268,8 @@ def test_options_section_is_validated(tmp_path):
     assert result.exit_code == 2
     assert "services[0].options.systemd.hardnening: unknown key; did you mean 'hardening'?" \
         in result.stderr
-    assert "services[0].options.systemd.scope: must be one of auto, user, system" in result.stderr
+    assert ("services[0].options.systemd.scope: must be one of 'auto', 'user' or 'system'"
+            " (got 'galaxy')") in result.stderr
 
 
 def test_dead_journal_sockets_do_not_count_as_a_journal(tmp_path):

@@ -50,6 +50,8 @@ class App:
         #: options from --scope, --supervisor-conf; backends read what they know
         self.backend_options: dict[str, str] = {}
         self.backend_reasons: dict[str, str] = {}
+        #: ``options.NAME`` sections no installed plugin claims (`config validate` shows them)
+        self.option_warnings: list[str] = []
 
     # --- lazily built pieces ---
 
@@ -106,6 +108,12 @@ class App:
             if names:
                 lines = [f"{loaded.source}: {p}" for p in names]
                 raise ConfigError(lines[0], problems=lines)
+        from tts_ops.config.plugin_options import option_models, option_problems
+
+        wrong, self.option_warnings = option_problems(loaded.config, option_models(self.host))
+        if wrong:
+            lines = [f"{loaded.source}: {p}" for p in wrong]
+            raise ConfigError(lines[0], problems=lines)
         problems = self.host.collect("tts_ops_validate_config", config=loaded.config)
         if problems:  # not cached: the validators are asked again next time
             self.policy_problems = [f"{loaded.source}: {p}" for p in problems]

@@ -55,7 +55,8 @@ def validate(app, orchestration: str | None, as_json: bool) -> None:
     if not problems:
         from tts_ops.deploy.slots import port_warnings
 
-        warnings = port_warnings(app.config.services)
+        warnings = [f"{source}: {w}" for w in app.option_warnings]
+        warnings += port_warnings(app.config.services)
     if as_json:
         click.echo(json.dumps({"source": source, "ok": not problems,
                                "services": 0 if problems else len(app.config.services),

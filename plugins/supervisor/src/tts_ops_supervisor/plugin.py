@@ -11,23 +11,20 @@ def _supervisor(context):
     return SupervisorBackend(context)
 
 
+def _options() -> type:
+    """``options.supervisor``: ``conf``, the supervisord config to read the server from."""
+    from pydantic import BaseModel, ConfigDict, StrictStr
+
+    class SupervisorSection(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        conf: StrictStr | None = None
+
+    return SupervisorSection
+
+
 @hookimpl
 def tts_ops_register_backends(register) -> None:
-    register.add("supervisor", _supervisor)
-
-
-@hookimpl
-def tts_ops_validate_config(config) -> list[str]:
-    problems = []
-    for i, svc in enumerate(config.services):
-        raw = svc.options.get("supervisor")
-        if raw is None:
-            continue
-        for key in sorted(set(raw) - {"conf"}):
-            problems.append(f"services[{i}].options.supervisor.{key}: unknown key; valid: conf")
-        if "conf" in raw and not isinstance(raw["conf"], str):
-            problems.append(f"services[{i}].options.supervisor.conf: must be a path")
-    return problems
+    register.add("supervisor", _supervisor, options=_options)
 
 
 def _supervisor_files(location):

@@ -11,16 +11,15 @@ def _systemd(context):
     return SystemdBackend(context)
 
 
+def _options() -> type:
+    from tts_ops_systemd.options import model
+
+    return model()
+
+
 @hookimpl
 def tts_ops_register_backends(register) -> None:
-    register.add("systemd", _systemd)
-
-
-@hookimpl
-def tts_ops_validate_config(config) -> list[str]:
-    from tts_ops_systemd.options import validate_options
-
-    return validate_options(config)
+    register.add("systemd", _systemd, options=_options)  # options.systemd: scope, hardening
 
 
 def _journald(location):
