@@ -18,7 +18,6 @@ import click
 
 from tts_ops.cli import completion
 from tts_ops.cli.service_cmd import backend_options
-from tts_ops.contracts import LiveFile, LogRotator
 from tts_ops.errors import ConfigError, OperationFailed
 
 
@@ -36,6 +35,12 @@ class _LogsGroup(click.Group):
 
 def add_commands(cli: click.Group) -> None:
     cli.add_command(logs)
+
+
+def _contracts():
+    import tts_ops.contracts
+
+    return tts_ops.contracts
 
 
 @click.group(cls=_LogsGroup)
@@ -213,7 +218,7 @@ def archive(app, names, older_than, output) -> None:
     age = parse_age(older_than, "--older-than") if older_than else None
     groups = {}
     for name, sink in _sinks(app, names):
-        if isinstance(sink, LiveFile):
+        if isinstance(sink, _contracts().LiveFile):
             groups[name] = archiver.archivable(sink.live(), age)
     target = Path(output) if output else app.state_dir / "archives"
     path, manifest = archiver.create(groups, target)
@@ -231,7 +236,7 @@ def rotate(app, names, pm) -> None:
     """Rotate services' log files now (backends that rotate themselves say so)."""
     for svc in app.runtime(app.services(names, not names)):
         backend = app.backend(app.choose_backend(svc, pm))
-        if not isinstance(backend, LogRotator):
+        if not isinstance(backend, _contracts().LogRotator):
             click.echo(f"{svc.name}: the {backend.name} backend rotates its logs itself")
             continue
         click.echo(f"{svc.name}: {backend.rotate_logs(svc)}")
@@ -265,7 +270,7 @@ def monitor(app, names, error_rate, pattern, latency_p95, window, duration, as_j
         raise ConfigError(f"--pattern {pattern!r}: not a valid regex ({exc})") from None
     sources = {}
     for name, sink in _sinks(app, names):
-        if not isinstance(sink, LiveFile):
+        if not isinstance(sink, _contracts().LiveFile):
             raise OperationFailed(f"{name}: its {sink.name} sink cannot be followed by monitor")
         sources[name] = sink.live()
 

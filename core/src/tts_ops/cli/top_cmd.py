@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import sys
-import termios
 import time
-import tty
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -209,6 +206,8 @@ class Top:
 
 
 def _key(fd: int, timeout: float) -> str | None:
+    import select
+
     readable, _w, _x = select.select([fd], [], [], timeout)
     if not readable:
         return None
@@ -225,6 +224,9 @@ def top(app, interval: float, pm: str | None) -> None:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise ConfigError("tts-ops top needs a terminal; without one use"
                           " 'tts-ops status --watch'")
+    import termios
+    import tty
+
     from rich.live import Live
 
     view = Top(app, pm, interval)

@@ -3,8 +3,7 @@ told otherwise, read-only unless started with a token."""
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+from typing import Any
 
 import click
 
@@ -12,6 +11,8 @@ from tts_ops.errors import ConfigError
 
 
 def _is_loopback(host: str) -> bool:
+    import ipaddress
+
     if host == "localhost":
         return True
     try:
@@ -20,7 +21,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int) -> Any:
+    import socket
+
     try:
         family, kind, proto, _name, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM)[0]
