@@ -218,16 +218,17 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
     """Fork ``workers`` processes sharing ``socks``; READY=1 when all of them are warm.
 
     The master keeps the socket to replace a worker that dies (a crash, kill -9) with a new
-    one, so the service keeps all its workers; workers that keep dying (more than
-    RESPAWN_LIMIT in RESPAWN_WINDOW) take the whole service down for its supervisor to
-    restart. Each worker dies with the master.
+    one, which warms up before it accepts (the others take every connection meanwhile), so
+    the service keeps all its workers and no client meets a cold one; workers that keep
+    dying (more than RESPAWN_LIMIT in RESPAWN_WINDOW) take the whole service down for its
+    supervisor to restart. Each worker dies with the master.
     """
     os.environ.pop("NOTIFY_SOCKET", None)  # workers must not speak for the main process
     ready_r, ready_w = os.pipe()
     master = os.getpid()
     children: set[int] = set()
 
-    def fork_worker() -> None:
+    def fork_worker(warm_first: bool = shared) -> None:
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
@@ -236,7 +237,7 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
             try:
                 serve(settings, socks, Notifier(),
                       on_ready=lambda message: os.write(ready_w, f"R{message}\n".encode()),
-                      shared=shared)
+                      shared=warm_first)
             except SystemExit as exc:
                 code = int(exc.code or 0)
             except EngineUnavailable as exc:  # the master says it, once
@@ -295,7 +296,7 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
             worst = 1
             continue
         log.warning(f"worker {pid} {how}: starting another", extra={"event": "worker_respawn"})
-        fork_worker()
+        fork_worker(warm_first=True)  # the others serve meanwhile: no 503 from a cold one
     return worst
 
 
