@@ -65,8 +65,7 @@ class _Group(click.Group):
                        " which is not a click command", err=True)
             return None
         command.name = cmd_name
-        holder = click.Group(commands={cmd_name: command})
-        _share_options(holder)
+        _share_options(command)
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -169,9 +168,10 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
     return cli
 
 
-def _share_options(group: click.Group) -> None:
-    """Give every leaf command ``-c``, ``--state-dir``, ``-v`` and ``--debug`` too, so they
-    work after the subcommand as well as before it (``tts-ops status -v``)."""
+def _share_options(command: click.Command) -> None:
+    """Give every leaf command under ``command`` (or ``command`` itself, a leaf) ``-c``,
+    ``--state-dir``, ``-v`` and ``--debug`` too, so they work after the subcommand as well
+    as before it (``tts-ops status -v``)."""
 
     def setter(attr: str):
         def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
@@ -195,12 +195,12 @@ def _share_options(group: click.Group) -> None:
                          callback=setter("debug"), help="Show tracebacks for handled errors."),
         ]
 
-    for command in group.commands.values():
-        if isinstance(command, click.Group):
-            _share_options(command)
-            continue
-        taken = {opt for p in command.params for opt in getattr(p, "opts", [])}
-        command.params.extend(p for p in shared() if not set(p.opts) & taken)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _share_options(sub)
+        return
+    taken = {opt for p in command.params for opt in getattr(p, "opts", [])}
+    command.params.extend(p for p in shared() if not set(p.opts) & taken)
 
 
 def _setup_logging(debug: bool) -> None:

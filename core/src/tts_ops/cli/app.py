@@ -260,6 +260,20 @@ class App:
             return recorded
         return self.detect_backend(service.name)
 
+    def by_backend(self, services: list[Any], pm: str | None) -> dict[str, list[Any]]:
+        """``services`` grouped by the backend each runs under, in their order."""
+        groups: dict[str, list[Any]] = {}
+        for svc in services:
+            groups.setdefault(self.choose_backend(svc, pm), []).append(svc)
+        return groups
+
+    def argv(self) -> list[str]:
+        """How to run another ``tts-ops`` command on the same config and state dir."""
+        args = [sys.executable, "-m", "tts_ops"]
+        if self.config_path:
+            args += ["-c", str(self.config_path)]
+        return [*args, "--state-dir", str(self.state_dir)]
+
     def detect_backend(self, service_name: str) -> str:
         registered = self.host.registrations("backend").names()
         tried = []

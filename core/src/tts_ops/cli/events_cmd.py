@@ -59,11 +59,8 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
 
     services = app.services(names, not names)
     by_name = {svc.name: svc for svc in services}
-    groups: dict[str, list] = {}
-    for svc in services:
-        groups.setdefault(app.choose_backend(svc, pm), []).append(svc)
     sources = []
-    for name, group in groups.items():
+    for name, group in app.by_backend(services, pm).items():
         backend = app.backend(name)
         if not isinstance(backend, EventSource):
             raise OperationFailed(f"the {name} backend does not report events")

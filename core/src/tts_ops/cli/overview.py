@@ -40,12 +40,8 @@ def recent_events(app: Any, pm: str | None, last: int) -> list[Any]:
     keep no history add none)."""
     from tts_ops.contracts import EventSource
 
-    services = app.runtime(app.services((), True))
-    groups: dict[str, list] = {}
-    for svc in services:
-        groups.setdefault(app.choose_backend(svc, pm), []).append(svc)
     found = []
-    for name, group in groups.items():
+    for name, group in app.by_backend(app.runtime(app.services((), True)), pm).items():
         backend = app.backend(name)
         if isinstance(backend, EventSource):
             with contextlib.suppress(Exception):  # a view keeps going without the events

@@ -62,7 +62,8 @@ class LiveReporter(Reporter):
             self._open()
         elif kind == "phase_start":
             self.phase, self.phase_began = data["phase"], time.monotonic()
-            self.samples = None if not data["phase"].startswith("step_") else self.samples
+            if not self.phase.startswith("step_"):  # a canary's samples last through its steps
+                self.samples = None
         elif kind == "phase":
             self.phase = None
         elif kind == "weights":

@@ -200,11 +200,8 @@ def _statuses(app, services, pm) -> list[Any]:
     """Statuses of ``services`` in their order, each backend asked once."""
     from tts_ops.backend import BackendUnavailable
 
-    by_backend: dict[str, list] = {}
-    for svc in services:
-        by_backend.setdefault(app.choose_backend(svc, pm), []).append(svc)
     rows = []
-    for name, group in by_backend.items():
+    for name, group in app.by_backend(services, pm).items():
         try:
             rows.extend(app.backend(name).status(group))
         except BackendUnavailable as exc:

@@ -194,15 +194,9 @@ class Top:
         owner = self.owners.get(name, name)  # a slot's service is what one restarts
         import subprocess
 
-        done = subprocess.run([*self.base(), action, owner], capture_output=True, text=True)
+        done = subprocess.run([*self.app.argv(), action, owner], capture_output=True, text=True)
         lines = (done.stdout + done.stderr).strip().splitlines()
         self.message = f"{action} {owner}: " + (lines[-1] if lines else f"exit {done.returncode}")
-
-    def base(self) -> list[str]:
-        args = [sys.executable, "-m", "tts_ops"]
-        if self.app.config_path:
-            args += ["-c", str(self.app.config_path)]
-        return [*args, "--state-dir", str(self.app.state_dir)]
 
 
 def _key(fd: int, timeout: float) -> str | None:
@@ -256,7 +250,7 @@ def top(app, interval: float, pm: str | None) -> None:
                     import subprocess
 
                     with contextlib.suppress(KeyboardInterrupt):
-                        subprocess.run([*view.base(), "logs", view.rows[view.selected][0].name,
+                        subprocess.run([*view.app.argv(), "logs", view.rows[view.selected][0].name,
                                         "-f"])
                     tty.setcbreak(fd)
                     live.start()

@@ -51,11 +51,6 @@ def option_problems(config: Any, models: dict[str, Callable[[], type]]
             try:
                 model.model_validate(raw)
             except ValidationError as exc:
-                problems += [clip(f"{where}.{line}") if not line.startswith(":") else
-                             clip(f"{where}{line}") for line in format_errors(model, exc)]
+                # the core's model made the section an object: every error names a field
+                problems += [clip(f"{where}.{line}") for line in format_errors(model, exc)]
     return problems, warnings
-
-
-def parsed_options(service: Any, name: str, model: type) -> Any:
-    """The service's ``options.NAME`` as ``model`` (validated with the config already)."""
-    return model.model_validate(service.options.get(name, {}))

@@ -211,12 +211,8 @@ class StrategyConformance:
 
         configure()
         traffic = threading.Thread(target=client, daemon=True)
-
-        def start_traffic() -> None:
-            traffic.start()
-
         try:
-            yield configure, cli, start_traffic, failures
+            yield configure, cli, traffic.start, failures
         finally:
             stop.set()
             if traffic.is_alive():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import os
 import subprocess
-import sys
 import threading
 import time
 from importlib import resources
@@ -99,14 +98,8 @@ class Views:
             given.strip().encode(), self.token.encode())
 
     def run(self, action: str, name: str) -> dict[str, Any]:
-        argv = [sys.executable, "-m", "tts_ops"]
-        if self.app.config_path:
-            argv += ["-c", str(self.app.config_path)]
-        argv += ["--state-dir", str(self.app.state_dir)]
-        if self.pm:
-            argv += [action, "--process-manager", self.pm, name]
-        else:
-            argv += [action, name]
+        argv = [*self.app.argv(), action, *(["--process-manager", self.pm] if self.pm else []),
+                name]
         env = {k: v for k, v in os.environ.items() if k != "TTS_OPS_WEB_TOKEN"}
         done = subprocess.run(argv, capture_output=True, text=True, env=env,
                               stdin=subprocess.DEVNULL, timeout=900)
