@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tts_ops.logs.stats import ServiceStats, accumulate, consume
@@ -76,6 +76,9 @@ def _fast(lines: list[bytes], since: str | None, until: str | None) -> dict:
                                              "2000-06-01T12:00:00.500Z"])),
        st.one_of(st.none(), st.sampled_from(["2100-01-01T00:00:00.000Z",
                                              "2000-06-01T12:00:00.500Z"])))
+# found by hypothesis in CI: json.dumps writes Infinity, which the parser calls malformed
+@example([b'{"ts": "1970-01-01T00:00:00.000Z", "level": "DEBUG", "logger": "", "msg": "",'
+          b' "status": Infinity}\n'], None, None)
 def test_stats_fast_path_counts_what_the_full_parser_counts(lines, since, until):
     assert _fast(lines, since, until) == _slow(lines, since, until)
 

@@ -13,9 +13,20 @@ from tts_ops_supervisor.backend import SupervisorBackend
 from tts_ops_systemd.backend import SystemdBackend
 
 from tts_ops.backend import BackendContext, ProcessBackend
-from tts_ops.contracts import EventSource, LogLocator, LogRotator, LogSink, RegistryStore, Strategy
+from tts_ops.contracts import (
+    ChangeFeed,
+    EventSource,
+    LogLocator,
+    LogRotator,
+    LogSink,
+    RegistryStore,
+    SharedRegistry,
+    Strategy,
+)
 from tts_ops.discovery.store import SqliteStore
 from tts_ops.logs.sinks import FileSink
+from tts_ops_etcd.options import EtcdOptions
+from tts_ops_etcd.store import EtcdStore
 from tts_ops_manual.backend import ManualBackend
 
 
@@ -31,8 +42,12 @@ def strategies() -> list[Strategy]:
     return [Direct(), BlueGreen(), Rolling(), Canary()]
 
 
-def stores(path: Path) -> list[RegistryStore]:
-    return [SqliteStore(path)]
+def stores(path: Path, etcd: EtcdOptions) -> list[RegistryStore]:
+    return [SqliteStore(path), EtcdStore(etcd)]
+
+
+def store_parts(etcd: EtcdOptions) -> tuple[ChangeFeed, SharedRegistry]:
+    return EtcdStore(etcd), EtcdStore(etcd)
 
 
 def sinks(path: Path) -> list[LogSink]:

@@ -10,6 +10,7 @@ against their own implementation, unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -69,6 +70,13 @@ class RegistryStore(Protocol):
     "service", "record"}``, kinds ``registered``, ``updated``, ``deregistered``,
     ``health``, ``weight``, ``stale_removed``), and every change is kept in order so that
     ``changes(since)`` lets a watcher in another process follow without missing one.
+    ``last_seq()`` is a position at or after the last change (a shared store's revision
+    may count writes of others): ``changes(last_seq())`` is empty until the next one.
+
+    A store whose records expire by themselves once their heartbeats stop for ``ttl``
+    (etcd leases) sets ``expires_records = True``: its ``cleanup`` has nothing to do, a
+    record read back is alive (``last_heartbeat`` is the time of the read), and the
+    conformance suite checks expiry in real time instead of with timestamps.
     """
 
     def register(self, record: InstanceRecord) -> dict[str, Any]: ...
@@ -103,6 +111,29 @@ class RegistryStore(Protocol):
     def changes(self, since: int, service: str | None = None) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ChangeFeed(Protocol):
+    """A registry store that pushes changes (an etcd watch) instead of being polled."""
+
+    def follow(self, since: int, service: str | None, stop: Callable[[], bool]
+               ) -> Iterator[dict[str, Any]]:
+        """Changes after ``since`` as they happen, until ``stop()``; a lost connection is
+        resumed from the last change delivered, none lost and none twice."""
+        ...
+
+
+@runtime_checkable
+class SharedRegistry(Protocol):
+    """A registry store that several hosts share: ids are qualified with the ``node``
+    that runs the instance (``tts-a:web-1``; an id without one means this node's), and a
+    deploy holds the store's lock of the service beside the host's own."""
+
+    node: str
+
+    def deploy_lock(self, service: str, holder: dict[str, Any]
+                    ) -> AbstractContextManager[Any]: ...
 
 
 # --- the optional parts of a process backend, each named here and checked by name ---

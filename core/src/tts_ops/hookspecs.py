@@ -72,9 +72,11 @@ def tts_ops_register_registries(register: Register) -> None:
 
     Called once, when discovery first opens a registry.
 
-    :param register: call ``register.add(name, factory)``; ``factory(location)`` is
-        called with the registry location (a path or URL) and returns a
-        `tts_ops.plugin.RegistryStore`.
+    :param register: call ``register.add(name, factory, options=loader)``;
+        ``factory(location)`` returns a `tts_ops.plugin.RegistryStore`. ``location`` is a
+        ``NAME://...`` URL (``ServiceRegistry("etcd://...")``), or, from a config whose
+        ``discovery.registry`` is ``name``, the section's other keys validated by the
+        pydantic model ``loader()`` returns (the ``file`` registry: its path).
     :returns: nothing.
     """
 
@@ -229,7 +231,8 @@ def tts_ops_verify_deploy(service: ServiceConfig, url: str) -> list[str] | None:
 
 @hookspec
 def tts_ops_registry_changed(change: dict[str, Any]) -> None:
-    """A discovery record changed.
+    """A discovery record changed: fired by the process that changed it, and, for another
+    host's instance in a shared registry (etcd), by ``tts-ops discovery watch`` on this host.
 
     :param change: ``{"kind": "registered"|"deregistered"|"health"|"weight"|"stale_removed",
         "id": ..., "service": ..., "record": {...}}``.

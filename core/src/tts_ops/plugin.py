@@ -60,6 +60,8 @@ _NAMES = {
     "EventSource": "tts_ops.contracts",
     "LogRotator": "tts_ops.contracts",
     "LogLocator": "tts_ops.contracts",
+    "ChangeFeed": "tts_ops.contracts",
+    "SharedRegistry": "tts_ops.contracts",
     # deploy strategies
     "DeployContext": "tts_ops.deploy.context",
     "DeployFailed": "tts_ops.deploy.context",
@@ -68,8 +70,12 @@ _NAMES = {
     # what backends need of the core's config and discovery
     "ensure_writable_dir": "tts_ops.config.paths",
     "discovery_record": "tts_ops.discovery.autoregister",
+    # registry stores
+    "InstanceRecord": "tts_ops.discovery.record",
+    "HEALTH": "tts_ops.discovery.record",
+    "discovery_heartbeat": "tts_ops.discovery.beat",
 }
-_RENAMED = {"discovery_record": "record_for"}
+_RENAMED = {"discovery_record": "record_for", "discovery_heartbeat": "beat"}
 
 __all__ = sorted(_NAMES)
 

@@ -54,6 +54,8 @@ class PluginWarning:
     distribution: str | None
     version: str | None
     error: str
+    #: False for a hook that raised: the plugin stays loaded, only that call was skipped
+    disabled: bool = True
 
     def message(self) -> str:
         where = f" ({self.distribution} {self.version})" if self.distribution else ""
@@ -62,6 +64,9 @@ class PluginWarning:
             if self.distribution
             else f"exclude it with {ENV_LOAD}"
         )
+        if not self.disabled:
+            return (f"plugin {self.plugin!r}{where}: {self.error}; the command carried on"
+                    f" without it; to silence: {fix}")
         return f"plugin {self.plugin!r}{where} is disabled: {self.error}; to silence: {fix}"
 
 
@@ -134,7 +139,7 @@ class PluginHost:
                     return [f"plugin {plugin!r}: its {hook} raised {_describe(exc)}; the"
                             " config is refused until the plugin is fixed or disabled"
                             f" ({ENV_LOAD})"]
-                self._warn_once(plugin, f"{hook} raised {_describe(exc)}")
+                self._warn_once(plugin, f"{hook} raised {_describe(exc)}", disabled=False)
                 return None
 
         return isolated
@@ -201,9 +206,9 @@ class PluginHost:
         """Call a hook through pluggy (each implementation isolated at registration)."""
         return getattr(self.pm.hook, hook_name)(**kwargs)
 
-    def _warn_once(self, plugin: str, error: str) -> None:
+    def _warn_once(self, plugin: str, error: str, disabled: bool = True) -> None:
         dist, version = self._dists.get(plugin, (None, None))
-        warning = PluginWarning(plugin, dist, version, error)
+        warning = PluginWarning(plugin, dist, version, error, disabled)
         self.warnings.append(warning)
         if plugin not in self._warned:
             self._warned.add(plugin)

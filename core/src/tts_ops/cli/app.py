@@ -74,17 +74,21 @@ class App:
             existing.app = self
         return host
 
-    def registry_location(self) -> str:
+    def registry_location(self) -> Any:
+        """The file registry's path, or the plugin's part of the discovery section."""
         settings = self.config.discovery
-        return settings.path or str(self.state_dir / "registry.db")
+        if settings.registry == "file":
+            return settings.path or str(self.state_dir / "registry.db")
+        from tts_ops.discovery.registry import registry_options
+
+        return registry_options(settings)
 
     @cached_property
     def _registry(self) -> Any:
-        from tts_ops.discovery.registry import ServiceRegistry
+        from tts_ops.discovery.registry import ServiceRegistry, open_named
 
         settings = self.config.discovery
-        reg = self.host.lookup("registry", settings.registry)
-        store = reg.factory(self.registry_location())
+        store = open_named(settings.registry, self.registry_location(), host=self.host)
         return ServiceRegistry(store=store, emit=self.host.emit,
                                deregister_after=settings.deregister_after)
 
@@ -108,9 +112,14 @@ class App:
             if names:
                 lines = [f"{loaded.source}: {p}" for p in names]
                 raise ConfigError(lines[0], problems=lines)
-        from tts_ops.config.plugin_options import option_models, option_problems
+        from tts_ops.config.plugin_options import (
+            discovery_problems,
+            option_models,
+            option_problems,
+        )
 
         wrong, self.option_warnings = option_problems(loaded.config, option_models(self.host))
+        wrong += discovery_problems(loaded.config, self.host)
         if wrong:
             lines = [f"{loaded.source}: {p}" for p in wrong]
             raise ConfigError(lines[0], problems=lines)
@@ -232,9 +241,11 @@ class App:
             ensure_host_ok(self.host, reg.plugin)
             options: dict[str, Any] = dict(self.backend_options)
             settings = self.config.discovery
-            if settings.auto_register and settings.registry == "file":
-                # the manual backend's supervisors heartbeat straight into the file registry
-                options["discovery"] = {"path": self.registry_location(), "ttl": settings.ttl,
+            if settings.auto_register:
+                # the manual backend's supervisors heartbeat through the same registry store
+                options["discovery"] = {"registry": settings.registry,
+                                        "location": self.registry_location(),
+                                        "ttl": settings.ttl,
                                         "service_type": settings.service_type}
             context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
                                      options=options)

@@ -21,6 +21,7 @@ def discovery() -> None:
 
 
 def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)  # a lease-based store reads records as beating now
     return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m"
 
 
@@ -140,9 +141,10 @@ def cleanup(app, deregister_after) -> None:
 def monitor(app, interval, timeout, once, as_json) -> None:
     """Check every instance's health endpoint; update health with hysteresis; heartbeat."""
     from tts_ops.discovery.monitor import ServiceHealthMonitor
+    from tts_ops.discovery.record import service_of
 
     def on_change(outcome) -> None:
-        svc = app.config.get(outcome.id.split("@")[0])
+        svc = app.config.get(service_of(outcome.id))
         app.host.emit("tts_ops_service_health_changed", service=svc, instance=outcome.id,
                       old=outcome.old, new=outcome.new, detail=outcome.detail)
 
@@ -170,10 +172,11 @@ def _liveness(app):
     def check(records):
         answer: dict[str, bool | None] = {}
         groups: dict[str, list] = {}
+        registry = app.registry()
         for record in records:
             svc = app.config.get(record.service)
-            if svc is None:
-                continue
+            if svc is None or not registry.is_local(record.id):
+                continue  # another host's instance: its health URL answers for it
             try:
                 groups.setdefault(app.choose_backend(svc, None), []).append((record, svc))
             except Exception:
@@ -196,21 +199,28 @@ def _liveness(app):
 @click.option("--from-start", is_flag=True, help="Replay the changes kept so far first.")
 @click.pass_obj
 def watch(app, service, as_json, from_start) -> None:
-    """Stream registry changes (from any process) as they happen."""
+    """Stream registry changes (from any process) as they happen.
+
+    Changes to another host's instances (a shared registry: etcd) also reach this host's
+    plugins, as tts_ops_registry_changed, while the watch runs; this host's own changes
+    reached them from the command that made them, and a replayed history reaches none.
+    """
     registry = app.registry()
-    seq = 0 if from_start else registry.last_seq(service)
+    live_from = registry.last_seq(service)
+    seq = 0 if from_start else live_from
+
+    def show(change: dict) -> None:
+        if as_json:
+            click.echo(json.dumps(change))
+        else:
+            rec = change["record"] or {}
+            click.echo(f"{change['seq']} {change['kind']} {change['id']}"
+                       f" weight={rec.get('weight')} health={rec.get('health')}")
+
     try:
-        while True:
-            changes = registry.changes(seq, service)
-            for change in changes:
-                seq = change["seq"]
-                if as_json:
-                    click.echo(json.dumps(change))
-                else:
-                    rec = change["record"] or {}
-                    click.echo(f"{change['seq']} {change['kind']} {change['id']}"
-                               f" weight={rec.get('weight')} health={rec.get('health')}")
-            if not changes:
-                time.sleep(0.1)
+        for change in registry.follow(seq, service):
+            show(change)
+            if change["seq"] > live_from and not registry.is_local(change["id"]):
+                app.host.emit("tts_ops_registry_changed", change=change)
     except KeyboardInterrupt:
         pass

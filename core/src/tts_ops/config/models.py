@@ -278,7 +278,13 @@ class OrchestrationConfig(_Model):
 
 
 class DiscoveryConfig(_Model):
-    """Where instances are registered, and how long records live without a heartbeat."""
+    """Where instances are registered, and how long records live without a heartbeat.
+
+    Other keys belong to the registry plugin named by ``registry`` (etcd: ``endpoints``,
+    ``prefix``, ...): the core validates them with the model that plugin registered.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     registry: SafeText = "file"
     path: SafeText | None = None

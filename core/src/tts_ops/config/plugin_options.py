@@ -21,6 +21,8 @@ def option_models(host: Any) -> dict[str, Callable[[], type]]:
 
     models: dict[str, Callable[[], type]] = {}
     for kind in REGISTER_HOOKS:
+        if kind == "registry":
+            continue  # a registry's options are the discovery section's (discovery_problems)
         register = host.registrations(kind)
         for name in register.names():
             loader = register.get(name).info.get("options")
@@ -54,3 +56,29 @@ def option_problems(config: Any, models: dict[str, Callable[[], type]]
                 # the core's model made the section an object: every error names a field
                 problems += [clip(f"{where}.{line}") for line in format_errors(model, exc)]
     return problems, warnings
+
+
+def discovery_problems(config: Any, host: Any) -> list[str]:
+    """Problems of the ``discovery`` keys that belong to the registry plugin it names."""
+    from pydantic import ValidationError
+
+    from tts_ops.config.loader import clip, format_errors
+    from tts_ops.discovery.registry import registry_options
+
+    settings = config.discovery
+    extra = registry_options(settings)
+    names = host.registrations("registry").names()
+    if settings.registry not in names:
+        return [clip(f"discovery.registry: no installed plugin provides the registry"
+                     f" {settings.registry!r} (installed: {', '.join(sorted(names))}):"
+                     " install it (e.g. pip install tts-ops-etcd) or use 'file'")]
+    load = host.registrations("registry").get(settings.registry).info.get("options")
+    if load is None:
+        return [clip(f"discovery.{key}: not a field of the {settings.registry!r} registry"
+                     " (it takes none beside path)") for key in extra]
+    model = load()
+    try:
+        model.model_validate(extra)
+    except ValidationError as exc:
+        return [clip(f"discovery.{line}") for line in format_errors(model, exc)]
+    return []

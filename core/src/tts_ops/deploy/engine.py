@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -142,7 +143,9 @@ class DeployEngine:
                                   "backend": backend_name,
                                   "started_at": started_at, "phases": [], "result": None}
 
-        with DeployLock(state_dir, svc.name):
+        holder = {"pid": os.getpid(), "since": time.time(), "cmd": " ".join(sys.argv[:6])}
+        with DeployLock(state_dir, svc.name), \
+                self.app.registry().deploy_lock(svc.name, holder):
             gen_state = slots.active_generation(state_dir, svc.name)
             active = gen_state["generation"]
             if active is None and self._running(backend, svc):

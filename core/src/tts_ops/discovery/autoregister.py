@@ -46,7 +46,12 @@ def record_id(service: Any) -> str:
 
 
 class AutoRegister:
-    """Bound to the CLI's `App`; it opens the registry only when an event needs it."""
+    """Bound to the CLI's `App`; it opens the registry only when an event needs it.
+
+    A registry that cannot be reached (an etcd outage, a full disk) never fails the
+    command that started or stopped a service: one warning line says what discovery
+    missed, and the heartbeats put it right when the registry is back.
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -57,25 +62,45 @@ class AutoRegister:
             return None, settings
         return self.app.registry(), settings
 
+    def _missed(self, service: Any, what: str, exc: Exception) -> None:
+        import sys
+
+        print(f"tts-ops: warning: {service.name}: {what} in discovery: {exc}", file=sys.stderr)
+
     @hookimpl
     def tts_ops_service_ready(self, service, backend, status) -> None:
-        registry, settings = self._registry()
-        if registry is not None:
-            registry.register_service(record_for(service, settings, pid=status.pid,
-                                                 backend=backend,
-                                                 release=status.extra.get("release")))
+        from tts_ops.errors import TtsOpsError
+
+        try:
+            registry, settings = self._registry()
+            if registry is not None:
+                registry.register_service(record_for(service, settings, pid=status.pid,
+                                                     backend=backend,
+                                                     release=status.extra.get("release")))
+        except TtsOpsError as exc:
+            self._missed(service, "not registered", exc)
 
     @hookimpl
     def tts_ops_service_stopping(self, service) -> None:
-        registry, _settings = self._registry()
-        if registry is not None:
-            registry.set_weight(record_id(service), 0)
+        from tts_ops.errors import TtsOpsError
+
+        try:
+            registry, _settings = self._registry()
+            if registry is not None:
+                registry.set_weight(record_id(service), 0)
+        except TtsOpsError as exc:
+            self._missed(service, "weight not set to 0", exc)
 
     @hookimpl
     def tts_ops_service_stopped(self, service) -> None:
-        registry, _settings = self._registry()
-        if registry is not None:
-            registry.deregister_service(record_id(service))
+        from tts_ops.errors import TtsOpsError
+
+        try:
+            registry, _settings = self._registry()
+            if registry is not None:
+                registry.deregister_service(record_id(service))
+        except TtsOpsError as exc:
+            self._missed(service, "not deregistered (its record expires with its ttl)", exc)
 
     @hookimpl
     def tts_ops_service_exited(self, service) -> None:
@@ -86,6 +111,11 @@ class AutoRegister:
         self._critical(service)
 
     def _critical(self, service: Any) -> None:
-        registry, _settings = self._registry()
-        if registry is not None and registry.get(record_id(service)) is not None:
-            registry.set_health(record_id(service), "critical")
+        from tts_ops.errors import TtsOpsError
+
+        try:
+            registry, _settings = self._registry()
+            if registry is not None and registry.get(record_id(service)) is not None:
+                registry.set_health(record_id(service), "critical")
+        except TtsOpsError as exc:
+            self._missed(service, "not marked critical", exc)

@@ -1,15 +1,17 @@
-"""One heartbeat from a manual-backend supervisor, in a forked child (keeps its RSS small)."""
+"""One heartbeat from a manual-backend supervisor, in a forked child (keeps its RSS small),
+through the configured registry's store like every other write."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tts_ops.discovery.record import InstanceRecord
-from tts_ops.discovery.store import SqliteStore
 
 
-def beat(path: str, record: dict[str, Any], health: str) -> None:
-    store = SqliteStore(path)
+def beat(registry: str, location: Any, record: dict[str, Any], health: str) -> None:
+    from tts_ops.discovery.registry import open_named
+
+    store = open_named(registry, location)
     try:
         rec = InstanceRecord(**record)
         # passing: re-register a record that was removed; critical: never resurrect one

@@ -12,7 +12,8 @@ from typing import Any
 from tts_ops.errors import ConfigError
 
 HEALTH = ("passing", "warning", "critical")
-_ID = re.compile(r"^[a-z][a-z0-9_.-]{0,62}(@[a-z0-9_.-]{1,32})?$")
+# NAME[@SLOT][:NODE]: a shared registry (etcd) qualifies ids with the node that runs them
+_ID = re.compile(r"^[a-z][a-z0-9_.-]{0,62}(@[a-z0-9_.-]{1,32})?(:[a-z0-9][a-z0-9_.-]{0,62})?$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
@@ -74,18 +75,29 @@ class InstanceRecord:
             if key not in known and key != "effective_health":
                 raise ConfigError(f"{key}: unknown field; valid: {', '.join(sorted(known))}")
         data = {k: v for k, v in data.items() if k in known}
-        data.setdefault("service", str(data.get("id", "")).split("@")[0])
+        data.setdefault("service", service_of(str(data.get("id", ""))))
         try:
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"record: {exc}") from None
 
 
+def service_of(rid: str) -> str:
+    """The service of an instance id: ``tts-a`` of ``tts-a@blue:web-1``."""
+    return rid.split(":")[0].split("@")[0]
+
+
+def node_of(rid: str) -> str | None:
+    """The node of a qualified id (``web-1`` of ``tts-a@blue:web-1``), else None."""
+    return rid.partition(":")[2] or None
+
+
 def validate(r: InstanceRecord) -> None:
     if not isinstance(r.id, str) or not _ID.match(r.id):
         raise ConfigError(f"id: invalid instance id {r.id!r}: use a service name, optionally"
-                          " followed by @ and a slot (e.g. tts-primary@blue)")
-    if r.id.split("@")[0] != r.service:
+                          " followed by @ and a slot and by : and a node (e.g."
+                          " tts-primary@blue or tts-primary:web-1)")
+    if service_of(r.id) != r.service:
         raise ConfigError(f"service: {r.service!r} does not match the id {r.id!r}")
     if not isinstance(r.port, int) or isinstance(r.port, bool) or not 1 <= r.port <= 65535:
         raise ConfigError(f"port: must be 1-65535 (got {r.port!r})")

@@ -6,15 +6,55 @@ builds it), in this process; other processes follow the store's change sequence.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tts_ops.discovery.record import InstanceRecord
-from tts_ops.discovery.store import SqliteStore
+from tts_ops.discovery.record import InstanceRecord, node_of
 
 DEFAULT_DEREGISTER_AFTER = 60.0
+#: the core's own keys of the ``discovery`` section; the rest is the registry plugin's
+CORE_FIELDS = ("registry", "path", "ttl", "deregister_after", "auto_register", "service_type")
+
+
+def registry_options(settings: Any) -> dict[str, Any]:
+    """The keys of a ``discovery`` section (model or view) that its registry plugin takes."""
+    return {k: v for k, v in settings.model_dump(mode="json").items() if k not in CORE_FIELDS}
+
+
+def open_store(location: str | Path) -> Any:
+    """A path: the file registry; ``NAME://...``: the registry plugin named ``NAME``
+    (``etcd://10.0.0.1:2379,10.0.0.2:2379/tts-ops``), found among the installed plugins."""
+    text = str(location)
+    scheme, sep, _rest = text.partition("://")
+    if not sep or scheme == "file":
+        from tts_ops.discovery.store import SqliteStore
+
+        return SqliteStore(_rest if sep else text)
+    from tts_ops.plugins import PluginHost
+
+    return PluginHost().lookup("registry", scheme).factory(text)
+
+
+def open_named(name: str, location: Any, host: Any = None) -> Any:
+    """The store of the registry registered as ``name``, at ``location``: a path for the
+    file registry; for a registry whose registration carries an options model, the
+    ``discovery`` section as a dict (validated here) or a URL."""
+    if name == "file" and host is None:
+        from tts_ops.discovery.store import SqliteStore  # the core's own: no plugin scan
+
+        return SqliteStore(location)
+    if host is None:
+        from tts_ops.plugins import PluginHost
+
+        host = PluginHost()
+    reg = host.lookup("registry", name)
+    load = reg.info.get("options")
+    if load is not None and isinstance(location, dict):
+        location = load().model_validate(location)
+    return reg.factory(location)
 
 
 class ServiceRegistry:
@@ -23,8 +63,8 @@ class ServiceRegistry:
                  deregister_after: float = DEFAULT_DEREGISTER_AFTER) -> None:
         if store is None:
             if path is None:
-                raise ValueError("ServiceRegistry needs a path or a store")
-            store = SqliteStore(path)
+                raise ValueError("ServiceRegistry needs a path, a registry URL or a store")
+            store = open_store(path)
         self.store = store
         self.emit = emit or (lambda hook, **kw: None)
         self.deregister_after = deregister_after
@@ -82,3 +122,37 @@ class ServiceRegistry:
 
     def last_seq(self, service: str | None = None) -> int:
         return self.store.last_seq(service)
+
+    def follow(self, since: int, service: str | None = None,
+               stop: Callable[[], bool] = lambda: False) -> Iterator[dict]:
+        """Changes after ``since`` as they happen: the store's own feed (an etcd watch),
+        else its change sequence read every 0.1 s."""
+        from tts_ops.contracts import ChangeFeed
+
+        if isinstance(self.store, ChangeFeed):
+            yield from self.store.follow(since, service, stop)
+            return
+        while not stop():
+            changes = self.store.changes(since, service)
+            for change in changes:
+                since = change["seq"]
+                yield change
+            if not changes:
+                time.sleep(0.1)
+
+    def is_local(self, rid: str) -> bool:
+        """Whether an instance runs on this host (always, for a one-host registry)."""
+        from tts_ops.contracts import SharedRegistry
+
+        if not isinstance(self.store, SharedRegistry):
+            return True
+        return node_of(rid) in (None, self.store.node)
+
+    def deploy_lock(self, service: str, holder: dict[str, Any]) -> Any:
+        """Held around a deploy beside the host's own lock: a shared registry's (etcd) keeps
+        two hosts from deploying one service at once."""
+        from tts_ops.contracts import SharedRegistry
+
+        if isinstance(self.store, SharedRegistry):
+            return self.store.deploy_lock(service, holder)
+        return contextlib.nullcontext()

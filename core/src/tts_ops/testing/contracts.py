@@ -31,9 +31,20 @@ def _record(rid: str, port: int = 9000, **fields: Any) -> InstanceRecord:
                           **fields)
 
 
+def _bare(rid: str) -> str:
+    """An id without the node a shared store qualifies it with (``svc@a:web-1``)."""
+    return rid.split(":")[0]
+
+
+def _ids(records: list[Any]) -> list[str]:
+    return [_bare(r.id) for r in records]
+
+
 class RegistryStoreConformance:
     """Fixture: ``open_store()`` returns a new store over the same data each call (as two
-    processes or two hosts would open it)."""
+    processes or two hosts would open it). A store whose records expire by themselves
+    (``expires_records = True``, e.g. etcd leases) is checked in real time: records with a
+    ttl of 2 s, and a wait of up to ttl + 3 s."""
 
     @pytest.fixture
     def store(self, open_store: Callable[[], Any]) -> Any:
@@ -46,12 +57,12 @@ class RegistryStoreConformance:
 
     def test_register_get_list_in_id_order(self, store):
         change = store.register(_record("b", port=9001))
-        assert change["kind"] == "registered" and change["id"] == "svc@b"
+        assert change["kind"] == "registered" and _bare(change["id"]) == "svc@b"
         assert change["record"]["port"] == 9001
         store.register(_record("a"))
         store.register(_record("other"))
-        assert [r.id for r in store.list()] == ["other", "svc@a", "svc@b"]
-        assert [r.id for r in store.list(service="svc")] == ["svc@a", "svc@b"]
+        assert _ids(store.list()) == ["other", "svc@a", "svc@b"]
+        assert _ids(store.list(service="svc")) == ["svc@a", "svc@b"]
         assert store.get("svc@b").port == 9001 and store.get("svc@nope") is None
         assert store.register(_record("b", port=9002))["kind"] == "updated"
         assert store.get("svc@b").port == 9002
@@ -74,9 +85,33 @@ class RegistryStoreConformance:
             store.heartbeat("svc@a", health="sleepy")
 
     def test_a_stale_record_coming_back_is_a_change(self, store):
+        if getattr(store, "expires_records", False):
+            store.register(_record("a", ttl=2.0))
+            _wait_gone(store, "svc@a", 5.0)
+            found, change = store.heartbeat("svc@a", record=_record("a", ttl=2.0))
+            assert not found and change["kind"] == "registered"
+            assert store.get("svc@a") is not None
+            return
         store.register(_record("a", ttl=1.0, last_heartbeat=1000.0, registered_at=1000.0))
         found, change = store.heartbeat("svc@a", now=5000.0)
         assert found and change is not None and change["kind"] == "health"
+
+    def test_heartbeats_keep_a_record_past_its_ttl(self, store):
+        if not getattr(store, "expires_records", False):
+            store.register(_record("a", ttl=1.0, last_heartbeat=1000.0, registered_at=1000.0))
+            assert store.get("svc@a").effective_health(1000.5) == "passing"
+            assert store.get("svc@a").effective_health(1002.0) == "critical"
+            return
+        import time
+
+        store.register(_record("a", ttl=2.0))
+        store.register(_record("b", ttl=2.0))
+        end = time.monotonic() + 3.5
+        while time.monotonic() < end:  # a beat every 0.5 s for longer than the ttl
+            assert store.heartbeat("svc@a")[0]
+            time.sleep(0.5)
+        assert store.get("svc@a").effective_health() == "passing"
+        _wait_gone(store, "svc@b", 2.0)  # no beats: gone by now, or within 2 s more
 
     def test_update_weight_health_release_only(self, store):
         store.register(_record("a"))
@@ -94,15 +129,25 @@ class RegistryStoreConformance:
         store.register(_record("other"))
         store.update("svc@a", weight=5)
         store.deregister("svc@a")
-        kinds = [(c["id"], c["kind"]) for c in store.changes(start)]
+        kinds = [(_bare(c["id"]), c["kind"]) for c in store.changes(start)]
         assert kinds == [("svc@a", "registered"), ("other", "registered"),
                          ("svc@a", "weight"), ("svc@a", "deregistered")]
         seqs = [c["seq"] for c in store.changes(start)]
         assert seqs == sorted(seqs) and len(set(seqs)) == 4
-        assert [c["id"] for c in store.changes(start, service="other")] == ["other"]
-        assert store.last_seq() == seqs[-1] and store.changes(store.last_seq()) == []
+        assert [_bare(c["id"]) for c in store.changes(start, service="other")] == ["other"]
+        assert store.last_seq() >= seqs[-1] and store.changes(store.last_seq()) == []
 
     def test_cleanup_removes_only_long_silent_records(self, store):
+        if getattr(store, "expires_records", False):
+            start = store.last_seq()
+            store.register(_record("old", ttl=2.0))
+            store.register(_record("new"))
+            _wait_gone(store, "svc@old", 5.0)
+            assert store.cleanup(deregister_after=0.0) == []  # the store did it already
+            assert _ids(store.list()) == ["svc@new"]
+            kinds = [(_bare(c["id"]), c["kind"]) for c in store.changes(start)]
+            assert ("svc@old", "stale_removed") in kinds
+            return
         store.register(_record("old", ttl=1.0, last_heartbeat=1000.0, registered_at=1000.0))
         store.register(_record("new"))
         removed = store.cleanup(deregister_after=10.0)
@@ -120,6 +165,16 @@ class RegistryStoreConformance:
             assert [c["kind"] for c in other.changes(start)] == ["registered", "weight"]
         finally:
             other.close()
+
+
+def _wait_gone(store: Any, rid: str, within: float) -> None:
+    """Poll until ``rid`` is gone (its lease ran out); fail after ``within`` seconds."""
+    import time
+
+    deadline = time.monotonic() + within
+    while store.get(rid) is not None:
+        assert time.monotonic() < deadline, f"{rid} still there {within} s after its ttl"
+        time.sleep(0.05)
 
 
 class LogSinkConformance:

@@ -296,7 +296,8 @@ class Supervisor:
     # --- discovery heartbeats ---------------------------------------------
 
     def beat(self, health: str) -> None:
-        """Write a heartbeat in a forked child: sqlite3 would add ~2 MB to this process."""
+        """Send a heartbeat in a forked child: a registry client (sqlite3, requests) would
+        add megabytes to this process."""
         registry = self.spec.get("registry")
         if not registry:
             return
@@ -309,9 +310,10 @@ class Supervisor:
             code = 0
             try:
                 signal.set_wakeup_fd(-1)
-                from tts_ops.discovery.beat import beat
+                from tts_ops.plugin import discovery_heartbeat
 
-                beat(registry["path"], registry["record"], health)
+                discovery_heartbeat(registry["name"], registry["location"],
+                                    registry["record"], health)
             except BaseException:
                 code = 1
             os._exit(code)

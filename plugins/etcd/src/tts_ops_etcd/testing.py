@@ -1,0 +1,110 @@
+"""A private etcd cluster on loopback ports, for the tests and the benchmarks.
+
+``with EtcdCluster(tmp, members=3) as cluster: cluster.endpoints`` starts real ``etcd``
+members (Debian ``etcd-server``), waits until each reports healthy, and stops them all at
+the end; ``kill(i)`` and ``start(i)`` take one member down and bring it back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_ports(count: int) -> list[int]:
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    ports = [s.getsockname()[1] for s in socks]
+    for sock in socks:
+        sock.close()
+    return ports
+
+
+class EtcdCluster:
+    def __init__(self, directory: Path, members: int = 3, extra: list[str] | None = None
+                 ) -> None:
+        self.directory = Path(directory)
+        self.extra = list(extra or [])
+        self.size = members
+        ports = free_ports(2 * members)
+        self.client_ports, self.peer_ports = ports[:members], ports[members:]
+        self.procs: list[subprocess.Popen | None] = [None] * members
+        self.started = False
+
+    @property
+    def endpoints(self) -> list[str]:
+        return [f"http://127.0.0.1:{p}" for p in self.client_ports]
+
+    def url(self, prefix: str = "/tts-ops") -> str:
+        return "etcd://" + ",".join(f"127.0.0.1:{p}" for p in self.client_ports) + prefix
+
+    def _argv(self, i: int) -> list[str]:
+        peers = ",".join(f"m{j}=http://127.0.0.1:{p}" for j, p in enumerate(self.peer_ports))
+        client = f"http://127.0.0.1:{self.client_ports[i]}"
+        peer = f"http://127.0.0.1:{self.peer_ports[i]}"
+        return [shutil.which("etcd") or "etcd", "--name", f"m{i}",
+                "--data-dir", str(self.directory / f"m{i}"),
+                "--listen-client-urls", client, "--advertise-client-urls", client,
+                "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                "--initial-cluster", peers, "--initial-cluster-token", "tts-ops-test",
+                "--initial-cluster-state", "existing" if self.started else "new",
+                "--log-level", "error", "--logger", "zap", *self.extra]
+
+    def start(self, i: int | None = None, timeout: float = 30.0) -> None:
+        members = range(self.size) if i is None else [i]
+        for j in members:
+            log = open(self.directory / f"m{j}.log", "ab")
+            self.procs[j] = subprocess.Popen(self._argv(j), stdout=log, stderr=log,
+                                             start_new_session=True)
+            log.close()
+        deadline = time.monotonic() + timeout
+        for j in members:
+            while not self.healthy(j):
+                proc = self.procs[j]
+                if proc is not None and proc.poll() is not None:
+                    tail = (self.directory / f"m{j}.log").read_text(errors="replace")[-800:]
+                    raise RuntimeError(f"etcd member m{j} exited: {tail}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"etcd member m{j} not healthy within {timeout} s")
+                time.sleep(0.05)
+        self.started = True
+
+    def healthy(self, i: int) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoints[i]}/health", timeout=1) as resp:
+                return json.loads(resp.read()).get("health") == "true"
+        except (OSError, ValueError):
+            return False
+
+    def kill(self, i: int, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs[i]
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            proc.wait(10)
+        self.procs[i] = None
+
+    def stop(self) -> None:
+        for i in range(self.size):
+            self.kill(i, signal.SIGTERM)
+
+    def __enter__(self) -> EtcdCluster:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
