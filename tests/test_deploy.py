@@ -55,8 +55,9 @@ class Env:
 
     def cli(self, *args):
         return run_cli(["-c", str(self.cfg), "--state-dir", str(self.state), *args,
-                        *(["--process-manager", "manual"] if args[0] in ("deploy", "rollback",
-                                                                          "start") else [])],
+                        *(["--process-manager", "manual"]
+                          if args[0] in ("deploy", "rollback", "start")
+                          and args[:2] != ("deploy", "history") else [])],
                        host=self.host)
 
     def registry(self):

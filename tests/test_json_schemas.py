@@ -113,8 +113,8 @@ def test_each_command_prints_its_documented_keys(env):
     json_of("orchestrate plan")
     json_of("orchestrate start")
     json_of("orchestrate status")
-    json_of("deploy", "js1", "--strategy", "direct")
-    json_of("deploy", "js1", "--strategy", "direct")
+    json_of("deploy run", "js1", "--strategy", "direct")
+    check("deploy run", run("deploy", "js1", "--strategy", "direct", "--json"))  # short form
     json_of("releases", "js1")
     json_of("deploy history")
     json_of("rollback", "js1", "--strategy", "direct")

@@ -301,3 +301,41 @@ def test_a_plugins_options_section_is_validated_by_its_model(tmp_path):
     assert stray.exit_code == 0
     assert any("services[0].options.nosuchplugin: no installed plugin takes options" in w
                for w in json.loads(stray.stdout)["warnings"])
+
+
+def test_a_backend_flag_reaches_its_backend_only_and_a_broken_one_is_a_warning(tmp_path):
+    import json
+
+    import click
+
+    from tts_ops.backend import BackendUnavailable
+
+    seen = []
+
+    class Probe:
+        @hookimpl
+        def tts_ops_register_backends(self, register):
+            def factory(ctx):
+                seen.append(dict(ctx.options))
+                raise BackendUnavailable("probe: not here")
+
+            register.add("probe", factory)
+
+        @hookimpl
+        def tts_ops_register_options(self, register):
+            register.add("greeting", lambda: click.Option(["--greeting"]), backend="probe")
+            register.add("other_flag", lambda: click.Option(["--other-flag"]),
+                         backend="other", key="x")
+            register.add("broken", lambda: 1 / 0, backend="probe")
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"]}]}))
+    out = run_cli(["-c", str(cfg), "--state-dir", str(tmp_path / "st"), "start", "a",
+                   "--process-manager", "probe", "--greeting", "hi", "--other-flag", "y"],
+                  host=make_host(Probe()))
+    assert out.exit_code == 3, out.output
+    assert seen and seen[0]["greeting"] == "hi" and "x" not in seen[0]
+    assert "could not build its flag 'broken': division by zero" in out.stderr
+    help_text = run_cli(["start", "--help"], host=make_host(Probe())).stdout
+    assert "--greeting" in help_text and "--other-flag" in help_text
+    assert "--greeting" not in run_cli(["start", "--help"], host=make_host()).stdout

@@ -110,6 +110,22 @@ def tts_ops_register_commands(register: Register) -> None:
     """
 
 
+@hookspec
+def tts_ops_register_options(register: Register) -> None:
+    """Register flags of a backend on the core's service commands (every command that
+    takes ``--process-manager``: start, stop, status, deploy, ...):
+    ``register.add("scope", factory, backend="systemd")``, where ``factory()`` returns a
+    `click.Option` (``--scope``, its type and help). Its value reaches that backend, and
+    only it, as ``context.options[key]`` (``key=`` in the registration, default the
+    name), overriding the config's ``options.<backend>.<key>`` for this invocation.
+
+    Called when one of those commands is built: they load the plugins anyway.
+
+    :param register: call ``register.add(name, factory, backend=..., key=...)``.
+    :returns: nothing.
+    """
+
+
 # --- events ---------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ REGISTER_HOOKS = {
     "registry": "tts_ops_register_registries",
     "log_sink": "tts_ops_register_log_sinks",
     "command": "tts_ops_register_commands",
+    "option": "tts_ops_register_options",
 }
 
 

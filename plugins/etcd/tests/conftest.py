@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 
 import pytest
 
-
-def require_etcd() -> None:
-    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install etcd (Debian etcd-server and etcd-client)")
-        pytest.skip("etcd is not installed (apt install etcd-server etcd-client)")
+from tts_ops_etcd.testing import require_etcd
 
 
 @pytest.fixture(scope="session")

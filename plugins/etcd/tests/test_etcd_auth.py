@@ -17,10 +17,9 @@ PASSWORD = "s3cret-Zq9!"
 
 @pytest.fixture(scope="module")
 def auth_cluster(tmp_path_factory):
-    from conftest import require_etcd
+    from tts_ops_etcd.testing import EtcdCluster, require_etcd
 
     require_etcd()
-    from tts_ops_etcd.testing import EtcdCluster
 
     # tokens lapse after 2 idle seconds here (300 by default): clients must log in again
     with EtcdCluster(tmp_path_factory.mktemp("etcd-auth"), members=1,
@@ -79,7 +78,13 @@ def test_a_password_file_logs_in_and_the_password_is_stored_nowhere(tmp_path, au
 def test_a_wrong_password_is_one_line_naming_the_settings(tmp_path, auth_cluster):
     secret = tmp_path / "etcd-password"
     secret.write_text("wrong")
+    secret.chmod(0o644)
     cfg = write_config(tmp_path, auth_cluster, free_port(), secret)
+    loose = cli(cfg, tmp_path / "state", "discovery", "list")
+    assert loose.returncode == 2
+    assert f"discovery.password_file: {secret} can be read by other users (mode 0644):" \
+        f" chmod 600 {secret}" in loose.stderr
+    secret.chmod(0o600)
     out = cli(cfg, tmp_path / "state", "discovery", "list")
     assert out.returncode == 1
     lines = out.stderr.strip().splitlines()
@@ -111,6 +116,7 @@ def test_a_lapsed_token_means_logging_in_again(tmp_path, auth_cluster):
 
     secret = tmp_path / "etcd-password"
     secret.write_text(PASSWORD)
+    secret.chmod(0o600)
     store = EtcdStore(EtcdOptions(endpoints=auth_cluster.endpoints, user="root",
                                   password_file=str(secret), prefix="/lapse"))
     assert store.list() == []

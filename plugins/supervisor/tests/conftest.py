@@ -35,4 +35,4 @@ def backend(supervisord, state_dir):
     from tts_ops_supervisor.backend import SupervisorBackend
 
     return SupervisorBackend(BackendContext(state_dir=state_dir,
-                                            options={"supervisor_conf": str(supervisord.conf)}))
+                                            options={"conf": str(supervisord.conf)}))

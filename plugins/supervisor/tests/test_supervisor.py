@@ -168,12 +168,12 @@ def test_credentials_are_used_and_never_printed(state_dir, monkeypatch):
 
     with PrivateSupervisord(username="ops", password="s3cret-pw") as daemon:
         good = SupervisorBackend(BackendContext(state_dir=state_dir,
-                                                options={"supervisor_conf": str(daemon.conf)}))
+                                                options={"conf": str(daemon.conf)}))
         ok, why = good.available()
         assert ok, why
         monkeypatch.setenv("TTS_OPS_SUPERVISOR_PASSWORD", "wrong-pw")
         bad = SupervisorBackend(BackendContext(state_dir=state_dir,
-                                               options={"supervisor_conf": str(daemon.conf)}))
+                                               options={"conf": str(daemon.conf)}))
         ok, why = bad.available()
         assert not ok and "authentication failed" in why
         assert "s3cret-pw" not in why and "wrong-pw" not in why

@@ -49,6 +49,8 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
+            if _takes_backend_flags(command):
+                return self._with_backend_flags(ctx, command)
             return command
         register = self._plugin_commands(ctx)
         found = register.get(cmd_name) if register is not None else None
@@ -67,6 +69,33 @@ class _Group(click.Group):
         command.name = cmd_name
         _share_options(command)
         return command
+
+    def _with_backend_flags(self, ctx: click.Context, command: click.Command) -> click.Command:
+        """``command`` with the flags backends registered on every leaf that takes
+        ``--process-manager`` (a copy: the core's command objects are shared between
+        invocations with other plugins); each value goes to
+        ``App.backend_options[backend][key]``."""
+        try:
+            register = self.plugin_host(ctx).registrations("option")
+        except TtsOpsError as exc:
+            click.echo(f"tts-ops: warning: backend flags unavailable: {exc.message}", err=True)
+            return command
+        flags = []
+        for name in register.names():
+            found = register.get(name)
+            try:
+                option = found.factory()
+                if not isinstance(option, click.Option):
+                    raise TypeError("not a click.Option")
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                click.echo(f"tts-ops: warning: plugin {found.plugin!r} could not build its"
+                           f" flag {name!r}: {exc}", err=True)
+                continue
+            option.expose_value = False
+            option.callback = _remember(found.info.get("backend", ""),
+                                        found.info.get("key", name))
+            flags.append(option)
+        return _with_flags(command, flags) if flags else command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
@@ -94,6 +123,38 @@ class _Group(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             click.echo("tts-ops: output closed before the command finished", err=True)
             ctx.exit(1)
+
+
+def _with_flags(command: click.Command, flags: list[click.Option]) -> click.Command:
+    import copy
+
+    new = copy.copy(command)
+    if isinstance(command, click.Group):
+        new.commands = {n: _with_flags(c, flags) for n, c in command.commands.items()}  # type: ignore[attr-defined]
+    elif any("--process-manager" in getattr(p, "opts", []) for p in command.params):
+        taken = {o for p in command.params for o in getattr(p, "opts", [])}
+        new.params = [*command.params, *(f for f in flags if not set(f.opts) & taken)]
+    return new
+
+
+def _leaves(command: click.Command) -> list[click.Command]:
+    if isinstance(command, click.Group):
+        return [leaf for sub in command.commands.values() for leaf in _leaves(sub)]
+    return [command]
+
+
+def _takes_backend_flags(command: click.Command) -> bool:
+    return any("--process-manager" in getattr(p, "opts", [])
+               for leaf in _leaves(command) for p in leaf.params)
+
+
+def _remember(backend: str, key: str) -> Callable[..., Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None and ctx.obj is not None:
+            ctx.obj.backend_options.setdefault(backend, {})[key] = value
+        return value
+
+    return callback
 
 
 def _warn_policy(app: Any) -> None:

@@ -47,8 +47,8 @@ class App:
         self.policy_enforced = False
         self._recovered = False
         self._backends: dict[str, ProcessBackend] = {}
-        #: options from --scope, --supervisor-conf; backends read what they know
-        self.backend_options: dict[str, str] = {}
+        #: per backend, the values of the flags it registered (``--scope``): its own only
+        self.backend_options: dict[str, dict[str, Any]] = {}
         self.backend_reasons: dict[str, str] = {}
         #: ``options.NAME`` sections no installed plugin claims (`config validate` shows them)
         self.option_warnings: list[str] = []
@@ -239,7 +239,7 @@ class App:
 
             reg = self.host.lookup("backend", name)
             ensure_host_ok(self.host, reg.plugin)
-            options: dict[str, Any] = dict(self.backend_options)
+            options: dict[str, Any] = dict(self.backend_options.get(name, {}))
             settings = self.config.discovery
             if settings.auto_register:
                 # the manual backend's supervisors heartbeat through the same registry store

@@ -1,4 +1,4 @@
-"""``tts-ops deploy``, ``deploy history``, ``releases``, ``rollback``."""
+"""``tts-ops deploy [run]``, ``deploy history``, ``releases``, ``rollback``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,31 @@ def add_commands(cli: click.Group) -> None:
     cli.add_command(rollback)
 
 
-@click.command()
+class _DeployGroup(click.Group):
+    """``deploy NAME ...`` and ``deploy --strategy ...`` run ``deploy run``: a first word
+    that is not a subcommand resolves to ``run``, with the arguments as given (service
+    names cannot be subcommand names: the config refuses them). ``deploy`` alone deploys
+    every service."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[
+            str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands:
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_DeployGroup, invoke_without_command=True,
+             context_settings={"ignore_unknown_options": True,
+                               "allow_interspersed_args": False})
+@click.pass_context
+def deploy(ctx: click.Context) -> None:
+    """Deploy services (a new release) with a strategy (`deploy run`, the default), or list
+    past deploys (`deploy history`)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(run)
+
+
+@deploy.command()
 @click.argument("names", nargs=-1, shell_complete=completion.service_names)
 @click.option("--strategy", default=None, metavar="|".join(STRATEGIES),
               shell_complete=completion.strategies,
@@ -32,15 +56,12 @@ def add_commands(cli: click.Group) -> None:
 @click.option("--skip-tests", is_flag=True, help="Skip the synthesis and plugin verification.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines.")
 @click.pass_obj
-def deploy(app, names, strategy, environment, pm, dry_run, skip_tests, as_json) -> None:
-    """Deploy services (a new release) with a strategy; `deploy history` lists past deploys.
+def run(app, names, strategy, environment, pm, dry_run, skip_tests, as_json) -> None:
+    """Deploy services (a new release) with a strategy: `tts-ops deploy NAME` for short.
 
     Exit 0 deployed and verified, 1 failed and rolled back (the old release serves),
     2 bad usage or config, 3 a backend or strategy plugin is missing.
     """
-    if names[:1] == ("history",):
-        _history(app, as_json)
-        return
     app.require_valid()
     from tts_ops.cli.progress import reporter_for
     from tts_ops.deploy.engine import DeployEngine
@@ -63,10 +84,17 @@ def deploy(app, names, strategy, environment, pm, dry_run, skip_tests, as_json) 
         raise OperationFailed(f"pre-deployment checks failed for {', '.join(failed)}")
 
 
-def _history(app, as_json: bool) -> None:
+@deploy.command("history")
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_obj
+def history_(app, names, as_json) -> None:
+    """Past deploys, rollbacks and restarts, oldest first (only NAMES' if given)."""
     from tts_ops.deploy import history
 
     records = history.read(app.state_dir)
+    if names:
+        records = [r for r in records if r.get("service") in names]
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return

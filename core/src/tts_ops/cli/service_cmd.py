@@ -21,27 +21,10 @@ def add_commands(cli: click.Group) -> None:
     cli.add_command(restart, name="reload")  # pm2's name for a zero-downtime restart
 
 
-def _remember_option(key: str):
-    def callback(ctx: click.Context, _param, value):
-        if value is not None:
-            ctx.obj.backend_options[key] = value
-        return value
-
-    return callback
-
-
 def backend_options(f):
-    """``--process-manager`` plus the options some backends read (scope, supervisor conf)."""
-    f = click.option(
-        "--supervisor-conf", metavar="FILE", expose_value=False,
-        callback=_remember_option("supervisor_conf"),
-        help="supervisord config to read the server URL and credentials from (supervisor).",
-    )(f)
-    f = click.option(
-        "--scope", type=click.Choice(["auto", "user", "system"]), expose_value=False,
-        callback=_remember_option("scope"),
-        help="systemd scope: user units or system units (systemd). Default: auto.",
-    )(f)
+    """``--process-manager``; the flags backends register (``tts_ops_register_options``:
+    systemd's ``--scope``, supervisor's ``--supervisor-conf``) are added to every command
+    that has it when the command is built."""
     return click.option(
         "--process-manager", "pm", default=None, metavar="auto|manual|systemd|supervisor",
         shell_complete=completion.process_managers,

@@ -43,7 +43,7 @@ def _fmt(v: float) -> str:
 #: words that follow ``deploy`` and ``logs`` as subcommands (``deploy history``, ``logs
 #: stats``): a service of that name could not be named after them (a test keeps this
 #: list equal to the commands)
-RESERVED_NAMES = frozenset({"history", "tail", "stats", "export", "archive", "rotate",
+RESERVED_NAMES = frozenset({"history", "run", "tail", "stats", "export", "archive", "rotate",
                             "monitor"})
 
 

@@ -54,6 +54,9 @@ class Cluster:
         self._lock = threading.Lock()
         self._token: str | None = None
         self._fast: Any = None  # a kept connection to the leader, for keep-alives
+        # per request: requests lets $REQUESTS_CA_BUNDLE override a session's CA file
+        # (requests#3829), which would ignore discovery.ca_cert on many hosts
+        self._tls: dict[str, Any] = {"verify": options.ca_cert} if options.ca_cert else {}
 
     def _client(self, url: str) -> Etcd3Client:
         parts = urlsplit(url)
@@ -66,7 +69,7 @@ class Cluster:
         if self.options.user is None or "Authorization" in client.session.headers:
             return
         if self._token is None:
-            answer = client.post(client.get_url("/auth/authenticate"),
+            answer = client.post(client.get_url("/auth/authenticate"), **self._tls,
                                  json={"name": self.options.user,
                                        "password": self.options.password() or ""})
             self._token = answer["token"]
@@ -103,7 +106,7 @@ class Cluster:
                 if stream:
                     answer: Any = (client, self._stream(client, path, body))
                 else:
-                    answer = client.post(client.get_url(path), json=body)
+                    answer = client.post(client.get_url(path), json=body, **self._tls)
             except _DOWN as exc:
                 last = exc
                 if "leader" in (exc.detail_text or ""):
@@ -126,7 +129,7 @@ class Cluster:
         import requests
 
         try:
-            resp = client.session.post(client.get_url(path), json=body, stream=True,
+            resp = client.session.post(client.get_url(path), json=body, stream=True, **self._tls,
                                        timeout=(self.options.timeout, None))
         except requests.exceptions.ConnectionError as exc:
             raise etcd_errors.ConnectionFailedError(str(exc)) from None
@@ -225,6 +228,13 @@ def _why(exc: Exception | None) -> str:
     text = _first_line(exc)
     if isinstance(exc, etcd_errors.ConnectionTimeoutError):
         return "timed out"
+    tls = re.search(r"certificate verify failed: ([^(]+)", text)
+    if tls:
+        return (f"TLS: certificate verify failed ({tls[1].strip()}): check discovery.ca_cert"
+                " is the CA that signed the members' certificates")
+    if "SSLError" in text or "SSL" in text:
+        return ("TLS handshake failed (the members may want a client certificate: set"
+                " discovery.cert and discovery.key)")
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     return found[1].strip().lower() if found else text
 

@@ -86,11 +86,17 @@ class EtcdOptions(BaseModel):
         import os
 
         if self.password_file:
+            path = self.password_file
             try:
-                with open(self.password_file, encoding="utf-8") as fh:
+                with open(path, encoding="utf-8") as fh:
+                    mode = os.fstat(fh.fileno()).st_mode & 0o777
+                    if mode & 0o077:  # as ssh does with a private key: refuse, say why
+                        raise ConfigError(
+                            f"discovery.password_file: {path} can be read by other users"
+                            f" (mode {mode:04o}): chmod 600 {path}")
                     return fh.read().strip()
             except OSError as exc:
-                raise ConfigError(f"discovery.password_file: cannot read {self.password_file}"
+                raise ConfigError(f"discovery.password_file: cannot read {path}"
                                   f" ({exc.strerror}): fix the path or its permissions"
                                   ) from None
         return os.environ.get(PASSWORD_ENV) if self.user else None

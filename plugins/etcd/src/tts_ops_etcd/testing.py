@@ -18,6 +18,16 @@ import urllib.request
 from pathlib import Path
 
 
+def require_etcd() -> None:
+    """Skip the calling test without etcd; fail it in CI (``CI=true``), where it must exist."""
+    import pytest
+
+    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install etcd (Debian etcd-server and etcd-client)")
+        pytest.skip("etcd is not installed (apt install etcd-server etcd-client)")
+
+
 def free_ports(count: int) -> list[int]:
     socks = []
     for _ in range(count):
@@ -31,10 +41,16 @@ def free_ports(count: int) -> list[int]:
 
 
 class EtcdCluster:
-    def __init__(self, directory: Path, members: int = 3, extra: list[str] | None = None
-                 ) -> None:
+    def __init__(self, directory: Path, members: int = 3, extra: list[str] | None = None,
+                 tls: dict[str, Path] | None = None) -> None:
         self.directory = Path(directory)
         self.extra = list(extra or [])
+        #: {"ca", "cert", "key"}: clients must connect with https and a cert the CA signed
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        if tls:
+            self.extra += ["--cert-file", str(tls["cert"]), "--key-file", str(tls["key"]),
+                           "--trusted-ca-file", str(tls["ca"]), "--client-cert-auth"]
         self.size = members
         ports = free_ports(2 * members)
         self.client_ports, self.peer_ports = ports[:members], ports[members:]
@@ -43,14 +59,15 @@ class EtcdCluster:
 
     @property
     def endpoints(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}" for p in self.client_ports]
+        return [f"{self.scheme}://127.0.0.1:{p}" for p in self.client_ports]
 
     def url(self, prefix: str = "/tts-ops") -> str:
-        return "etcd://" + ",".join(f"127.0.0.1:{p}" for p in self.client_ports) + prefix
+        scheme = "etcds" if self.tls else "etcd"
+        return f"{scheme}://" + ",".join(f"127.0.0.1:{p}" for p in self.client_ports) + prefix
 
     def _argv(self, i: int) -> list[str]:
         peers = ",".join(f"m{j}=http://127.0.0.1:{p}" for j, p in enumerate(self.peer_ports))
-        client = f"http://127.0.0.1:{self.client_ports[i]}"
+        client = f"{self.scheme}://127.0.0.1:{self.client_ports[i]}"
         peer = f"http://127.0.0.1:{self.peer_ports[i]}"
         return [shutil.which("etcd") or "etcd", "--name", f"m{i}",
                 "--data-dir", str(self.directory / f"m{i}"),
@@ -80,8 +97,15 @@ class EtcdCluster:
         self.started = True
 
     def healthy(self, i: int) -> bool:
+        context = None
+        if self.tls:
+            import ssl
+
+            context = ssl.create_default_context(cafile=str(self.tls["ca"]))
+            context.load_cert_chain(str(self.tls["cert"]), str(self.tls["key"]))
         try:
-            with urllib.request.urlopen(f"{self.endpoints[i]}/health", timeout=1) as resp:
+            with urllib.request.urlopen(f"{self.endpoints[i]}/health", timeout=1,
+                                        context=context) as resp:
                 return json.loads(resp.read()).get("health") == "true"
         except (OSError, ValueError):
             return False
@@ -108,3 +132,24 @@ class EtcdCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def make_certs(directory: Path) -> dict[str, Path]:
+    """A CA, and one key and certificate it signed for 127.0.0.1 (server and client use),
+    made with the openssl command."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "node.key",
+                                                          "node.csr", "node.pem"))
+    ext = directory / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n")
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out",
+        str(ca), "-days", "2", "-subj", "/CN=tts-ops test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+        "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return {"ca": ca, "cert": cert, "key": key}

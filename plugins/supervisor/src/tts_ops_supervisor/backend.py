@@ -48,7 +48,7 @@ class SupervisorBackend:
 
     def __init__(self, context: BackendContext) -> None:
         self.ctx = context
-        self.conf_option = context.options.get("supervisor_conf")
+        self.conf_option = context.options.get("conf")  # --supervisor-conf
         self._confs: dict[str | None, SupervisorConf] = {}
 
     # --- connection ---

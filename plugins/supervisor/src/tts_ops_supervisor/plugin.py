@@ -27,6 +27,19 @@ def tts_ops_register_backends(register) -> None:
     register.add("supervisor", _supervisor, options=_options)
 
 
+def _conf_flag():
+    import click
+
+    return click.Option(["--supervisor-conf"], metavar="FILE",
+                        help="supervisord config to read the server URL and credentials"
+                        " from (supervisor). Default: options.supervisor.conf.")
+
+
+@hookimpl
+def tts_ops_register_options(register) -> None:
+    register.add("supervisor_conf", _conf_flag, backend="supervisor", key="conf")
+
+
 def _supervisor_files(location):
     from tts_ops.plugin import FileSink
 

@@ -22,6 +22,19 @@ def tts_ops_register_backends(register) -> None:
     register.add("systemd", _systemd, options=_options)  # options.systemd: scope, hardening
 
 
+def _scope_flag():
+    import click
+
+    return click.Option(["--scope"], type=click.Choice(["auto", "user", "system"]),
+                        help="systemd scope: user units or system units (systemd)."
+                        " Default: options.systemd.scope, else auto.")
+
+
+@hookimpl
+def tts_ops_register_options(register) -> None:
+    register.add("scope", _scope_flag, backend="systemd")  # overrides options.systemd.scope
+
+
 def _journald(location):
     from tts_ops_systemd.journal import JournaldSink
 
