@@ -71,8 +71,9 @@ NOTES = """
 - etcd: a real 3-member cluster on loopback ports (Debian etcd-server 3.4). Heartbeats are
   lease keep-alives through etcd's JSON gateway (etcd3gw), one HTTP request each once a
   client knows an instance's lease; each of the 8 processes keeps its own 125 instances, as
-  8 hosts would. The anchor is `etcdctl put` in 8 shell loops for the same time: etcdctl is
-  a Go program that connects per invocation, as a script keeping keys alive would use it.
+  8 hosts would. The anchor is etcdctl's own put rate against the same cluster in the same
+  run: `etcdctl check perf --load=l` (500 gRPC clients putting as fast as the cluster
+  takes it, 60 s; not run with --quick). A keep-alive is not a raft write, a put is.
   A killed host's instance leaves when etcd expires its lease (checked every 0.5 s by the
   leader): between 2/3 ttl and ttl + 0.5 s after the death, seen by a watch on another
   client.

@@ -18,7 +18,7 @@ from tts_ops import hookimpl
 from tts_ops.deploy.lock import DeployLock
 from tts_ops.deploy.releases import ReleaseStore
 from tts_ops.discovery import ServiceRegistry, TTSServiceDiscovery
-from tts_ops.testing import make_host, run_cli
+from tts_ops.testing import make_host, run_cli, wait_for
 from tts_ops_manual import plugin as manual_plugin
 
 
@@ -115,7 +115,7 @@ def test_zero_failed_requests_while_deploying(env, strategy):
     client = Client(env)
     client.start()
     try:
-        time.sleep(0.5)
+        wait_for(lambda: client.ok >= 3, timeout=10, message="the client's first answers")
         for _ in range(2):  # to the other colour and back
             result = env.cli("deploy", "--strategy", strategy)
             assert result.exit_code == 0, result.output

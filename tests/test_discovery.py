@@ -328,13 +328,14 @@ def test_watch_streams_changes_from_another_process(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"services": [{"name": "w", "command": ["true"]}]}))
     env = {**os.environ, "TTS_OPS_STATE_DIR": str(tmp_path / "st"), "TTS_OPS_CONFIG": str(cfg)}
-    ServiceRegistry(tmp_path / "st" / "registry.db")
+    registry = ServiceRegistry(tmp_path / "st" / "registry.db")
+    registry.register_service({"id": "w@old", "host": "127.0.0.1", "port": 9000})
     watcher = subprocess.Popen([sys.executable, "-m", "tts_ops", "discovery", "watch",
-                                "--json", "--service", "w"], env=env, stdout=subprocess.PIPE,
-                               text=True)
+                                "--json", "--service", "w", "--from-start"], env=env,
+                               stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)
-        registry = ServiceRegistry(tmp_path / "st" / "registry.db")
+        # following once the history is out: the change made before it started
+        assert json.loads(watcher.stdout.readline())["id"] == "w@old"
         registry.register_service({"id": "other", "host": "127.0.0.1", "port": 9001})
         registry.register_service({"id": "w", "host": "127.0.0.1", "port": 9002})
         registry.set_weight("w", 0)

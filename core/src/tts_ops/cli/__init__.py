@@ -205,28 +205,62 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
         ctx.obj = App(config_path=config_path, state_dir=state_dir, verbose=verbose, debug=debug,
                       host_factory=lambda: cli.plugin_host(ctx))
 
-    from tts_ops.cli import (
-        config_cmd,
-        deploy_cmd,
-        discovery_cmd,
-        events_cmd,
-        logs_cmd,
-        orchestrate_cmd,
-        plugins_cmd,
-        service_cmd,
-        top_cmd,
-        web_cmd,
-    )
-
-    for module in (plugins_cmd, config_cmd, service_cmd, logs_cmd, events_cmd, discovery_cmd,
-                   deploy_cmd, orchestrate_cmd, top_cmd, web_cmd):
-        module.add_commands(cli)
-    from tts_ops.cli.completion import completion
-
-    cli.add_command(completion)
-    _share_options(cli)
+    cli.commands = _LazyCommands(_COMMANDS, _share_options)
     cli.host_factory = host_factory
     return cli
+
+
+#: the core's commands: name -> (module, attribute), imported when first used, so that
+#: ``tts-ops status`` does not pay for top's, web's or the logs commands' modules
+_COMMANDS = {
+    "plugins": ("tts_ops.cli.plugins_cmd", "plugins"),
+    "backends": ("tts_ops.cli.plugins_cmd", "backends"),
+    "config": ("tts_ops.cli.config_cmd", "config"),
+    **{name: ("tts_ops.cli.service_cmd", name) for name in (
+        "start", "stop", "restart", "status", "install", "uninstall", "enable", "disable")},
+    "reload": ("tts_ops.cli.service_cmd", "restart"),  # pm2's name for a zero-downtime restart
+    "logs": ("tts_ops.cli.logs_cmd", "logs"),
+    "events": ("tts_ops.cli.events_cmd", "events"),
+    "discovery": ("tts_ops.cli.discovery_cmd", "discovery"),
+    "deploy": ("tts_ops.cli.deploy_cmd", "deploy"),
+    "releases": ("tts_ops.cli.deploy_cmd", "releases"),
+    "rollback": ("tts_ops.cli.deploy_cmd", "rollback"),
+    "orchestrate": ("tts_ops.cli.orchestrate_cmd", "orchestrate"),
+    "top": ("tts_ops.cli.top_cmd", "top"),
+    "web": ("tts_ops.cli.web_cmd", "web"),
+    "completion": ("tts_ops.cli.completion", "completion"),
+}
+
+
+class _LazyCommands(dict):  # type: ignore[type-arg]
+    """``Group.commands`` whose values are imported on first access: the names are all
+    there (``--help``, completion), a command's module loads when it is used."""
+
+    def __init__(self, table: dict[str, tuple[str, str]],
+                 prepare: Callable[[click.Command], None]) -> None:
+        super().__init__(dict.fromkeys(table))
+        self._table = table
+        self._prepare = prepare
+
+    def __getitem__(self, name: str) -> click.Command:
+        command = super().__getitem__(name)
+        if command is None:
+            import importlib
+
+            module, attribute = self._table[name]
+            command = getattr(importlib.import_module(module), attribute)
+            self._prepare(command)
+            super().__setitem__(name, command)
+        return command
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[name] if name in self else default  # noqa: SIM401 - self.get is this
+
+    def values(self) -> Any:
+        return [self[name] for name in self]
+
+    def items(self) -> Any:
+        return [(name, self[name]) for name in self]
 
 
 def _share_options(command: click.Command) -> None:

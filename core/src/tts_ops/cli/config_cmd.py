@@ -9,10 +9,6 @@ import click
 from tts_ops.errors import ConfigError
 
 
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(config)
-
-
 @click.group()
 def config() -> None:
     """Validate or show the services config."""

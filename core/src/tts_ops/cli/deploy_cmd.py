@@ -14,11 +14,6 @@ from tts_ops.errors import ConfigError, OperationFailed
 STRATEGIES = ["direct", "blue_green", "rolling", "canary"]
 
 
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(deploy)
-    cli.add_command(releases)
-    cli.add_command(rollback)
-
 
 class _DeployGroup(click.Group):
     """``deploy NAME ...`` and ``deploy --strategy ...`` run ``deploy run``: a first word

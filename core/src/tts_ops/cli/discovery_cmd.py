@@ -11,10 +11,6 @@ from tts_ops.cli import completion
 from tts_ops.errors import ConfigError, OperationFailed
 
 
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(discovery)
-
-
 @click.group()
 def discovery() -> None:
     """Find running instances, keep their health current, follow changes."""

@@ -29,9 +29,6 @@ def state_after(kind: str) -> tuple[Any, bool]:
     return states.get(kind, State.STOPPED), kind in ("ready", "healthy", "unhealthy")
 
 
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(events)
-
 
 @click.command()
 @click.argument("names", nargs=-1, shell_complete=completion.service_names)

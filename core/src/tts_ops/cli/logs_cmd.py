@@ -33,9 +33,6 @@ class _LogsGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(logs)
-
 
 def _contracts():
     import tts_ops.contracts

@@ -13,10 +13,6 @@ from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import OperationFailed
 
 
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(orchestrate)
-
-
 def _orchestration_option(f):
     return click.option(
         "--orchestration", "orch_path", metavar="FILE", envvar="TTS_OPS_ORCHESTRATION",

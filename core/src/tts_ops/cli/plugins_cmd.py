@@ -7,11 +7,6 @@ import json
 import click
 
 
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(plugins)
-    cli.add_command(backends)
-
-
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_obj

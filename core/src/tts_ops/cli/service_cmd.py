@@ -15,12 +15,6 @@ from tts_ops.cli import completion
 from tts_ops.errors import MissingComponent, OperationFailed, TtsOpsError
 
 
-def add_commands(cli: click.Group) -> None:
-    for command in (start, stop, restart, status, install, uninstall, enable, disable):
-        cli.add_command(command)
-    cli.add_command(restart, name="reload")  # pm2's name for a zero-downtime restart
-
-
 def backend_options(f):
     """``--process-manager``; the flags backends register (``tts_ops_register_options``:
     systemd's ``--scope``, supervisor's ``--supervisor-conf``) are added to every command

@@ -263,6 +263,3 @@ def top(app, interval: float, pm: str | None) -> None:
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
-
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(top)

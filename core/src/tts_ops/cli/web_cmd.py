@@ -75,6 +75,3 @@ def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str 
                                            lifespan="off"))
     server.run(sockets=[sock])
 
-
-def add_commands(cli: click.Group) -> None:
-    cli.add_command(web)

@@ -80,6 +80,13 @@ class EtcdStore:
         self._seen[key] = (int(kv.get("lease", 0)), int(kv["mod_revision"]), value)
         return value, kv
 
+    def _reads(self, key: str) -> Iterator[tuple[dict[str, Any], dict[str, Any], float] | None]:
+        """A fresh read for each attempt of a compare-and-set: (value, kv, time), or None
+        once the record is gone."""
+        for _ in range(_RETRIES):
+            found = self._read(key)
+            yield None if found is None else (*found, time.time())
+
     @staticmethod
     def _record(value: dict[str, Any], now: float) -> InstanceRecord:
         record = InstanceRecord.from_row(value["record"])
@@ -197,12 +204,10 @@ class EtcdStore:
 
     def deregister(self, rid: str) -> dict[str, Any] | None:
         key = self._key(rid)
-        for _ in range(_RETRIES):
-            found = self._read(key)
+        for found in self._reads(key):
             if found is None:
                 return None
-            value, kv = found
-            now = time.time()
+            value, kv, now = found
             lease = int(kv.get("lease", 0))
             seq = self._put(key, kv, {**value, "kind": "deregistered", "ts": now}, lease)
             if seq is None:
@@ -251,12 +256,10 @@ class EtcdStore:
         if wrong:
             raise ConfigError(f"{wrong[0]}: cannot be updated")
         key = self._key(rid)
-        for _ in range(_RETRIES):
-            found = self._read(key)
+        for found in self._reads(key):
             if found is None:
                 return None
-            value, kv = found
-            now = time.time()
+            value, kv, now = found
             rec = self._record(value, now)
             for name, new in fields.items():
                 setattr(rec, name, new)

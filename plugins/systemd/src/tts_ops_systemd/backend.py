@@ -8,15 +8,12 @@ notify units; for the others tts-ops waits for the health check. Failures tts-op
 
 from __future__ import annotations
 
-import difflib
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tts_ops.logread import follow, tail
-from tts_ops.logwriter import claim_log_file
 from tts_ops.plugin import (
     BackendContext,
     BackendUnavailable,
@@ -126,6 +123,8 @@ class SystemdBackend:
             if plan.templated:  # per-instance names (NAME@PORT.log), opened by systemd
                 private_dir(plan.log_file.parent, 0o750)
             else:
+                from tts_ops.logwriter import claim_log_file
+
                 claim_log_file(plan.log_file, plan.service.name)
         path = ctl.unit_dir() / plan.unit_name
         try:
@@ -146,6 +145,8 @@ class SystemdBackend:
         self._reload(ctl)
         if old is None:
             return None
+        import difflib
+
         return "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
                                             str(path), str(path)))
 
@@ -476,6 +477,8 @@ class SystemdBackend:
             cmd = journal_command(plan.instance_units()[0], "cat", "-n", str(lines))
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
             return out.stdout.splitlines()
+        from tts_ops.logread import tail
+
         return tail(plan.log_file if not plan.templated else _instance_log(plan), lines)
 
     def logs(self, service: Any, lines: int, follow_: bool) -> Iterator[str]:
@@ -493,6 +496,8 @@ class SystemdBackend:
                     yield line.rstrip("\n")
             return
         path = plan.log_file if not plan.templated else _instance_log(plan)
+        from tts_ops.logread import follow, tail
+
         yield from tail(path, lines)
         if follow_:
             yield from follow(path)
