@@ -339,3 +339,59 @@ def test_a_backend_flag_reaches_its_backend_only_and_a_broken_one_is_a_warning(t
     help_text = run_cli(["start", "--help"], host=make_host(Probe())).stdout
     assert "--greeting" in help_text and "--other-flag" in help_text
     assert "--greeting" not in run_cli(["start", "--help"], host=make_host()).stdout
+
+
+def test_a_strategy_s_own_settings_live_under_deploy_its_name(tmp_path):
+    import json
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    from tts_ops.deploy.context import DeployFailed
+    from tts_ops_manual import plugin as manual
+
+    seen = []
+
+    class MirrorOptions(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        mirror_percent: int = Field(default=10, ge=0, le=100)
+
+    class Shadow:
+        name, same_slot, initial_weight = "shadow", False, 0
+
+        def run(self, ctx):
+            seen.append(ctx.options)
+            raise DeployFailed("shadow: only looking")
+
+        def rollback(self, ctx):
+            pass
+
+    class ShadowPlugin:
+        @hookimpl
+        def tts_ops_register_strategies(self, register):
+            register.add("shadow", Shadow, options=lambda: MirrorOptions)
+
+    host = make_host(manual, ShadowPlugin())
+    cfg = tmp_path / "c.json"
+
+    def config(deploy):
+        cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"],
+                                                 "deploy": deploy}]}))
+        return run_cli(["config", "validate", "-c", str(cfg), "--state-dir",
+                        str(tmp_path / "st")], host=host)
+
+    assert config({"strategy": "shadow", "shadow": {"mirror_percent": 5}}).exit_code == 0
+    bad = config({"strategy": "shadow", "shadow": {"mirror_percent": 500}})
+    assert bad.exit_code == 2
+    assert "services[0].deploy.shadow.mirror_percent: " in bad.stderr
+    typo = config({"strategy": "shadow", "stpes": [100]})
+    assert typo.exit_code == 2
+    assert "services[0].deploy.stpes: unknown key; did you mean 'steps'?" in typo.stderr
+    config({"strategy": "shadow", "shadow": {"mirror_percent": 5}})
+    out = run_cli(["-c", str(cfg), "--state-dir", str(tmp_path / "st"), "deploy", "a",
+                   "--process-manager", "manual"], host=host)
+    assert out.exit_code == 1 and "shadow: only looking" in out.output
+    assert [o.mirror_percent for o in seen] == [5]
+    config({"strategy": "shadow"})  # no section: the model's defaults
+    run_cli(["-c", str(cfg), "--state-dir", str(tmp_path / "st"), "deploy", "a",
+             "--process-manager", "manual"], host=host)
+    assert [o.mirror_percent for o in seen] == [5, 10]

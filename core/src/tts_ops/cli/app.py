@@ -113,6 +113,7 @@ class App:
                 lines = [f"{loaded.source}: {p}" for p in names]
                 raise ConfigError(lines[0], problems=lines)
         from tts_ops.config.plugin_options import (
+            deploy_problems,
             discovery_problems,
             option_models,
             option_problems,
@@ -120,6 +121,7 @@ class App:
 
         wrong, self.option_warnings = option_problems(loaded.config, option_models(self.host))
         wrong += discovery_problems(loaded.config, self.host)
+        wrong += deploy_problems(loaded.config, self.host)
         if wrong:
             lines = [f"{loaded.source}: {p}" for p in wrong]
             raise ConfigError(lines[0], problems=lines)

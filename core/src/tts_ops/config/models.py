@@ -135,7 +135,14 @@ class Dependency(_Model):
 
 
 class DeploySettings(_Model):
-    """How ``tts-ops deploy`` rolls this service out (strategies read what they need)."""
+    """How ``tts-ops deploy`` rolls this service out (strategies read what they need).
+
+    A strategy whose registration carries an options model gets its own section,
+    ``deploy.<strategy>`` (``"deploy": {"strategy": "shadow", "shadow": {...}}``), which
+    the core validates with that model (`tts_ops.config.plugin_options.deploy_problems`).
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     #: a registered strategy's name (built-in or a plugin's): checked against the registered
     #: ones when the config is loaded with its plugins (`strategy_problems`)

@@ -21,8 +21,8 @@ def option_models(host: Any) -> dict[str, Callable[[], type]]:
 
     models: dict[str, Callable[[], type]] = {}
     for kind in REGISTER_HOOKS:
-        if kind == "registry":
-            continue  # a registry's options are the discovery section's (discovery_problems)
+        if kind in ("registry", "strategy"):
+            continue  # their options are the discovery section's and deploy.<strategy>
         register = host.registrations(kind)
         for name in register.names():
             loader = register.get(name).info.get("options")
@@ -82,3 +82,47 @@ def discovery_problems(config: Any, host: Any) -> list[str]:
     except ValidationError as exc:
         return [clip(f"discovery.{line}") for line in format_errors(model, exc)]
     return []
+
+
+def deploy_problems(config: Any, host: Any) -> list[str]:
+    """Problems of each service's ``deploy.<strategy>`` sections: a key the core does not
+    know must name a strategy whose registration carries an options model, and its
+    section must pass that model."""
+    import difflib
+
+    from pydantic import ValidationError
+
+    from tts_ops.config.loader import clip, format_errors
+    from tts_ops.config.models import DeploySettings
+
+    register = host.registrations("strategy")
+    models = {n: register.get(n).info["options"] for n in register.names()
+              if register.get(n).info.get("options") is not None}
+    core = set(DeploySettings.model_fields)
+    problems = []
+    for i, svc in enumerate(config.services):
+        extra = {k: v for k, v in svc.deploy.model_dump(mode="json").items() if k not in core}
+        for key, raw in extra.items():
+            where = f"services[{i}].deploy.{key}"
+            if key not in models:
+                close = difflib.get_close_matches(key, sorted(core | set(models)), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                problems.append(clip(f"{where}: unknown key{hint} (a strategy's own settings"
+                                     " go under deploy.<its name>)"))
+                continue
+            model = models[key]()
+            try:
+                model.model_validate(raw)
+            except ValidationError as exc:
+                problems += [clip(f"{where}.{line}") for line in format_errors(model, exc)]
+    return problems
+
+
+def strategy_options(service: Any, name: str, host: Any) -> Any:
+    """``deploy.<name>`` of ``service`` validated by the strategy's model (its defaults
+    when the section is absent), or None for a strategy without options."""
+    found = host.registrations("strategy").get(name)
+    load = found.info.get("options") if found is not None else None
+    if load is None:
+        return None
+    return load().model_validate(service.deploy.model_dump(mode="json").get(name) or {})

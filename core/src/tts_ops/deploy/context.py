@@ -47,6 +47,8 @@ class DeployContext:
     #: structured progress for displays: progress("weights", weights={...}) or
     #: progress("samples", step=10, samples=40, need=50, errors=0)
     progress: Callable[..., None] = field(default=lambda kind, **data: None)
+    #: ``deploy.<strategy>`` validated by the strategy's options model (None without one)
+    options: Any = None
 
     # --- processes ---
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from tts_ops.config.plugin_options import strategy_options
 from tts_ops.deploy import history, journal, slots
 from tts_ops.deploy.checks import platform_report, predeploy_problems
 from tts_ops.deploy.context import DeployContext, DeployFailed
@@ -226,7 +227,8 @@ class DeployEngine:
                 log=lambda m: self.out.event("log", service=svc.name, message=m),
                 progress=lambda kind, **data: self.out.event(kind, service=svc.name, **data),
                 emit=self.app.host.emit, verify_hooks=self._verify_hooks(skip_tests),
-                deadline=time.monotonic() + settings.progress_deadline_seconds)
+                deadline=time.monotonic() + settings.progress_deadline_seconds,
+                options=strategy_options(svc, name, self.app.host))
             previous = store.current()
             journal.write(state_dir, svc.name, {
                 "deploy_id": deploy_id, "service": svc.name, "strategy": name,
