@@ -442,3 +442,25 @@ def test_the_registry_stays_readable_on_a_full_or_read_only_disk(tmp_path, how):
         if how == "read-only" or refused.exit_code != 0:
             assert refused.exit_code == 1
             assert "the previous state is unchanged" in refused.stderr
+
+
+def test_watch_ends_when_its_reader_leaves_though_nothing_changes(tmp_path):
+    """``discovery watch | head -1``: the watch has nothing more to write, yet it sees the
+    pipe's reader go, and ends with one line."""
+    env = {**os.environ, "TTS_OPS_STATE_DIR": str(tmp_path / "st")}
+    registry = ServiceRegistry(tmp_path / "st" / "registry.db")
+    registry.register_service({"id": "w", "host": "127.0.0.1", "port": 9000})
+    read_end, write_end = os.pipe()
+    watcher = subprocess.Popen([sys.executable, "-m", "tts_ops", "discovery", "watch",
+                                "--from-start"], env=env, stdout=write_end,
+                               stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            assert reader.readline().split()[1:3] == [b"registered", b"w"]
+        assert watcher.wait(timeout=10) == 1
+        assert watcher.stderr.read().strip().splitlines() == [
+            "tts-ops: output closed before the command finished"]
+    finally:
+        watcher.kill()
+        watcher.wait()

@@ -242,3 +242,23 @@ def test_a_deploy_on_one_host_holds_the_service_for_every_host(hosts, prefix, cl
     assert "tts-primary: another deploy is in progress on host-b (pid 4242" in out.stderr
     history = a.cli("deploy", "history", "tts-primary", "--json", check=False)
     assert json.loads(history.stdout or "[]") == []  # nothing was started or recorded
+
+
+def test_a_watch_whose_reader_leaves_ends_though_its_stream_is_idle(hosts):
+    a, _b = hosts
+    a.cli("discovery", "register", "--id", "ext", "--host", "127.0.0.1", "--port", "9100")
+    read_end, write_end = os.pipe()
+    watcher = subprocess.Popen([sys.executable, "-m", "tts_ops", "discovery", "watch",
+                                "--from-start"], env=a.env, stdout=write_end,
+                               stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            assert b"registered ext:host-a" in reader.readline()
+        # its reader thread is inside an idle etcd stream: closing must not wait for it
+        assert watcher.wait(timeout=10) == 1
+        assert watcher.stderr.read().strip().splitlines() == [
+            "tts-ops: output closed before the command finished"]
+    finally:
+        watcher.kill()
+        watcher.wait()

@@ -214,9 +214,12 @@ def watch(app, service, as_json, from_start) -> None:
                        f" weight={rec.get('weight')} health={rec.get('health')}")
 
     try:
-        for change in registry.follow(seq, service):
+        from tts_ops.cli.pipes import output_gone
+
+        for change in registry.follow(seq, service, stop=output_gone):
             show(change)
             if change["seq"] > live_from and not registry.is_local(change["id"]):
                 app.host.emit("tts_ops_registry_changed", change=change)
     except KeyboardInterrupt:
-        pass
+        return
+    raise BrokenPipeError  # the reader left: one line, as for any closed output

@@ -81,9 +81,17 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
     for t in threads:
         t.start()
     running = len(threads)
+    from tts_ops.cli.pipes import output_gone
+
     try:
         while running:
-            backend_name, event = out.get()
+            try:
+                backend_name, event = out.get(timeout=0.5)
+            except queue.Empty:
+                if output_gone():  # | head: the reader left while nothing happened
+                    stop.set()
+                    raise BrokenPipeError from None
+                continue
             if event is None:
                 running -= 1
                 continue

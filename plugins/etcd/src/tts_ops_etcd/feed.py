@@ -10,6 +10,7 @@ when the record was marked so first, else ``stale_removed`` (its lease ran out).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -42,6 +43,19 @@ def _results(resp: Any) -> Iterator[dict[str, Any]]:
                 f"etcd: the history before revision {result.get('compact_revision')} was"
                 " compacted; follow from now (without --from-start)")
         yield result
+
+
+def _abort(resp: Any) -> None:
+    """Close a watch stream another thread may be reading: shut its socket down first (the
+    reader wakes up with end-of-stream), or close() would wait for the reader's lock."""
+    import socket
+
+    try:
+        with socket.socket(fileno=os.dup(resp.raw._fp.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (AttributeError, ValueError, OSError):
+        pass  # already closed
+    resp.close()
 
 
 def to_change(event: dict[str, Any], service: str | None) -> dict[str, Any] | None:
@@ -145,7 +159,7 @@ def follow(store: EtcdStore, since: int, service: str | None, stop: Callable[[],
                 raise item
             if what == "lost":
                 for resp in current:
-                    resp.close()
+                    _abort(resp)
                 connected = False
                 continue
             if int(item["kv"]["mod_revision"]) < next_rev:
@@ -156,4 +170,4 @@ def follow(store: EtcdStore, since: int, service: str | None, stop: Callable[[],
                 yield change
     finally:
         for resp in current:
-            resp.close()
+            _abort(resp)
