@@ -62,7 +62,7 @@ def etcd(quick: bool) -> list[Result]:
         for i in range(1000):
             registry.register_service(InstanceRecord(id=f"b@i{i}", service="b",
                                                      host="127.0.0.1", port=10000 + i,
-                                                     ttl=60.0))
+                                                     ttl=600.0))  # outlives the run
         results = [_heartbeats(url, cluster, quick), _find(registry, quick),
                    _death(url, quick)]
     shutil.rmtree(tmp, ignore_errors=True)

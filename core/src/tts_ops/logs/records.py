@@ -42,6 +42,24 @@ def _no_constant(text: str) -> float:
     raise Malformed(text)  # NaN, Infinity, -Infinity: not JSON, and not a number to count
 
 
+class _Impossible:
+    """A number no log line can mean, marked where a lenient parse met it."""
+
+    __slots__ = ()
+
+
+IMPOSSIBLE = _Impossible()
+
+
+def _finite_or_mark(text: str) -> float | _Impossible:
+    value = float(text)
+    return value if math.isfinite(value) else IMPOSSIBLE
+
+
+def _mark(text: str) -> _Impossible:
+    return IMPOSSIBLE
+
+
 def plausible_ts(value: float) -> bool:
     return 0 <= value <= MAX_TS
 
@@ -110,17 +128,31 @@ def _pick(data: dict[str, Any], *names: str) -> Any:
     return None
 
 
-def parse(line: str, service: str) -> LogRecord:
-    """One line to a record: JSON by ``json.loads`` (every field), else text."""
+def parse(line: str, service: str, lenient: bool = False) -> LogRecord:
+    """One line to a record: JSON by ``json.loads`` (every field), else text.
+
+    An impossible number (NaN, Infinity, 1e999) makes the record malformed. ``lenient``
+    (``logs stats``, which counts and never writes a record): only in a field read here,
+    the time or ``synth_ms``; anywhere else it is dropped, as the stats fast path never
+    reads it. Export stays strict: it writes every field, and JSON has no Infinity.
+    """
     if line.startswith("{"):
         try:
-            data = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
+            if lenient:
+                data = json.loads(line, parse_float=_finite_or_mark, parse_constant=_mark)
+            else:
+                data = json.loads(line, parse_float=_finite, parse_constant=_no_constant)
         except Malformed:
             return LogRecord(service, line, malformed=True)
         except (ValueError, RecursionError):
             data = None
         if isinstance(data, dict):
             ts = _pick(data, "ts", "time", "timestamp")
+            if lenient:
+                if ts is IMPOSSIBLE or data.get("synth_ms") is IMPOSSIBLE:
+                    return LogRecord(service, line, malformed=True)
+                for key in [k for k, v in data.items() if v is IMPOSSIBLE]:
+                    data[key] = None
             level = _pick(data, "level", "levelname")
             msg = _pick(data, "msg", "message")
             when = parse_time(ts) if isinstance(ts, str) else None

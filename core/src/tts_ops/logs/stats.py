@@ -130,8 +130,6 @@ def consume(st: ServiceStats, lines, since: str | None, until: str | None) -> No
                 and line[27] == 46 and line[31] == 90 and line[28:31].isdigit()  # ".mmmZ"
                 and (line.endswith(b"}\n") or line.endswith(b"}"))
                 and line.find(b"{", 1) < 0
-                # json.dumps writes NaN and Infinity, which no log line can mean: malformed
-                and b"NaN" not in line and b"Infinity" not in line
                 and (seconds.get(line[8:27]) or second_ok(line[8:27]))):
             j = line.find(b'"', 45)
             level = line[45:j]
@@ -197,7 +195,7 @@ def _slow_lines(st: ServiceStats, lines: list[bytes], since: str | None, until: 
 
 def accumulate(st: ServiceStats, line: bytes, since: str | None, until: str | None) -> None:
     """Count one line of any format (the slow path: plain text, other JSON)."""
-    rec = parse(line.decode("utf-8", "replace").rstrip("\n"), st.service)
+    rec = parse(line.decode("utf-8", "replace").rstrip("\n"), st.service, lenient=True)
     if rec.malformed:
         st.malformed += 1
         return
