@@ -24,12 +24,18 @@ def orchestrate(quick: bool) -> list[Result]:
     dummy = [sys.executable, "-m", "tts_ops.testing.dummy_service"]
     services = []
     previous: list[str] = []
+    held: list[socket.socket] = []  # kept bound until every port is chosen: no repeats
+
+    def free_port() -> int:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        held.append(sock)
+        return sock.getsockname()[1]
+
     for p, delays in enumerate(PHASES):
         names = []
         for i, delay in enumerate(delays):
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
+            port = free_port()
             name = f"p{p}s{i}"
             services.append({"name": name, "port": port, "notify": True,
                              "command": [*dummy, "--port", str(port), "--ready-after",
@@ -38,9 +44,9 @@ def orchestrate(quick: bool) -> list[Result]:
                                             for d in previous]})
             names.append(name)
         previous = names
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
+    for sock in held:
+        sock.close()
     services.append({"name": "single", "port": port, "notify": True,
                      "command": [*dummy, "--port", str(port)]})
     cfg = tmp / "services.json"
@@ -48,8 +54,11 @@ def orchestrate(quick: bool) -> list[Result]:
     env = clean_env(TTS_OPS_STATE_DIR=str(tmp / "state"), TTS_OPS_CONFIG=str(cfg))
 
     def run(*args):
-        return subprocess.run(tts_ops(*args, "--process-manager", "manual"), env=env,
-                              check=True, capture_output=True)
+        done = subprocess.run(tts_ops(*args, "--process-manager", "manual"), env=env,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"tts-ops {' '.join(args)}: {done.stderr.strip()}")
+        return done
 
     totals, singles = [], []
     try:
