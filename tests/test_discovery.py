@@ -25,7 +25,14 @@ from tts_ops.discovery import (
     TTSServiceDiscovery,
 )
 from tts_ops.errors import ConfigError, OperationFailed
-from tts_ops.testing import DUMMY, free_port, make_host, run_cli, wait_for
+from tts_ops.testing import (
+    DUMMY,
+    free_port,
+    make_host,
+    read_one_line_then_leave,
+    run_cli,
+    wait_for,
+)
 
 
 def rec(i, **kw):
@@ -450,17 +457,8 @@ def test_watch_ends_when_its_reader_leaves_though_nothing_changes(tmp_path):
     env = {**os.environ, "TTS_OPS_STATE_DIR": str(tmp_path / "st")}
     registry = ServiceRegistry(tmp_path / "st" / "registry.db")
     registry.register_service({"id": "w", "host": "127.0.0.1", "port": 9000})
-    read_end, write_end = os.pipe()
-    watcher = subprocess.Popen([sys.executable, "-m", "tts_ops", "discovery", "watch",
-                                "--from-start"], env=env, stdout=write_end,
-                               stderr=subprocess.PIPE, text=True)
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end, "rb") as reader:
-            assert reader.readline().split()[1:3] == [b"registered", b"w"]
-        assert watcher.wait(timeout=10) == 1
-        assert watcher.stderr.read().strip().splitlines() == [
-            "tts-ops: output closed before the command finished"]
-    finally:
-        watcher.kill()
-        watcher.wait()
+    line, code, stderr = read_one_line_then_leave(
+        [sys.executable, "-m", "tts_ops", "discovery", "watch", "--from-start"], env)
+    assert line.split()[1:3] == [b"registered", b"w"]
+    assert code == 1
+    assert stderr.strip().splitlines() == ["tts-ops: output closed before the command finished"]

@@ -168,3 +168,12 @@ def test_every_default_is_documented():
         elif hasattr(default, "model_dump"):
             default = default.model_dump(mode="json")
         assert rows[name] == f"`{json.dumps(default)}`", name
+
+
+def test_the_discovery_keys_the_core_keeps_are_its_model_s_fields():
+    """The hot path tells the core's discovery keys from a registry plugin's without
+    pydantic: its list must be the model's."""
+    from tts_ops.config.models import DiscoveryConfig
+    from tts_ops.discovery.registry import CORE_FIELDS
+
+    assert set(CORE_FIELDS) == set(DiscoveryConfig.model_fields)

@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from tts_ops.testing import DUMMY, free_port, wait_for
+from tts_ops.testing import DUMMY, free_port, read_one_line_then_leave, wait_for
 
 TTL = 3
 
@@ -247,18 +247,9 @@ def test_a_deploy_on_one_host_holds_the_service_for_every_host(hosts, prefix, cl
 def test_a_watch_whose_reader_leaves_ends_though_its_stream_is_idle(hosts):
     a, _b = hosts
     a.cli("discovery", "register", "--id", "ext", "--host", "127.0.0.1", "--port", "9100")
-    read_end, write_end = os.pipe()
-    watcher = subprocess.Popen([sys.executable, "-m", "tts_ops", "discovery", "watch",
-                                "--from-start"], env=a.env, stdout=write_end,
-                               stderr=subprocess.PIPE, text=True)
-    os.close(write_end)
-    try:
-        with os.fdopen(read_end, "rb") as reader:
-            assert b"registered ext:host-a" in reader.readline()
-        # its reader thread is inside an idle etcd stream: closing must not wait for it
-        assert watcher.wait(timeout=10) == 1
-        assert watcher.stderr.read().strip().splitlines() == [
-            "tts-ops: output closed before the command finished"]
-    finally:
-        watcher.kill()
-        watcher.wait()
+    line, code, stderr = read_one_line_then_leave(
+        [sys.executable, "-m", "tts_ops", "discovery", "watch", "--from-start"], a.env)
+    assert b"registered ext:host-a" in line
+    # its reader thread is inside an idle etcd stream: closing must not wait for it
+    assert code == 1
+    assert stderr.strip().splitlines() == ["tts-ops: output closed before the command finished"]

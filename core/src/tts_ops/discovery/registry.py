@@ -28,14 +28,10 @@ def open_store(location: str | Path) -> Any:
     """A path: the file registry; ``NAME://...``: the registry plugin named ``NAME``
     (``etcd://10.0.0.1:2379,10.0.0.2:2379/tts-ops``), found among the installed plugins."""
     text = str(location)
-    scheme, sep, _rest = text.partition("://")
-    if not sep or scheme == "file":
-        from tts_ops.discovery.store import SqliteStore
-
-        return SqliteStore(_rest if sep else text)
-    from tts_ops.plugins import PluginHost
-
-    return PluginHost().lookup("registry", scheme).factory(text)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return open_named("file", text)
+    return open_named(scheme, rest if scheme == "file" else text)
 
 
 def open_named(name: str, location: Any, host: Any = None) -> Any:

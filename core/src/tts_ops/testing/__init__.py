@@ -63,6 +63,31 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         time.sleep(interval)
 
 
+def read_one_line_then_leave(argv: list[str], env: dict[str, str], timeout: float = 10.0
+                              ) -> tuple[bytes, int | None, str]:
+    """Run ``argv`` with its stdout on a pipe, read one line and close the pipe (``| head
+    -1``): (that line, the exit code within ``timeout`` or None, its stderr)."""
+    import os
+    import subprocess
+
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(argv, env=env, stdout=write_end, stderr=subprocess.PIPE,
+                            text=True)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as reader:
+            line = reader.readline()
+        try:
+            code: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        proc.kill()
+        return line, code, proc.communicate()[1]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def service(name: str, **fields: Any):
     """A validated ServiceConfig (raises on bad fields, like a config file would)."""
     from tts_ops.config.models import ServiceConfig
