@@ -38,10 +38,6 @@ def prefix_end(key: str) -> str:
     return b64(bytes(raw))
 
 
-_ELECTING = RuntimeError("electing")
-_NOT_ELECTING = RuntimeError("down")
-
-
 class Unavailable(OperationFailed):
     """No endpoint of the cluster answered."""
 
@@ -83,10 +79,10 @@ class Cluster:
 
         deadline = time.monotonic() + 2 * self.options.timeout
         while True:
-            electing, last = self._round(path, body, stream)
-            if not isinstance(electing, Exception):
-                return electing
-            if electing is _NOT_ELECTING or time.monotonic() > deadline:
+            answered, answer, electing, last = self._round(path, body, stream)
+            if answered:
+                return answer
+            if not electing or time.monotonic() > deadline:
                 raise Unavailable(
                     f"etcd: no endpoint answered ({', '.join(self.options.endpoints)}):"
                     f" {_why(last)}; supervised services keep running, and heartbeats"
@@ -94,10 +90,11 @@ class Cluster:
             time.sleep(0.1)
 
     def _round(self, path: str, body: dict[str, Any], stream: bool, relogged: bool = False
-               ) -> tuple[Any, Any]:
-        """(answer, None), or (_ELECTING or _NOT_ELECTING, the last error)."""
+               ) -> tuple[bool, Any, bool, Exception | None]:
+        """(answered, the answer, whether a member said a leader is being elected, the last
+        error)."""
         last: Exception | None = None
-        outcome: Exception = _NOT_ELECTING
+        electing = False
         for step in range(len(self.clients)):
             index = (self.current + step) % len(self.clients)
             client = self.clients[index]
@@ -109,8 +106,7 @@ class Cluster:
                     answer = client.post(client.get_url(path), json=body, **self._tls)
             except _DOWN as exc:
                 last = exc
-                if "leader" in (exc.detail_text or ""):
-                    outcome = _ELECTING
+                electing = electing or "leader" in (exc.detail_text or "")
                 continue
             except etcd_errors.Etcd3Exception as exc:
                 if (not relogged and self._token is not None
@@ -122,8 +118,8 @@ class Cluster:
                     return self._round(path, body, stream, relogged=True)
                 raise self._failed(exc) from None
             self.current = index
-            return answer, None
-        return outcome, last
+            return True, answer, False, None
+        return False, None, electing, last
 
     def _stream(self, client: Etcd3Client, path: str, body: dict[str, Any]) -> Any:
         import requests
