@@ -16,6 +16,7 @@ from bench.cases_etcd import etcd
 from bench.cases_logs import logs
 from bench.cases_manual import manual_vs_supervisord
 from bench.cases_orchestrate import orchestrate
+from bench.cases_router import router
 from bench.cases_server import server
 from bench.cases_speech import speech
 from bench.cases_supervisor import supervisor
@@ -27,7 +28,8 @@ from bench.common import Result
 CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord,
          "systemd": systemd, "supervisor": supervisor, "discovery": discovery,
          "deploy": deploy, "logs": logs, "orchestrate": orchestrate,
-         "zero_downtime": zero_downtime, "speech": speech, "views": views, "etcd": etcd}
+         "zero_downtime": zero_downtime, "speech": speech, "views": views, "etcd": etcd,
+         "router": router}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 NOTES = """
 ## Notes

@@ -133,4 +133,5 @@ def test_each_command_prints_its_documented_keys(env):
     check("logs monitor", out)
     seen.add("logs monitor")
     json_of("stop", "--all")
-    assert set(documented()) - seen == set()
+    # router status: plugins/haproxy/tests/test_haproxy_backends.py, with a real HAProxy
+    assert set(documented()) - seen == {"router status"}

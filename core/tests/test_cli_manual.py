@@ -398,6 +398,7 @@ def test_deploy_on_a_terminal_shows_live_progress_and_plain_lines_elsewhere(tmp_
     base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp_path / "s")]
     env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies"}
     recorded = tmp_path / "terminal.out"
+    recorded.touch()  # tmux starts the pipe's cat on its own time; the file must exist first
     session = f"dep-{uuid.uuid4().hex[:8]}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
                     "-e", "TTS_OPS_PLUGINS=manual,strategies"], check=True)

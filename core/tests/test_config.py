@@ -143,7 +143,8 @@ def test_show_fills_defaults_and_the_effective_command(tmp_path):
     svc = shown["services"][0]
     assert svc["max_restarts"] == 3 and svc["restart_delay"] == 5.0
     assert svc["effective_command"][1:] == ["-m", "tts_server", "--host", "127.0.0.1", "--port",
-                                            "9123", "--engine", "espeak", "--log-level", "INFO"]
+                                            "9123", "--engine", "espeak", "--log-level", "INFO",
+                                            "--instance", svc["name"]]
     assert svc["effective_log_file"] == str(tmp_path / "st" / "logs" / "a.log")
 
 

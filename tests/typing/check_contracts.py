@@ -20,6 +20,7 @@ from tts_ops.contracts import (
     LogRotator,
     LogSink,
     RegistryStore,
+    Router,
     SharedRegistry,
     Strategy,
 )
@@ -27,6 +28,7 @@ from tts_ops.discovery.store import SqliteStore
 from tts_ops.logs.sinks import FileSink
 from tts_ops_etcd.options import EtcdOptions
 from tts_ops_etcd.store import EtcdStore
+from tts_ops_haproxy.router import HaproxyRouter
 from tts_ops_manual.backend import ManualBackend
 
 
@@ -52,3 +54,7 @@ def store_parts(etcd: EtcdOptions) -> tuple[ChangeFeed, SharedRegistry]:
 
 def sinks(path: Path) -> list[LogSink]:
     return [FileSink(path)]
+
+
+def routers(state_dir: Path) -> list[Router]:
+    return [HaproxyRouter(state_dir)]

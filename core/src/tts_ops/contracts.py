@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tts_ops.backend import BackendEvent
     from tts_ops.deploy.context import DeployContext
     from tts_ops.discovery.record import InstanceRecord
+    from tts_ops.routing import RouterServer, RouterState
 
 
 @runtime_checkable
@@ -160,3 +161,45 @@ class LogLocator(Protocol):
     supervisord's files): ``(sink name, location)``."""
 
     def log_sink(self, service: Any) -> tuple[str, Any]: ...
+
+
+@runtime_checkable
+class Router(Protocol):
+    """A traffic router in front of a service: ``factory(state_dir) -> Router``.
+
+    Its frontend owns the service's ``host:port``; the instances are its servers
+    (`tts_ops.routing.RouterServer`, named after their slots). Every change during a
+    deploy is live: ``sync``, ``set_weights`` and ``drain`` never reload or restart it.
+    """
+
+    name: str
+
+    def process(self, service: Any) -> Any:
+        """The service config of the router's own process for ``service`` (named
+        ``NAME-router``), which the service's process backend runs."""
+        ...
+
+    def sync(self, service: Any, servers: list[RouterServer]) -> bool:
+        """Route to exactly ``servers`` (address and weight): write the config (checked
+        first: a bad one raises and changes nothing) and, when the router runs, apply the
+        difference live. True when more than the servers changed: `reload` is due."""
+        ...
+
+    def set_weights(self, service: Any, weights: dict[str, int]) -> None:
+        """Give servers (by name) new weights, 0-100, at once."""
+        ...
+
+    def drain(self, service: Any, names: list[str], timeout: float) -> int:
+        """Send no new request to ``names``; wait up to ``timeout`` for the requests they
+        are serving to end. Returns how many were still in flight."""
+        ...
+
+    def status(self, service: Any) -> RouterState:
+        """The frontend and every server (state, check, weight, sessions, counters);
+        ``running=False`` with a one-line ``detail`` when the router cannot be reached."""
+        ...
+
+    def reload(self, service: Any, pid: int) -> None:
+        """Reload the router running as ``pid`` with its config, without closing its
+        listening socket or a connection in flight."""
+        ...

@@ -126,6 +126,20 @@ def tts_ops_register_options(register: Register) -> None:
     """
 
 
+@hookspec
+def tts_ops_register_routers(register: Register) -> None:
+    """Register traffic routers, named by a service's ``router`` field (``"haproxy"``).
+
+    Called once, when a routed service is started, stopped, deployed or shown, or a
+    config is validated.
+
+    :param register: call ``register.add(name, factory, options=loader)``;
+        ``factory(state_dir)`` returns a `tts_ops.plugin.Router`; ``loader()``, if given,
+        returns the pydantic model of the service's ``options.<name>`` section.
+    :returns: nothing.
+    """
+
+
 # --- events ---------------------------------------------------------------
 
 

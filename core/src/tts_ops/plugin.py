@@ -62,6 +62,12 @@ _NAMES = {
     "LogLocator": "tts_ops.contracts",
     "ChangeFeed": "tts_ops.contracts",
     "SharedRegistry": "tts_ops.contracts",
+    "Router": "tts_ops.contracts",
+    # routers
+    "RouterServer": "tts_ops.routing",
+    "RouterState": "tts_ops.routing",
+    "ServerState": "tts_ops.routing",
+    "ROUTER_ROLE_LABEL": "tts_ops.routing",
     # deploy strategies
     "DeployContext": "tts_ops.deploy.context",
     "DeployFailed": "tts_ops.deploy.context",
@@ -75,7 +81,8 @@ _NAMES = {
     "HEALTH": "tts_ops.discovery.record",
     "discovery_heartbeat": "tts_ops.discovery.beat",
 }
-_RENAMED = {"discovery_record": "record_for", "discovery_heartbeat": "beat"}
+_RENAMED = {"discovery_record": "record_for", "discovery_heartbeat": "beat",
+            "ROUTER_ROLE_LABEL": "ROLE_LABEL"}
 
 __all__ = sorted(_NAMES)
 

@@ -37,6 +37,7 @@ REGISTER_HOOKS = {
     "log_sink": "tts_ops_register_log_sinks",
     "command": "tts_ops_register_commands",
     "option": "tts_ops_register_options",
+    "router": "tts_ops_register_routers",
 }
 
 
@@ -186,7 +187,7 @@ class PluginHost:
             return found
         known = ", ".join(register.names()) or "none"
         broken = "".join(f"; {w.message()}" for w in self.warnings)
-        hint = _install_hint(kind, name)
+        hint = install_hint_for(kind, name)
         raise PluginError(f"no {kind} named {name!r} (registered: {known}){hint}{broken}")
 
     # --- events and validation ---
@@ -261,10 +262,11 @@ _KNOWN_DISTS = {
     ("strategy", "blue_green"): "tts-ops-strategies",
     ("strategy", "rolling"): "tts-ops-strategies",
     ("strategy", "canary"): "tts-ops-strategies",
+    ("router", "haproxy"): "tts-ops-haproxy",
 }
 
 
-def _install_hint(kind: str, name: str) -> str:
+def install_hint_for(kind: str, name: str) -> str:
     dist = _KNOWN_DISTS.get((kind, name))
     if not dist:
         return ""

@@ -251,6 +251,11 @@ class _AccessLog:
     def __init__(self, app: Any, state: ServerState) -> None:
         self.app = app
         self.state = state
+        #: which process served a request, for anyone behind a router or a shared socket
+        self.identity = [(b"x-tts-" + key.encode(), value.encode("latin-1", "replace"))
+                         for key, value in (("instance", os.environ.get("TTS_OPS_INSTANCE")),
+                                            ("release", os.environ.get("TTS_OPS_RELEASE")))
+                         if value]
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -262,6 +267,9 @@ class _AccessLog:
         async def capture(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                if self.identity:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      *self.identity]}
             await send(message)
 
         try:

@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None = None):
                    help="Also speak the Wyoming protocol (Home Assistant) there.")
     p.add_argument("--espeak-source", choices=["auto", "system", "bundled"], default="auto",
                    help="Which espeak-ng library: the system one or the espeakng-loader wheel.")
+    p.add_argument("--instance", default=os.environ.get("TTS_OPS_INSTANCE"), metavar="ID",
+                   help="The discovery record id answered as X-TTS-Instance (tts-ops passes it).")
     p.add_argument("--version", action="version", version=f"tts-server {__version__}")
     args = p.parse_args(argv)
     if args.workers == "auto":
@@ -67,6 +69,10 @@ def parse_args(argv: list[str] | None = None):
             p.error(f"--voice-map must be OPENAI=VOICE, as alloy=en-us (got {item!r})")
         voice_map[name] = voice
     args.voice_map = voice_map
+    if args.instance:
+        if not args.instance.isprintable() or len(args.instance) > 200:
+            p.error("--instance must be printable and at most 200 characters")
+        os.environ["TTS_OPS_INSTANCE"] = args.instance  # every worker answers with it
     for name, low, high in (("port", 0, 65535), ("max_text", 1, 10**7), ("max_queue", 1, 10**6),
                             ("workers", 1, 64), ("max_body_bytes", 1, 2**31),
                             ("header_timeout", 0.001, 3600), ("body_timeout", 0.001, 3600),

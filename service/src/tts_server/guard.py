@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import socket
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,11 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                # h11 sends the head and the body in two writes: with Nagle on, the body
+                # waits for the ACK a keep-alive client delays by 40 ms
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if len(self.connections) > limits.max_connections:
                 victim = next(iter(waiting), None)
                 if victim is None:

@@ -52,6 +52,7 @@ class App:
         self.backend_reasons: dict[str, str] = {}
         #: ``options.NAME`` sections no installed plugin claims (`config validate` shows them)
         self.option_warnings: list[str] = []
+        self._routers: dict[str, Any] = {}
 
     # --- lazily built pieces ---
 
@@ -117,11 +118,13 @@ class App:
             discovery_problems,
             option_models,
             option_problems,
+            router_problems,
         )
 
         wrong, self.option_warnings = option_problems(loaded.config, option_models(self.host))
         wrong += discovery_problems(loaded.config, self.host)
         wrong += deploy_problems(loaded.config, self.host)
+        wrong += router_problems(loaded.config, self.host)
         if wrong:
             lines = [f"{loaded.source}: {p}" for p in wrong]
             raise ConfigError(lines[0], problems=lines)
@@ -193,7 +196,17 @@ class App:
                 running += [r for r in journal.in_flight(self.state_dir, svc.name, svc)
                             if r.name not in names]
             out += running
+            if svc.router:  # its router is one more process of it: status and stop see it
+                out.append(self.router(svc).process(svc))
         return out
+
+    def router(self, svc: Any) -> Any:
+        """The router of a routed service (`tts_ops.contracts.Router`)."""
+        if svc.name not in self._routers:
+            from tts_ops.routing import router_for
+
+            self._routers[svc.name] = router_for(self.host, self.state_dir, svc)
+        return self._routers[svc.name]
 
     def release_addresses(self, services: list[Any], pm: str | None,
                           every: bool = False) -> None:

@@ -89,9 +89,20 @@ def start(app, names, all_, pm, as_json) -> None:
     app.require_valid()
     configured = app.services(names, all_)
     app.record_intent(configured, "running")
+    routed = [svc for svc in configured if svc.router]
+    if routed:
+        from tts_ops.routing import prepare_start
+
+        for svc in routed:
+            prepare_start(app, svc, pm)
     services = app.runtime(configured)
     try:
         started = _run_each(app, services, pm, "start")
+        if routed:
+            from tts_ops.routing import finish_start
+
+            for svc in routed:
+                finish_start(app, svc)
     except BaseException:
         # an address held for a service that did not come up would take connections that
         # nobody answers: let it go, unless a generation of the service still runs
@@ -144,7 +155,7 @@ def restart(app, names, all_, pm, as_json) -> None:
     app.require_valid()
     configured = app.services(names, all_)
     app.record_intent(configured, "running")
-    seamless = [svc for svc in configured if svc.socket_mode == "inherit"
+    seamless = [svc for svc in configured if (svc.socket_mode == "inherit" or svc.router)
                 and _any_running(app, svc, pm)]
     others = [svc for svc in configured if svc not in seamless]
     done: list[Any] = []

@@ -47,6 +47,17 @@ RESERVED_NAMES = frozenset({"history", "run", "tail", "stats", "export", "archiv
                             "monitor"})
 
 
+ROUTER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def check_router_name(value: str) -> str:
+    if not ROUTER_NAME.match(value):
+        raise PydanticCustomError(
+            "router", "invalid router name '{got}': name an installed router, such as haproxy",
+            {"got": value[:60]})
+    return value
+
+
 def check_service_name(value: str) -> str:
     if not SERVICE_NAME.match(value):
         raise PydanticCustomError(
@@ -157,6 +168,7 @@ Step = Annotated[int, Strict(), _between(*BOUNDS["Step"])]
 Tasks = Annotated[int, Strict(), _between(*BOUNDS["Tasks"])]
 MemorySize = Annotated[str, AfterValidator(check_memory)]
 ServiceName = Annotated[str, AfterValidator(check_service_name)]
+RouterName = Annotated[str, AfterValidator(check_router_name)]
 SignalName = Annotated[str, AfterValidator(check_signal)]
 SafeText = Annotated[str, AfterValidator(check_text)]
 SafePath = Annotated[Path, Strict(False), BeforeValidator(_path_string),

@@ -24,6 +24,7 @@ from tts_ops.config.fields import (
     Port,
     PositiveCount,
     PositiveSeconds,
+    RouterName,
     SafePath,
     SafeText,
     Seconds,
@@ -203,6 +204,10 @@ class ServiceConfig(ServiceMethods, _Model):
     #: ``LISTEN_FDS``), ``none`` = the command binds it. Default: inherit for the reference
     #: server, none for any other command.
     socket: Literal["inherit", "none"] | None = None
+    #: a registered router (``haproxy``) that owns ``host:port`` in front of every
+    #: instance, which then listens on a private loopback port; None: the socket
+    #: hand-over of ``socket`` above (see docs/routers.md)
+    router: RouterName | None = None
 
     # --- readiness and health ---
     health_check: HealthCheck = Field(default_factory=HealthCheck)
@@ -246,6 +251,14 @@ class ServiceConfig(ServiceMethods, _Model):
     instances: Instances = 1
     labels: dict[SafeText, SafeText] = Field(default_factory=dict)
     options: dict[SafeText, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _router_owns_the_address(self) -> ServiceConfig:
+        if self.router and self.socket == "inherit":
+            raise PydanticCustomError(
+                "router", "socket: with a router the router owns the address: drop"
+                " \"socket\": \"inherit\" (instances listen on private ports)")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -324,7 +337,7 @@ class TtsOpsConfig(_Model):
             seen[svc.name] = i
             if not svc.uses_port:
                 continue
-            for port in range(svc.port, svc.port + svc.instances):
+            for port in range(svc.port, svc.port + svc.address_count):
                 key = (svc.host, port)
                 if key in bound:
                     raise PydanticCustomError(

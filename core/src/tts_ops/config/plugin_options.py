@@ -126,3 +126,16 @@ def strategy_options(service: Any, name: str, host: Any) -> Any:
     if load is None:
         return None
     return load().model_validate(service.deploy.model_dump(mode="json").get(name) or {})
+
+
+def router_problems(config: Any, host: Any) -> list[str]:
+    """A ``router`` that no installed plugin registers: which are, and what to install."""
+    routed = [(i, svc.router) for i, svc in enumerate(config.services) if svc.router]
+    if not routed:
+        return []
+    from tts_ops.plugins import install_hint_for
+
+    registered = host.registrations("router").names()
+    return [f"services[{i}].router: no router named {name!r} (registered:"
+            f" {', '.join(registered) or 'none'}){install_hint_for('router', name)}"
+            for i, name in routed if name not in registered]

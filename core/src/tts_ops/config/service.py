@@ -17,7 +17,7 @@ PATH_FIELDS = ("log_file", "pid_file", "working_dir", "source", "voices_dir")
 ADDRESS_LABEL = "tts-ops/address"
 OWNER_LABEL = "tts-ops/service"
 #: fields added after releases were first snapshotted: a view of an older one has them unset
-NEWER_FIELDS = ("socket", "workers", "voices_dir", "wyoming_port")
+NEWER_FIELDS = ("socket", "workers", "voices_dir", "wyoming_port", "router")
 
 
 class HealthMethods:
@@ -41,6 +41,8 @@ class ServiceMethods:
     log_file: Path | None
     labels: dict[str, str]
     socket: str | None
+    router: str | None
+    instances: int
 
     @property
     def uses_reference_server(self) -> bool:
@@ -59,8 +61,28 @@ class ServiceMethods:
 
     @property
     def socket_mode(self) -> str:
-        """``inherit`` (tts-ops owns the address and passes it) or ``none`` (the command binds)."""
+        """``inherit`` (tts-ops owns the address and passes it) or ``none`` (the command
+        binds; with a router, its private port)."""
+        if self.router:
+            return "none"
         return self.socket or ("inherit" if self.uses_reference_server else "none")
+
+    @property
+    def private_slots(self) -> bool:
+        """Whether deploy slots listen on private loopback ports (a router or a shared
+        socket owns the service's address) rather than on ``port .. port+2N-1``."""
+        return bool(self.router) or self.socket_mode == "inherit"
+
+    @property
+    def address_count(self) -> int:
+        """How many ports from ``port`` on the service itself binds when started."""
+        return 1 if self.router else self.instances
+
+    @property
+    def instance_id(self) -> str:
+        """Its discovery record id: ``NAME``, or ``NAME@SLOT`` for a deploy slot."""
+        slot = self.labels.get("tts-ops/slot")
+        return f"{self.owner}@{slot}" if slot else self.name
 
     def shared_address(self) -> tuple[str, int] | None:
         """The address whose socket this service inherits: its own, or for a deploy slot
@@ -85,6 +107,7 @@ class ServiceMethods:
         argv = [python or sys.executable, "-m", "tts_server", "--host", self.host]
         argv += ["--port", str(self.port), "--engine", self.engine_type]  # type: ignore[attr-defined]
         argv += ["--log-level", self.log_level]  # type: ignore[attr-defined]
+        argv += ["--instance", self.instance_id]
         if self.enable_coqui:  # type: ignore[attr-defined]
             argv.append("--enable-coqui")
         if self.coqui_model:  # type: ignore[attr-defined]
@@ -161,6 +184,8 @@ class ServiceView(ServiceMethods):
         """A changed copy, as pydantic's model_copy (used for deploy slots)."""
         data = dict(self._source)  # type: ignore[attr-defined]
         for key, value in (update or {}).items():
+            if isinstance(value, SectionView):
+                value = value.model_dump()
             data[key] = str(value) if isinstance(value, Path) else value
         return ServiceView(data)
 

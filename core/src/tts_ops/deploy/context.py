@@ -8,7 +8,7 @@ import re
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tts_ops.backend import StartFailed
@@ -49,20 +49,54 @@ class DeployContext:
     progress: Callable[..., None] = field(default=lambda kind, **data: None)
     #: ``deploy.<strategy>`` validated by the strategy's options model (None without one)
     options: Any = None
+    #: the service's router (`tts_ops.contracts.Router`), None without one; ``servers``:
+    #: what it routes to, by server name (the engine fills it with the old generation)
+    router: Any = None
+    servers: dict[str, Any] = field(default_factory=dict)
 
     # --- processes ---
 
     def start(self, svc: Any) -> Any:
+        """Start a new instance; behind a router it is added at its initial weight."""
         self.check_deadline()
         try:
             status = self.backend.start(svc)
         except StartFailed as exc:
             raise DeployFailed(f"{svc.name} did not start: {exc.reason}", exc.log_tail) from None
         self.started.append(svc)
+        self._route(svc, int(svc.labels.get("tts-ops/initial-weight", 100)))
         return status
 
+    def bring_back(self, svc: Any, weight: int = 0) -> None:
+        """Start an instance of the old release again (a rollback); behind a router at
+        ``weight`` (0: until the strategy gives the old release its weight back)."""
+        self.backend.start(svc)
+        self._route(svc, weight)
+
     def stop(self, svc: Any) -> None:
+        """Stop an instance; behind a router, it is drained first (no new request, the
+        ones in flight finish) and taken out."""
+        if self.router is not None:
+            from tts_ops.routing import server_name
+
+            name = server_name(svc)
+            if name in self.servers:
+                left = self.router.drain(self.service, [name], float(svc.stop_timeout))
+                if left:
+                    self.log(f"{name}: {left} requests still in flight after"
+                             f" {svc.stop_timeout:g}s of draining; stopping it anyway")
+                del self.servers[name]
+                self.router.sync(self.service, list(self.servers.values()))
         self.backend.stop(svc)
+
+    def _route(self, svc: Any, weight: int) -> None:
+        if self.router is None:
+            return
+        from tts_ops.routing import server_of
+
+        server = server_of(svc, weight)
+        self.servers[server.name] = server
+        self.router.sync(self.service, list(self.servers.values()))
 
     def running(self, svc: Any) -> bool:
         return str(self.backend.status([svc])[0].state) in ("running", "unhealthy")
@@ -74,13 +108,25 @@ class DeployContext:
         return f"{self.service.name}@{slot}" if slot else svc.name
 
     def set_weights(self, weights: dict[str, int]) -> None:
-        """Set discovery weights by service name; plugins (routers) follow the same switch."""
+        """Set weights by service name: the router's (exact shares, at once) and the
+        discovery records'; plugins follow the same switch."""
         by_id = {}
+        routed = {}
         for name, weight in weights.items():
             svc = next(s for s in [*self.old, *self.new] if s.name == name)
             rid = self.record_id(svc)
-            self.registry.set_weight(rid, weight)
             by_id[rid] = weight
+            if self.router is not None:
+                from tts_ops.routing import server_name
+
+                server = self.servers.get(server_name(svc))
+                if server is not None:
+                    routed[server.name] = weight
+                    self.servers[server.name] = replace(server, weight=weight)
+        if routed:
+            self.router.set_weights(self.service, routed)
+        for rid, weight in by_id.items():
+            self.registry.set_weight(rid, weight)
         self.emit("tts_ops_traffic_switched", service=self.service, weights=by_id)
         self.progress("weights", weights=by_id)
         self.log("weights: " + ", ".join(f"{k}={v}" for k, v in by_id.items()))
@@ -115,6 +161,19 @@ class DeployContext:
             raise DeployFailed(f"verification of {svc.name}: " + "; ".join(problems))
         self.log(f"verified {svc.name}: health passing"
                  + (", speech synthesized" if svc.uses_reference_server else ""))
+
+    def router_counters(self, svc: Any) -> tuple[int, int] | None:
+        """(requests, errors) the router counted for ``svc`` so far (5xx answers, failed
+        connections, broken responses); None without a router."""
+        if self.router is None:
+            return None
+        from tts_ops.routing import server_name
+
+        name = server_name(svc)
+        for server in self.router.status(self.service).servers:
+            if server.name == name:
+                return server.requests, server.errors
+        return 0, 0
 
     def counters(self, svc: Any) -> tuple[int, int]:
         """(requests, 5xx responses) to /synthesize so far, from the service's /metrics."""

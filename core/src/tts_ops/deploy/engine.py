@@ -229,6 +229,13 @@ class DeployEngine:
                 emit=self.app.host.emit, verify_hooks=self._verify_hooks(skip_tests),
                 deadline=time.monotonic() + settings.progress_deadline_seconds,
                 options=strategy_options(svc, name, self.app.host))
+            if svc.router:
+                from tts_ops.routing import ensure, server_of
+
+                ctx.router = self.app.router(svc)
+                serving = [o for o in old if self._running(backend, o)]
+                ctx.servers = {s.name: s for s in (server_of(o, 100) for o in serving)}
+                step("router", ensure, ctx.router, svc, backend, list(ctx.servers.values()))
             previous = store.current()
             journal.write(state_dir, svc.name, {
                 "deploy_id": deploy_id, "service": svc.name, "strategy": name,
@@ -306,6 +313,10 @@ def zero_downtime_strategy(svc: Any, kind: str) -> str:
 def address_guarantee(svc: Any, strategy: str) -> str:
     """What a client pinned to the service's configured address sees during the deploy."""
     where = f"{svc.host}:{svc.port}"
+    if svc.router:
+        return (f"{where} is {svc.router}'s (router): instances change behind it, weights move"
+                " exactly and at once, and a stopped instance is drained first: no request"
+                " fails")
     if svc.socket_mode != "inherit":
         return (f"{where} is bound by the command itself (socket: none): it closes while the"
                 " generations change; only discovery clients follow the switch")

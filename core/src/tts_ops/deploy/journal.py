@@ -99,6 +99,19 @@ def recover(app: Any) -> list[str]:
     return lines
 
 
+def _route_only(app: Any, service: Any, survivors: list[Any]) -> None:
+    """Behind a router: route only to the generation that stays, before the other stops."""
+    if service is None or not service.router:
+        return
+    from tts_ops.errors import TtsOpsError
+    from tts_ops.routing import server_of
+
+    try:
+        app.router(service).sync(service, [server_of(s, 100) for s in survivors])
+    except TtsOpsError:
+        pass  # the router is down too: the next start or deploy routes it afresh
+
+
 def _recover_one(app: Any, name: str) -> str | None:
     from tts_ops.deploy import history, slots
     from tts_ops.deploy.lock import DeployLock
@@ -130,6 +143,7 @@ def _recover_one(app: Any, name: str) -> str | None:
         if finished:
             result, reason = "deployed", "completed after its process died"
             if old_gen != new_gen:
+                _route_only(app, configured, new)
                 for svc in old:
                     backend.stop(svc)
         else:
@@ -139,6 +153,7 @@ def _recover_one(app: Any, name: str) -> str | None:
                     backend.stop(svc)
             for svc in old:
                 backend.start(svc)
+            _route_only(app, configured, old)
             if old_gen != new_gen:
                 _weights(app, name, [(s, 100) for s in old] + [(s, 0) for s in new])
                 for svc in new:

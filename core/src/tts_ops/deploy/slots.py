@@ -11,6 +11,8 @@ Where slots listen:
   through the shared socket (`tts_ops.sockets`), and also a private loopback port, free
   when the deploy chose it, for its health checks, its metrics and discovery. The ports
   are kept with the generation, so ``status`` and ``stop`` find the same slots.
+* ``router`` (HAProxy, `tts_ops.routing`): the router owns the service's address; every
+  slot listens only on a private loopback port, as with ``socket: inherit``.
 * ``socket: none``: each slot binds its own port, ``blue`` on ``port .. port+N-1`` and
   ``green`` on ``port+N .. port+2N-1``.
 """
@@ -89,7 +91,8 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
         return [base.model_copy(update={"labels": labels,
                                         "env": {**base.env, "TTS_OPS_RELEASE": release_id}})]
     shared = base.shared_address()
-    if shared is not None:
+    private = base.private_slots
+    if private:
         chosen = list(ports) if ports and len(ports) == n else private_ports(n)
     else:
         first = base.port if generation == "blue" else base.port + n
@@ -100,16 +103,18 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
         port = chosen[i]
         labels = {**base.labels, SERVICE_LABEL: base.name, SLOT_LABEL: slot,
                   WEIGHT_LABEL: str(initial_weight)}
-        if shared is not None:
-            labels[ADDRESS_LABEL] = f"{shared[0]}:{shared[1]}"
-        env = {**base.env, "TTS_OPS_SLOT": slot, "TTS_OPS_PORT": str(port)}
+        if private:
+            where = shared or (base.host, base.port)
+            labels[ADDRESS_LABEL] = f"{where[0]}:{where[1]}"
+        env = {**base.env, "TTS_OPS_SLOT": slot, "TTS_OPS_PORT": str(port),
+               "TTS_OPS_INSTANCE": f"{base.name}@{slot}"}
         if release_id:
             labels[RELEASE_LABEL] = release_id
             env["TTS_OPS_RELEASE"] = release_id
         update: dict[str, Any] = {"name": f"{base.name}-{slot}", "port": port,
                                   "labels": labels, "env": env, "instances": 1,
                                   "pid_file": None}
-        if shared is not None:
+        if private:
             update["host"] = "127.0.0.1"  # private: the service's address is the shared one
         if base.command is not None:
             update["command"] = [a.replace("{port}", str(port)) for a in base.command]
@@ -131,7 +136,9 @@ def runtime_services(state_dir: Path, service: Any) -> list[Any]:
     state = active_generation(state_dir, service.name)
     generation = state["generation"]
     if generation in (None, "plain"):
-        return [service]
+        if not service.router:
+            return [service]
+        generation = "blue"  # a routed service always runs as slots behind its router
     from tts_ops.config.service import ServiceView
     from tts_ops.deploy.releases import ReleaseStore
 
@@ -141,17 +148,29 @@ def runtime_services(state_dir: Path, service: Any) -> list[Any]:
                          current.source if current else None, 100, state.get("ports"))
 
 
+def claim_generation(state_dir: Path, service: Any) -> None:
+    """Before a routed service's first start: its instances' private ports, kept so that
+    ``status`` and ``stop`` find the same ``blue`` slots."""
+    from tts_ops.statefile import locked
+
+    path = state_path(state_dir, service.name)
+    with locked(path.with_name(f".{service.name}.claim")):  # two starts at once: one choice
+        if active_generation(state_dir, service.name)["generation"] is None:
+            save_generation(state_dir, service.name, "blue", None,
+                            private_ports(service.instances))
+
+
 def port_warnings(services: list[Any]) -> list[str]:
     """Services whose blue/green slots (``socket: none``: ``port .. port+2N-1``) would land
     on another service's port: their deploys other than ``direct`` could not start."""
     own = {}
     for svc in services:
         if svc.uses_port:
-            for port in range(svc.port, svc.port + svc.instances):
+            for port in range(svc.port, svc.port + svc.address_count):
                 own[(svc.host, port)] = svc.name
     out = []
     for svc in services:
-        if not svc.uses_port or svc.shared_address() is not None:
+        if not svc.uses_port or svc.private_slots:
             continue
         clash = sorted({(port, own[(svc.host, port)])
                         for port in range(svc.port, svc.port + 2 * svc.instances)

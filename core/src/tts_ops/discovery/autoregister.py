@@ -41,8 +41,7 @@ def record_for(service: Any, settings: Any, *, pid: int | None = None, backend: 
 
 def record_id(service: Any) -> str:
     """``NAME``, or ``NAME@SLOT`` for the slot services a deploy runs."""
-    slot = service.labels.get("tts-ops/slot")
-    return f"{service.labels['tts-ops/service']}@{slot}" if slot else service.name
+    return service.instance_id
 
 
 class AutoRegister:
@@ -56,9 +55,11 @@ class AutoRegister:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    def _registry(self):
+    def _registry(self, service: Any = None):
         settings = self.app.config.discovery
-        if not settings.auto_register:
+        if not settings.auto_register or (
+                service is not None and service.labels.get("tts-ops/role") == "router"):
+            # the router's own process is not an instance of the service
             return None, settings
         return self.app.registry(), settings
 
@@ -72,7 +73,7 @@ class AutoRegister:
         from tts_ops.errors import TtsOpsError
 
         try:
-            registry, settings = self._registry()
+            registry, settings = self._registry(service)
             if registry is not None:
                 registry.register_service(record_for(service, settings, pid=status.pid,
                                                      backend=backend,
@@ -85,7 +86,7 @@ class AutoRegister:
         from tts_ops.errors import TtsOpsError
 
         try:
-            registry, _settings = self._registry()
+            registry, _settings = self._registry(service)
             if registry is not None:
                 registry.set_weight(record_id(service), 0)
         except TtsOpsError as exc:
@@ -96,7 +97,7 @@ class AutoRegister:
         from tts_ops.errors import TtsOpsError
 
         try:
-            registry, _settings = self._registry()
+            registry, _settings = self._registry(service)
             if registry is not None:
                 registry.deregister_service(record_id(service))
         except TtsOpsError as exc:
@@ -114,7 +115,7 @@ class AutoRegister:
         from tts_ops.errors import TtsOpsError
 
         try:
-            registry, _settings = self._registry()
+            registry, _settings = self._registry(service)
             if registry is not None and registry.get(record_id(service)) is not None:
                 registry.set_health(record_id(service), "critical")
         except TtsOpsError as exc:

@@ -314,3 +314,171 @@ class StrategyConformance:
 
 
 __all__ = ["LogSinkConformance", "RegistryStoreConformance", "StrategyConformance"]
+
+
+class RouterConformance:
+    """Every router: give the fixture ``make_router`` (``state_dir -> Router``). The suite
+    starts two small HTTP servers and the router's own process (its ``process(service)``
+    argv), and checks shares, live changes without a reload, drains and status."""
+
+    @pytest.fixture
+    def routed(self, tmp_path, make_router):
+        import subprocess
+
+        from tts_ops.config.models import ServiceConfig
+        from tts_ops.testing import free_port
+
+        servers = {name: _NamedServer(name) for name in ("a", "b", "c")}
+        service = ServiceConfig(name="svc", port=free_port(), command=["true"],
+                                health_check="/ready")
+        router = make_router(tmp_path / "state")
+        procs: list[Any] = []
+
+        def start(initial: list[Any]) -> Any:
+            router.sync(service, initial)
+            process = router.process(service)
+            procs.append(subprocess.Popen(process.argv(), cwd=process.working_dir,
+                                          stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            _wait_up(router, service, [s.name for s in initial if s.weight > 0])
+            return procs[-1]
+
+        yield router, service, servers, start
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+        for server in servers.values():
+            server.close()
+
+    def test_it_is_a_router(self, make_router, tmp_path):
+        from tts_ops.contracts import Router
+
+        assert isinstance(make_router(tmp_path), Router)
+
+    def test_weights_decide_who_serves_and_set_exact_shares(self, routed):
+        router, service, servers, start = routed
+        a, b = servers["a"], servers["b"]
+        start([a.server(100), b.server(0)])
+        assert set(_hits(service, 20)) == {"a"}
+        router.set_weights(service, {"a": 0, "b": 100})
+        assert set(_hits(service, 20)) == {"b"}
+        router.set_weights(service, {"a": 25, "b": 75})
+        hits = _hits(service, 400)
+        assert 80 <= hits.count("a") <= 120, f"a served {hits.count('a')} of 400 at 25%"
+        weights = {s.name: s.weight for s in router.status(service).servers}
+        assert weights == {"a": 25, "b": 75}
+
+    def test_servers_change_live_without_a_reload(self, routed):
+        router, service, servers, start = routed
+        a, b, c = servers["a"], servers["b"], servers["c"]
+        start([a.server(100), b.server(100)])
+        worker = router.status(service).worker_pid
+        assert router.sync(service, [a.server(100), c.server(100)]) is False
+        _wait_up(router, service, ["a", "c"])
+        assert set(_hits(service, 30)) == {"a", "c"}  # b is out, c is in
+        assert router.status(service).worker_pid == worker
+
+    def test_a_drained_server_gets_no_new_request(self, routed):
+        router, service, servers, start = routed
+        start([servers["a"].server(100), servers["b"].server(100)])
+        assert router.drain(service, ["a"], timeout=5) == 0
+        assert set(_hits(service, 20)) == {"b"}
+        states = {s.name: s for s in router.status(service).servers}
+        assert states["a"].sessions == 0
+
+    def test_status_counts_requests_per_server(self, routed):
+        router, service, servers, start = routed
+        start([servers["a"].server(100), servers["b"].server(0)])
+        before = {s.name: s.requests for s in router.status(service).servers}
+        _hits(service, 15)
+        after = {s.name: s for s in router.status(service).servers}
+        assert after["a"].requests - before["a"] == 15
+        assert after["b"].requests == before["b"]
+        assert after["a"].state.startswith("UP") and after["a"].address.endswith(
+            f":{servers['a'].port}")
+
+    def test_a_reload_keeps_the_address_and_the_servers(self, routed):
+        router, service, servers, start = routed
+        proc = start([servers["a"].server(100)])
+        worker = router.status(service).worker_pid
+        router.reload(service, proc.pid)
+        assert router.status(service).worker_pid != worker
+        assert set(_hits(service, 10)) == {"a"}
+
+    def test_a_router_not_running_says_so_in_one_line(self, make_router, tmp_path):
+        from tts_ops.config.models import ServiceConfig
+        from tts_ops.testing import free_port
+
+        service = ServiceConfig(name="svc", port=free_port(), command=["true"])
+        router = make_router(tmp_path / "state")
+        router.sync(service, [])
+        state = router.status(service)
+        assert state.running is False and state.servers == []
+        assert state.detail and "\n" not in state.detail
+
+
+class _NamedServer:
+    """A threaded HTTP server on a free loopback port that answers its name."""
+
+    def __init__(self, name: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body leave at once
+
+            def do_GET(self) -> None:
+                body = name.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.name = name
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def server(self, weight: int) -> Any:
+        from tts_ops.routing import RouterServer
+
+        return RouterServer(self.name, "127.0.0.1", self.port, weight)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _hits(service: Any, count: int) -> list[str]:
+    """Who answered each of ``count`` requests on one keep-alive connection."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+    out = []
+    try:
+        for _ in range(count):
+            conn.request("GET", "/who")
+            resp = conn.getresponse()
+            body = resp.read().decode()
+            assert resp.status == 200, f"HTTP {resp.status}: {body[:200]}"
+            out.append(body)
+    finally:
+        conn.close()
+    return out
+
+
+def _wait_up(router: Any, service: Any, names: list[str]) -> None:
+    from tts_ops.testing import wait_for
+
+    def up() -> bool:
+        state = router.status(service)
+        seen = {s.name: s.state for s in state.servers}
+        return state.running and all(seen.get(n, "").startswith("UP") for n in names)
+
+    wait_for(up, timeout=15, message=f"the router to see {names} up")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,14 +53,18 @@ def health(address: str) -> dict[str, Any]:
 
 
 def run_scenario(tmp_path: Path, host: Any, process_manager: str,
-                 extra: list[str] | None = None) -> ScenarioResult:
+                 extra: list[str] | None = None, service: dict[str, Any] | None = None,
+                 after_step: Callable[[str], None] | None = None) -> ScenarioResult:
+    """``service``: more fields of the service (``{"router": "haproxy"}``);
+    ``after_step(name)`` is called after each step, the load still running."""
     name = f"zd-{uuid.uuid4().hex[:6]}"
     port = free_port()
     cfg = Path(tmp_path) / "zero-downtime.json"
     cfg.write_text(json.dumps({"services": [{
         "name": name, "port": port, "engine_type": "espeak", "instances": 2,
         "deploy": {"drain_seconds": 0.5, "step_pause_seconds": 0.5, "steps": [50, 100],
-                   "min_samples": 10, "progress_deadline_seconds": 60}}]}))
+                   "min_samples": 10, "progress_deadline_seconds": 60},
+        **(service or {})}]}))
     cli = ["-c", str(cfg), "--state-dir", str(Path(tmp_path) / "state")]
     pm = ["--process-manager", process_manager, *(extra or [])]
     address = f"127.0.0.1:{port}"
@@ -89,6 +94,8 @@ def run_scenario(tmp_path: Path, host: Any, process_manager: str,
                                          health(address).get("release"), expected))
                 if out.exit_code != 0:
                     break
+                if after_step is not None:
+                    after_step(step)
         result.load = load.result
     finally:
         run_cli([*cli, "stop", "--all", *pm], host=host)

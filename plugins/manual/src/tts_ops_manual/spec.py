@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tts_ops.plugin import ROUTER_ROLE_LABEL
+
 
 def build_spec(service: Any, state_dir: Path, discovery: dict[str, Any] | None = None
                ) -> dict[str, Any]:
     """Turn a validated ServiceConfig into the plain JSON the supervisor needs."""
     hc = service.health_check
     registry = None
-    if discovery:
+    if discovery and service.labels.get(ROUTER_ROLE_LABEL) != "router":  # not an instance
         from dataclasses import asdict
         from types import SimpleNamespace
 

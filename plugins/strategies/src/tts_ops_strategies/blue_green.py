@@ -32,4 +32,4 @@ class BlueGreen:
         if switched and ctx.old:
             ctx.set_weights({s.name: 100 for s in ctx.old} | {s.name: 0 for s in ctx.started})
         for svc in ctx.started:
-            ctx.backend.stop(svc)
+            ctx.stop(svc)

@@ -43,6 +43,7 @@ class Canary:
     def _step(self, ctx: DeployContext, weights: dict[str, int], percent: int) -> None:
         s = ctx.settings
         before = [ctx.counters(n) for n in ctx.new]
+        routed_before = [ctx.router_counters(n) for n in ctx.new]
         ctx.set_weights(weights)
         time.sleep(min(s.step_pause_seconds, max(0.0, ctx.deadline - time.monotonic())))
         while True:
@@ -58,6 +59,18 @@ class Canary:
                                    f" reached it (need {s.min_samples}) before the deadline")
             time.sleep(0.5)  # not ctx.pause: this loop reports the deadline itself
         rate = errors / total
+        routed_after = [ctx.router_counters(n) for n in ctx.new]
+        if all(r is not None for r in (*routed_before, *routed_after)):
+            # the router's own count: it also sees what the instance never answered
+            seen = sum(a[0] - b[0] for a, b in zip(routed_after, routed_before, strict=True))
+            failed = sum(a[1] - b[1] for a, b in zip(routed_after, routed_before, strict=True))
+            router_rate = failed / seen if seen else 0.0
+            ctx.log(f"canary at {percent}%: router counted {seen} requests, {failed} failed"
+                    f" (rate {router_rate:.4f})")
+            if router_rate > s.max_error_rate:
+                raise DeployFailed(f"canary at {percent}%: the router's error rate"
+                                   f" {router_rate:.4f} ({failed}/{seen}) is above max"
+                                   f" {s.max_error_rate:.4f}")
         for n in ctx.new:
             health = check_service(n)
             if not health.ok:
@@ -74,4 +87,4 @@ class Canary:
             weights = {n.name: 0 for n in ctx.started} | {o.name: 100 for o in ctx.old}
             ctx.set_weights(weights)
         for svc in ctx.started:
-            ctx.backend.stop(svc)
+            ctx.stop(svc)

@@ -35,10 +35,10 @@ class Direct:
 
     def rollback(self, ctx: DeployContext) -> None:
         for svc in ctx.started:
-            ctx.backend.stop(svc)
+            ctx.stop(svc)
         for svc in ctx.stopped:
             try:
-                ctx.backend.start(svc)
+                ctx.bring_back(svc, 100)
                 ctx.log(f"restarted the previous release as {svc.name}")
             except Exception as exc:  # report, keep restoring the rest
                 ctx.log(f"could not restart {svc.name}: {exc}")

@@ -52,10 +52,10 @@ class Rolling:
     def rollback(self, ctx: DeployContext) -> None:
         for svc in ctx.stopped:
             try:
-                ctx.backend.start(svc)
+                ctx.bring_back(svc)
             except Exception as exc:
                 ctx.log(f"could not bring back {svc.name}: {exc}")
         if ctx.old:
             ctx.set_weights({s.name: 100 for s in ctx.old} | {s.name: 0 for s in ctx.started})
         for svc in ctx.started:
-            ctx.backend.stop(svc)
+            ctx.stop(svc)

@@ -1,0 +1,42 @@
+"""A real HAProxy for the tests: required in CI, a skip elsewhere when it is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def haproxy():
+    path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.access(
+        "/usr/sbin/haproxy", os.X_OK) else None)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install haproxy (apt install haproxy)")
+        pytest.skip("haproxy is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def user_manager():
+    from tts_ops_systemd.usermanager import ManagerUnavailable, UserManager
+
+    manager = UserManager()
+    try:
+        manager.start()
+    except ManagerUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide a systemd user manager: {exc}")
+        pytest.skip(str(exc))
+    yield manager
+    manager.stop()
+
+
+@pytest.fixture(scope="session")
+def supervisord():
+    from tts_ops_supervisor.daemon import PrivateSupervisord
+
+    with PrivateSupervisord() as daemon:
+        yield daemon

@@ -1,0 +1,217 @@
+"""``instances: N`` behind HAProxy on every process backend, and the bad inputs a routed
+service can meet: no haproxy, a config haproxy refuses, a taken port, a router that is
+not running."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+
+import pytest
+
+from tts_ops.testing import free_port, make_host, run_cli
+
+
+def _host(backend_plugin):
+    from tts_ops_strategies import plugin as strategies_plugin
+
+    from tts_ops_haproxy import plugin as haproxy_plugin
+
+    return make_host(backend_plugin, strategies_plugin, haproxy_plugin)
+
+
+def _config(tmp_path, **fields):
+    name = f"rt-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": name, "port": port, "engine_type": "espeak", "workers": 1,
+        "router": "haproxy", **fields}]}))
+    return name, port, ["-c", str(cfg), "--state-dir", str(tmp_path / "s")]
+
+
+def _documented_keys(command):
+    """The keys docs/json.md lists for ``command --json`` (tests/test_json_schemas.py
+    holds the core's commands to the same list)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "json.md").read_text()
+    line = re.search(rf"^- `{command} --json`: list of \{{(.*)\}}$", text, re.M)
+    assert line, f"docs/json.md has no line for {command} --json"
+    return {part.strip().strip('"') for part in line[1].split(",")}
+
+
+def _who(port, count):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    seen = set()
+    for _ in range(count):
+        conn.request("GET", "/ready")
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.status == 200
+        seen.add(resp.getheader("X-TTS-Instance"))
+    conn.close()
+    return seen
+
+
+def _two_instances_behind_one_port(tmp_path, host, pm, check=None, **fields):
+    name, port, cli = _config(tmp_path, instances=2, **fields)
+    try:
+        out = run_cli([*cli, "start", *pm], host=host)
+        assert out.exit_code == 0, out.output
+        assert _who(port, 20) == {f"{name}@blue-0", f"{name}@blue-1"}
+        if check is not None:
+            check()
+        state = json.loads(run_cli([*cli, "router", "status", "--json"], host=host).stdout)[0]
+        assert [(s["name"], s["state"]) for s in state["servers"]] == [
+            ("blue-0", "UP"), ("blue-1", "UP")]
+        assert set(state) == _documented_keys("router status")
+        rows = {r["name"]: r for r in json.loads(
+            run_cli([*cli, "status", "--json", *pm], host=host).stdout)}
+        assert rows[f"{name}-router"]["state"] == "running"
+        assert rows[f"{name}-router"]["backend"] == pm[1]
+    finally:
+        stopped = run_cli([*cli, "stop", "--all", *pm], host=host)
+    assert stopped.exit_code == 0, stopped.output
+    rows = json.loads(run_cli([*cli, "status", "--json", *pm], host=host).stdout)
+    assert {r["state"] for r in rows} == {"stopped"} and len(rows) == 3
+    with socket.socket() as s:  # the router let the address go
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+
+
+def test_two_instances_behind_one_port_with_manual(haproxy, tmp_path):
+    from tts_ops_manual import plugin
+
+    stats = free_port()
+    _two_instances_behind_one_port(tmp_path, _host(plugin), ["--process-manager", "manual"],
+                                   options={"haproxy": {"stats_port": stats}},
+                                   check=lambda: _exporter(stats))
+
+
+def _exporter(port, at_least=20):
+    """HAProxy's own Prometheus exporter on the stats port counts the requests served."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    served = [line for line in text.splitlines()
+              if line.startswith('haproxy_backend_http_responses_total{proxy="instances",'
+                                 'code="2xx"}')]
+    assert served and float(served[0].split()[-1]) >= at_least, served
+
+
+def test_two_instances_behind_one_port_with_systemd(haproxy, user_manager, tmp_path):
+    from tts_ops_systemd import plugin
+
+    _two_instances_behind_one_port(tmp_path, _host(plugin), ["--process-manager", "systemd"])
+
+
+def test_two_instances_behind_one_port_with_supervisor(haproxy, supervisord, tmp_path):
+    from tts_ops_supervisor import plugin
+
+    _two_instances_behind_one_port(tmp_path, _host(plugin), [
+        "--process-manager", "supervisor", "--supervisor-conf", str(supervisord.conf)])
+
+
+@pytest.fixture
+def manual_host():
+    from tts_ops_manual import plugin
+
+    return _host(plugin)
+
+
+def test_without_haproxy_start_exits_3_naming_the_package(haproxy, tmp_path, manual_host,
+                                                         monkeypatch):
+    monkeypatch.setenv("TTS_OPS_HAPROXY", str(tmp_path / "no-haproxy"))
+    _name, _port, cli = _config(tmp_path, process_manager="manual")
+    out = run_cli([*cli, "start"], host=manual_host)
+    assert out.exit_code == 3
+    assert "apt install haproxy" in out.output and "Traceback" not in out.output
+    assert out.output.count("\n") == 1
+
+
+def test_a_config_haproxy_refuses_changes_nothing(haproxy, tmp_path, manual_host):
+    name, _port, cli = _config(tmp_path, process_manager="manual", host="256.1.1.1")
+    out = run_cli([*cli, "start"], host=manual_host)
+    assert out.exit_code == 1
+    assert "haproxy -c refused the rendered config" in out.output
+    assert "invalid address: '256.1.1.1'" in out.output and "nothing was changed" in out.output
+    assert not (tmp_path / "s" / "routers" / name / "haproxy.cfg").exists()
+    rows = json.loads(run_cli([*cli, "status", "--json"], host=manual_host).stdout)
+    assert {r["state"] for r in rows} == {"stopped"}  # nothing started
+
+
+def test_a_taken_router_port_fails_the_start_with_its_owner(haproxy, tmp_path, manual_host):
+    name, port, cli = _config(tmp_path, process_manager="manual")
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        try:
+            out = run_cli([*cli, "start"], host=manual_host)
+            assert out.exit_code == 1
+            assert f"{name}-router: port {port} on 127.0.0.1 is already in use" in out.output
+        finally:
+            run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
+def test_router_status_of_a_stopped_router_is_one_line_and_exit_1(haproxy, tmp_path,
+                                                                   manual_host):
+    name, _port, cli = _config(tmp_path, process_manager="manual")
+    out = run_cli([*cli, "router", "status"], host=manual_host)
+    assert out.exit_code == 1
+    assert f"{name}: haproxy on 127.0.0.1" in out.output
+    assert "runtime socket" in out.output and "unreachable" in out.output
+    assert len(out.output.strip().splitlines()) == 1
+
+
+def test_a_router_nobody_installed_is_a_config_error_naming_the_package(tmp_path,
+                                                                        manual_host):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{"name": "x", "router": "envoy"}]}))
+    out = run_cli(["-c", str(cfg), "--state-dir", str(tmp_path / "s"), "start"],
+                  host=manual_host)
+    assert out.exit_code == 2
+    assert "services[0].router: no router named 'envoy' (registered: haproxy)" in out.output
+
+
+def test_a_new_router_setting_reloads_haproxy_without_closing_the_address(haproxy, tmp_path,
+                                                                           manual_host):
+    """Only the router's own settings need a reload: SIGUSR2 to the same master, a new
+    worker on the same listening socket; a pinned client sees no error."""
+    from tts_ops.testing.load import PinnedLoad, require_hey
+
+    require_hey()
+    name, port, cli = _config(tmp_path, process_manager="manual")
+    cfg = tmp_path / "c.json"
+
+    def router_row():
+        rows = json.loads(run_cli([*cli, "status", "--json"], host=manual_host).stdout)
+        return next(r for r in rows if r["name"] == f"{name}-router")
+
+    try:
+        assert run_cli([*cli, "start"], host=manual_host).exit_code == 0
+        master = router_row()["pid"]
+        worker = json.loads(run_cli([*cli, "router", "status", "--json"],
+                                    host=manual_host).stdout)[0]["worker_pid"]
+        stats = free_port()
+        data = json.loads(cfg.read_text())
+        data["services"][0]["options"] = {"haproxy": {"stats_port": stats}}
+        with PinnedLoad(f"http://127.0.0.1:{port}/synthesize") as load:
+            cfg.write_text(json.dumps(data))
+            out = run_cli([*cli, "start"], host=manual_host)
+            assert out.exit_code == 0, out.output
+            _who(port, 5)
+        assert load.result.clean and load.result.total > 0, load.result.summary()
+        assert router_row()["pid"] == master  # reloaded, not restarted
+        state = json.loads(run_cli([*cli, "router", "status", "--json"],
+                                   host=manual_host).stdout)[0]
+        assert state["worker_pid"] != worker
+        _exporter(stats, at_least=5)
+    finally:
+        run_cli([*cli, "stop", "--all"], host=manual_host)

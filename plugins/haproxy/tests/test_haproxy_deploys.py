@@ -1,0 +1,109 @@
+"""Routed services end to end with a real HAProxy, a real ``hey`` and the reference server:
+zero failures for a pinned client through every deploy with no reload of HAProxy, an exact
+canary share, and the router on every process backend."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from tts_ops.testing import free_port, make_host, run_cli
+
+
+def _host(*backends):
+    from tts_ops_strategies import plugin as strategies_plugin
+
+    from tts_ops_haproxy import plugin as haproxy_plugin
+
+    return make_host(*backends, strategies_plugin, haproxy_plugin)
+
+
+def _router_state(cli, host, name):
+    out = run_cli([*cli, "router", "status", name, "--json"], host=host)
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)[0]
+
+
+def _identity(address):
+    host, port = address.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", "/synthesize", body=json.dumps({"text": "Who?"}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("X-TTS-Instance"), resp.getheader("X-TTS-Release")
+    finally:
+        conn.close()
+
+
+def test_a_pinned_client_sees_no_error_and_haproxy_is_never_reloaded(haproxy, tmp_path):
+    from tts_ops.testing.load import require_hey
+    from tts_ops.testing.zero_downtime import problems, run_scenario
+    from tts_ops_manual import plugin as manual_plugin
+
+    require_hey()
+    host = _host(manual_plugin)
+    cli = ["-c", str(tmp_path / "zero-downtime.json"), "--state-dir", str(tmp_path / "state")]
+    seen = []
+
+    def after(step):
+        name = json.loads((tmp_path / "zero-downtime.json").read_text())["services"][0]["name"]
+        state = _router_state(cli, host, name)
+        releases = json.loads(run_cli([*cli, "releases", "--json"], host=host).stdout)
+        current = next(r["id"] for r in releases if r.get("current"))
+        seen.append((step, state["worker_pid"], sorted(s["name"] for s in state["servers"]),
+                     _identity(state["address"]), current))
+
+    result = run_scenario(tmp_path, host, "manual", service={"router": "haproxy"},
+                          after_step=after)
+    assert problems(result) == [], "\n".join(s.output for s in result.steps)
+    assert result.load.total > 100
+    assert [s[0] for s in seen] == ["restart", "blue_green", "rolling", "canary", "rollback"]
+    workers = {s[1] for s in seen}
+    assert len(workers) == 1 and None not in workers, seen  # the same worker throughout
+    for step, _pid, servers, (status, instance, release), current in seen:
+        assert len(servers) == 2, (step, servers)  # instances: 2, one generation left
+        assert status == 200 and release == current, (step, release, current)
+        assert instance.split("@")[1] in servers, (step, instance, servers)
+    assert "router" in result.leftovers and '"running"' not in result.leftovers
+
+
+def test_a_canary_at_25_percent_gets_25_percent_and_sigint_rolls_it_back(haproxy, tmp_path):
+    from tts_ops_haproxy.testing import canary_share, who
+
+    port = free_port()
+    name = f"cn-{uuid.uuid4().hex[:6]}"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": name, "port": port, "engine_type": "espeak", "workers": 1,
+        "router": "haproxy", "process_manager": "manual",
+        "deploy": {"steps": [25, 100], "min_samples": 10000, "step_pause_seconds": 0,
+                   "progress_deadline_seconds": 300}}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tmp_path / "s")]
+    env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies,haproxy"}
+    try:
+        first = subprocess.run([*base, "start"], env=env, capture_output=True, text=True,
+                               timeout=120)
+        assert first.returncode == 0, first.stderr
+        measured = canary_share(base, env, name, port, requests=1000)
+        assert measured.step == 25
+        assert sum(measured.served.values()) == 1000
+        assert 200 <= measured.canary <= 300, measured.served  # 25% +/- 5 points
+        assert measured.returncode == 1
+        assert "interrupted (SIGINT)" in measured.stderr
+        assert "the old release is still serving" in measured.stderr
+        assert who(port, 10) == {measured.old: 10}
+        state = json.loads(subprocess.run([*base, "router", "status", "--json"], env=env,
+                                          capture_output=True, text=True).stdout)[0]
+        assert [(s["name"], s["weight"]) for s in state["servers"]] == [
+            (measured.old.split("@")[1], 100)]
+    finally:
+        subprocess.run([*base, "stop", "--all"], env=env, capture_output=True, timeout=120)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "s")], capture_output=True)
+    assert left.stdout == b""
