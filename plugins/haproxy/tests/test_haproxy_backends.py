@@ -215,3 +215,36 @@ def test_a_new_router_setting_reloads_haproxy_without_closing_the_address(haprox
         _exporter(stats, at_least=5)
     finally:
         run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
+def test_orchestrate_starts_a_routed_service_behind_its_router(haproxy, tmp_path,
+                                                               manual_host):
+    name, port, cli = _config(tmp_path, process_manager="manual", instances=2)
+    try:
+        out = run_cli([*cli, "orchestrate", "start"], host=manual_host)
+        assert out.exit_code == 0, out.output
+        assert _who(port, 10) == {f"{name}@blue-0", f"{name}@blue-1"}
+    finally:
+        out = run_cli([*cli, "orchestrate", "stop"], host=manual_host)
+    assert out.exit_code == 0, out.output
+    rows = json.loads(run_cli([*cli, "status", "--json"], host=manual_host).stdout)
+    assert {r["state"] for r in rows} == {"stopped"} and len(rows) == 3
+
+
+def test_a_router_added_to_a_running_service_asks_for_a_stop_first(haproxy, tmp_path,
+                                                                   manual_host):
+    name, port, cli = _config(tmp_path, process_manager="manual")
+    cfg = tmp_path / "c.json"
+    data = json.loads(cfg.read_text())
+    plain = {k: v for k, v in data["services"][0].items() if k != "router"}
+    cfg.write_text(json.dumps({"services": [plain]}))
+    try:
+        assert run_cli([*cli, "start"], host=manual_host).exit_code == 0
+        cfg.write_text(json.dumps(data))  # now with "router": "haproxy"
+        out = run_cli([*cli, "deploy", "--strategy", "blue_green"], host=manual_host)
+        assert out.exit_code == 1
+        assert f"stop it first (tts-ops stop {name})" in out.output
+        assert _who(port, 3) == {name}  # untouched: still serving on its own
+    finally:
+        cfg.write_text(json.dumps({"services": [plain]}))
+        run_cli([*cli, "stop", "--all"], host=manual_host)

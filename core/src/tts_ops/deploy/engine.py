@@ -187,6 +187,10 @@ class DeployEngine:
                 frees_ports = strat.same_slot and bool(old)
                 problems = predeploy_problems(svc, [] if frees_ports else new_preview, backend,
                                               state_dir)
+                if svc.router and active == "plain":
+                    problems.append(f"{svc.name} runs on its own address without its router:"
+                                    f" stop it first (tts-ops stop {svc.name}), then deploy"
+                                    " or start it behind the router")
                 problems += self.app.host.collect("tts_ops_predeploy_checks",
                                                   config=self.app.config, services=[svc],
                                                   environment=environment)

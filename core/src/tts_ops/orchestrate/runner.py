@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tts_ops.backend import StartFailed
+from tts_ops.errors import TtsOpsError
 from tts_ops.health import check_http, check_service
 from tts_ops.orchestrate.graph import Edge, Graph
 
@@ -179,9 +180,17 @@ class Orchestrator:
             return
         backend = self.app.backend(self.app.choose_backend(svc, self.pm))
         try:
+            if svc.router:
+                from tts_ops.routing import prepare_start
+
+                prepare_start(self.app, svc, self.pm)
             for running in self.app.runtime([svc]):
                 self.app.record_backend(running.name, backend.name)
                 backend.start(running)
+            if svc.router:
+                from tts_ops.routing import finish_start
+
+                finish_start(self.app, svc)
             out.result = "started"
         except StartFailed as exc:
             state, _ready, row = self.node_state(name)
@@ -189,6 +198,8 @@ class Orchestrator:
                 out.result = "completed"  # a job that finished before it could look ready
                 return
             out.result, out.detail = "failed", exc.reason
+        except TtsOpsError as exc:  # its router: a config haproxy refused, servers not up
+            out.result, out.detail = "failed", exc.message
 
     # --- stop ---
 

@@ -53,6 +53,8 @@ def render(service, servers: list[RouterServer], opts: HaproxyOptions, admin: Pa
         f"    stats socket {admin} mode 600 level admin expose-fd listeners",
         "    stats timeout 30s",
         f"    maxconn {opts.maxconn}",
+        # a stop or a reload lets requests in flight finish, for at most the stop timeout
+        f"    hard-stop-after {max(1, round(service.stop_timeout))}s",
         "    log stderr format short local0 warning",
         "",
         "defaults",
