@@ -79,6 +79,13 @@ NOTES = """
   A killed host's instance leaves when etcd expires its lease (checked every 0.5 s by the
   leader): between 2/3 ttl and ttl + 0.5 s after the death, seen by a watch on another
   client.
+- router: HAProxy 2.6 (Debian) in front of the reference server (`"router": "haproxy"`).
+  The hop is the p50 of 1,000 `/synthesize` requests through HAProxy minus the p50 of
+  1,000 straight to the instance's private port, alternating on two keep-alive
+  connections of one client. The hey run is the zero-downtime scenario above with the
+  router; HAProxy's worker pid is read (`show info`) after each step: a reload or a
+  restart would change it. The canary share counts `X-TTS-Instance` over 1,000 requests
+  at the 25% step, then the deploy is interrupted (SIGINT) and rolls back.
 - The bench byte-compiles the sources first: this environment sets
   PYTHONDONTWRITEBYTECODE, which would otherwise make every measured start compile edited
   modules again.
@@ -104,6 +111,33 @@ def table(results: list[Result]) -> list[str]:
     return rows
 
 
+def merge(doc: str, rows: list[str], cases: list[str]) -> str:
+    """``doc`` with the rows of the benchmarks just run replaced (the others kept as they
+    were measured), new ones added at the end of the table, and the run line saying so."""
+    def name(row: str) -> str:
+        return row.split(" | ")[0].split("<br>")[0]
+
+    fresh = {name(r): r for r in rows}
+    lines = doc.splitlines()
+    out, placed = [], set()
+    last_row = max(i for i, line in enumerate(lines) if line.startswith("| "))
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and name(line) in fresh:
+            out.append(fresh[name(line)])
+            placed.add(name(line))
+        else:
+            out.append(line)
+        if i == last_row:
+            out += [r for n, r in fresh.items() if n not in placed]
+        if line.startswith("Run: "):
+            out.append(f"Rows of {', '.join(cases)}: re-run"
+                       f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (bench/run"
+                       f" --only {' --only '.join(cases)} --write-docs).")
+    return "\n".join(line for j, line in enumerate(out)
+                     if not (line.startswith("Rows of ") and j + 1 < len(out)
+                             and out[j + 1].startswith("Rows of "))) + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(prog="bench/run")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")
@@ -126,7 +160,9 @@ def main() -> int:
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps([r.__dict__ for r in results], indent=1))
-    if args.write_docs:
+    if args.write_docs and args.only and DOCS.exists():
+        DOCS.write_text(merge(DOCS.read_text(), table(results)[2:], args.only))
+    elif args.write_docs:
         machine = (f"{platform.machine()}, {os.cpu_count()} cores, Python"
                    f" {platform.python_version()}, {platform.platform()}")
         text = [

@@ -71,6 +71,10 @@ def test_a_pinned_client_sees_no_error_and_haproxy_is_never_reloaded(haproxy, tm
         assert status == 200 and release == current, (step, release, current)
         assert instance.split("@")[1] in servers, (step, instance, servers)
     assert "router" in result.leftovers and '"running"' not in result.leftovers
+    # weights move up before they move down: never a moment without a server (a 503)
+    router_log = next((tmp_path / "state" / "logs").glob("*-router.log")).read_text()
+    assert "New server registered" in router_log
+    assert "has no server available" not in router_log
 
 
 def test_a_canary_at_25_percent_gets_25_percent_and_sigint_rolls_it_back(haproxy, tmp_path):

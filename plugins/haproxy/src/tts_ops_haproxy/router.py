@@ -147,27 +147,27 @@ class HaproxyRouter:
                                   f" {lines[0][:300]}; nothing was changed")
 
     def _apply(self, service: Any, servers: list[RouterServer], opts: HaproxyOptions) -> None:
+        """The difference, in an order that never leaves the backend without a server to
+        take a request: add, raise weights, then lower weights, then remove."""
         api = self.api(service)
         current = {row["svname"]: row for row in api.stat(BACKEND)}
         wanted = {s.name: s for s in servers}
-        for server in servers:
-            row = current.get(server.name)
+
+        def old_weight(server: RouterServer) -> int:
+            row = current[server.name]
+            if row.get("status", "").startswith(("MAINT", "DRAIN")):
+                return 0
+            return int(row.get("uweight") or row.get("weight") or 0)
+
+        kept = [s for s in servers if s.name in current]
+        for server in [s for s in servers if s.name not in current]:
             where = f"{BACKEND}/{server.name}"
-            if row is None:
-                api.expect(f"add server {where} {server.host}:{server.port} "
-                           + server_options(opts, server.weight), ok="New server registered")
-                api.expect(f"enable health {where}")
-                api.expect(f"enable server {where}")
-                continue
-            if row.get("addr") != f"{server.host}:{server.port}":
-                api.expect(f"set server {where} state maint")
-                api.expect(f"set server {where} addr {server.host} port {server.port}",
-                           ok="changed")
-            if row.get("uweight", row.get("weight")) != str(server.weight):
-                api.expect(f"set server {where} weight {server.weight}")
-            if row.get("status", "").startswith(("MAINT", "DRAIN")) or \
-                    row.get("addr") != f"{server.host}:{server.port}":
-                api.expect(f"set server {where} state ready")
+            api.expect(f"add server {where} {server.host}:{server.port} "
+                       + server_options(opts, server.weight), ok="New server registered")
+            api.expect(f"enable health {where}")
+            api.expect(f"enable server {where}")
+        for server in sorted(kept, key=lambda s: s.weight <= old_weight(s)):
+            self._update(api, current[server.name], server)
         for name, row in current.items():
             if name in wanted:
                 continue
@@ -177,6 +177,18 @@ class HaproxyRouter:
             # refused while a connection to it is still open: it stays in maintenance
             # (no traffic) and goes with the next change or reload
             api.command(f"del server {where}")
+
+    def _update(self, api: RuntimeApi, row: dict[str, str], server: RouterServer) -> None:
+        where = f"{BACKEND}/{server.name}"
+        moved = row.get("addr") != f"{server.host}:{server.port}"
+        if moved:
+            api.expect(f"set server {where} state maint")
+            api.expect(f"set server {where} addr {server.host} port {server.port}",
+                       ok="changed")
+        if row.get("uweight", row.get("weight")) != str(server.weight):
+            api.expect(f"set server {where} weight {server.weight}")
+        if moved or row.get("status", "").startswith(("MAINT", "DRAIN")):
+            api.expect(f"set server {where} state ready")
 
     def set_weights(self, service: Any, weights: dict[str, int]) -> None:
         saved = read_json(self.home(service) / "servers.json") or []
@@ -226,15 +238,19 @@ class HaproxyRouter:
     def reload(self, service: Any, pid: int) -> None:
         api = self.api(service)
         before = api.info().get("Pid")
-        os.kill(pid, signal.SIGUSR2)  # the master re-executes itself; the sockets stay open
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
-                if api.info().get("Pid") not in (None, before):
-                    return
-            except Unreachable:
-                pass
-            time.sleep(0.05)
+            # the master re-executes itself and hands the listening sockets over; a signal
+            # that lands while a just-started master is still settling is lost: send again
+            os.kill(pid, signal.SIGUSR2)
+            again = min(deadline, time.monotonic() + 1.0)
+            while time.monotonic() < again:
+                try:
+                    if api.info().get("Pid") not in (None, before):
+                        return
+                except Unreachable:
+                    pass
+                time.sleep(0.05)
         raise OperationFailed(f"{service.name}: haproxy did not reload within 10s; see"
                               f" tts-ops logs {service.name}-router")
 
