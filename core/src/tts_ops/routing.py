@@ -74,6 +74,54 @@ def server_of(svc: Any, weight: int) -> RouterServer:
     return RouterServer(server_name(svc), svc.host, svc.port, weight)
 
 
+def is_remote(name: str) -> bool:
+    """A server for another host's instance (``blue-0.web-2``); this host's have no dot."""
+    return "." in name
+
+
+def remote_servers(app: Any, service: Any) -> list[RouterServer]:
+    """With ``router_scope: cluster``, the instances of ``service`` that other hosts keep
+    in the shared registry (etcd) and that are not critical, named ``SLOT.NODE``; else
+    none. HAProxy's own checks still decide which of them get requests."""
+    if getattr(service, "router_scope", None) != "cluster":
+        return []
+    import re
+
+    from tts_ops.discovery.record import node_of
+
+    registry = app.registry()
+    now = time.time()
+    out = []
+    for rec in registry.find_services(service=service.name):
+        if registry.is_local(rec.id) or rec.effective_health(now) == "critical":
+            continue
+        slot = rec.labels.get(SLOT_LABEL) or "plain"
+        node = re.sub(r"[^a-z0-9_-]", "-", (node_of(rec.id) or "remote").lower())
+        out.append(RouterServer(f"{slot}.{node}"[:63], rec.host, rec.port, rec.weight))
+    return sorted(out, key=lambda s: s.name)
+
+
+def follow_remote(app: Any, change: dict[str, Any]) -> None:
+    """Another host's instance of a ``router_scope: cluster`` service changed (``discovery
+    watch`` saw it): route to that host's instances as they are now, this host's as the
+    router has them."""
+    service = app.config.get(change.get("service") or "")
+    if service is None or getattr(service, "router_scope", None) != "cluster":
+        return
+    if app.registry().is_local(change["id"]):
+        return
+    router = app.router(service)
+    state = router.status(service)
+    if not state.running:
+        return  # its next start routes to what is registered then
+    local = []
+    for server in state.servers:
+        if not is_remote(server.name):
+            host, _, port = server.address.rpartition(":")
+            local.append(RouterServer(server.name, host, int(port), server.weight))
+    router.sync(service, local + remote_servers(app, service))
+
+
 def router_for(host: Any, state_dir: Path, service: Any) -> Any | None:
     """The router of ``service`` (a `tts_ops.contracts.Router`), or None without one."""
     if not getattr(service, "router", None):
@@ -126,7 +174,7 @@ def prepare_start(app: Any, service: Any, pm: str | None) -> None:
     claim_generation(app.state_dir, service)
     router = app.router(service)
     servers = [server_of(s, 100) for s in runtime_services(app.state_dir, service)]
-    if router.sync(service, servers):
+    if router.sync(service, servers + remote_servers(app, service)):
         process = router.process(service)
         status = app.backend(app.choose_backend(service, pm)).status([process])[0]
         if status.pid:

@@ -40,3 +40,12 @@ def supervisord():
 
     with PrivateSupervisord() as daemon:
         yield daemon
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory):
+    from tts_ops_etcd.testing import EtcdCluster, require_etcd
+
+    require_etcd()
+    with EtcdCluster(tmp_path_factory.mktemp("etcd"), members=3) as cluster:
+        yield cluster

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from tts_ops.testing import free_port, make_host, run_cli
+from tts_ops_haproxy.testing import who
 
 
 def _host(backend_plugin):
@@ -43,27 +44,12 @@ def _documented_keys(command):
     return {part.strip().strip('"') for part in line[1].split(",")}
 
 
-def _who(port, count):
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    seen = set()
-    for _ in range(count):
-        conn.request("GET", "/ready")
-        resp = conn.getresponse()
-        resp.read()
-        assert resp.status == 200
-        seen.add(resp.getheader("X-TTS-Instance"))
-    conn.close()
-    return seen
-
-
 def _two_instances_behind_one_port(tmp_path, host, pm, check=None, **fields):
     name, port, cli = _config(tmp_path, instances=2, **fields)
     try:
         out = run_cli([*cli, "start", *pm], host=host)
         assert out.exit_code == 0, out.output
-        assert _who(port, 20) == {f"{name}@blue-0", f"{name}@blue-1"}
+        assert set(who("127.0.0.1", port, 20)) == {f"{name}@blue-0", f"{name}@blue-1"}
         if check is not None:
             check()
         state = json.loads(run_cli([*cli, "router", "status", "--json"], host=host).stdout)[0]
@@ -206,7 +192,7 @@ def test_a_new_router_setting_reloads_haproxy_without_closing_the_address(haprox
             cfg.write_text(json.dumps(data))
             out = run_cli([*cli, "start"], host=manual_host)
             assert out.exit_code == 0, out.output
-            _who(port, 5)
+            set(who("127.0.0.1", port, 5))
         assert load.result.clean and load.result.total > 0, load.result.summary()
         assert router_row()["pid"] == master  # reloaded, not restarted
         state = json.loads(run_cli([*cli, "router", "status", "--json"],
@@ -223,7 +209,7 @@ def test_orchestrate_starts_a_routed_service_behind_its_router(haproxy, tmp_path
     try:
         out = run_cli([*cli, "orchestrate", "start"], host=manual_host)
         assert out.exit_code == 0, out.output
-        assert _who(port, 10) == {f"{name}@blue-0", f"{name}@blue-1"}
+        assert set(who("127.0.0.1", port, 10)) == {f"{name}@blue-0", f"{name}@blue-1"}
     finally:
         out = run_cli([*cli, "orchestrate", "stop"], host=manual_host)
     assert out.exit_code == 0, out.output
@@ -244,7 +230,7 @@ def test_a_router_added_to_a_running_service_asks_for_a_stop_first(haproxy, tmp_
         out = run_cli([*cli, "deploy", "--strategy", "blue_green"], host=manual_host)
         assert out.exit_code == 1
         assert f"stop it first (tts-ops stop {name})" in out.output
-        assert _who(port, 3) == {name}  # untouched: still serving on its own
+        assert set(who("127.0.0.1", port, 3)) == {name}  # untouched: still serving on its own
     finally:
         cfg.write_text(json.dumps({"services": [plain]}))
         run_cli([*cli, "stop", "--all"], host=manual_host)

@@ -102,7 +102,7 @@ def test_a_canary_at_25_percent_gets_25_percent_and_sigint_rolls_it_back(haproxy
         assert measured.returncode == 1
         assert "interrupted (SIGINT)" in measured.stderr
         assert "the old release is still serving" in measured.stderr
-        assert who(port, 10) == {measured.old: 10}
+        assert who("127.0.0.1", port, 10) == {measured.old: 10}
         state = json.loads(subprocess.run([*base, "router", "status", "--json"], env=env,
                                           capture_output=True, text=True).stdout)[0]
         assert [(s["name"], s["weight"]) for s in state["servers"]] == [

@@ -208,6 +208,9 @@ class ServiceConfig(ServiceMethods, _Model):
     #: instance, which then listens on a private loopback port; None: the socket
     #: hand-over of ``socket`` above (see docs/routers.md)
     router: RouterName | None = None
+    #: ``host``: the router fronts this host's instances; ``cluster``: also every other
+    #: host's passing instances of the service in the shared registry (etcd)
+    router_scope: Literal["host", "cluster"] = "host"
 
     # --- readiness and health ---
     health_check: HealthCheck = Field(default_factory=HealthCheck)
@@ -254,6 +257,10 @@ class ServiceConfig(ServiceMethods, _Model):
 
     @model_validator(mode="after")
     def _router_owns_the_address(self) -> ServiceConfig:
+        if self.router_scope == "cluster" and not self.router:
+            raise PydanticCustomError(
+                "router", "router_scope: \"cluster\" needs a router: set \"router\":"
+                " \"haproxy\" too, or drop router_scope")
         if self.router and self.socket == "inherit":
             raise PydanticCustomError(
                 "router", "socket: with a router the router owns the address: drop"

@@ -17,7 +17,7 @@ PATH_FIELDS = ("log_file", "pid_file", "working_dir", "source", "voices_dir")
 ADDRESS_LABEL = "tts-ops/address"
 OWNER_LABEL = "tts-ops/service"
 #: fields added after releases were first snapshotted: a view of an older one has them unset
-NEWER_FIELDS = ("socket", "workers", "voices_dir", "wyoming_port", "router")
+NEWER_FIELDS = ("socket", "workers", "voices_dir", "wyoming_port", "router", "router_scope")
 
 
 class HealthMethods:

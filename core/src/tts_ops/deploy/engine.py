@@ -234,11 +234,12 @@ class DeployEngine:
                 deadline=time.monotonic() + settings.progress_deadline_seconds,
                 options=strategy_options(svc, name, self.app.host))
             if svc.router:
-                from tts_ops.routing import ensure, server_of
+                from tts_ops.routing import ensure, remote_servers, server_of
 
                 ctx.router = self.app.router(svc)
                 serving = [o for o in old if self._running(backend, o)]
-                ctx.servers = {s.name: s for s in (server_of(o, 100) for o in serving)}
+                ctx.servers = {s.name: s for s in [*(server_of(o, 100) for o in serving),
+                                                   *remote_servers(self.app, svc)]}
                 step("router", ensure, ctx.router, svc, backend, list(ctx.servers.values()))
             previous = store.current()
             journal.write(state_dir, svc.name, {

@@ -104,6 +104,20 @@ class AutoRegister:
             self._missed(service, "not deregistered (its record expires with its ttl)", exc)
 
     @hookimpl
+    def tts_ops_registry_changed(self, change) -> None:
+        """Another host's instance changed: a ``router_scope: cluster`` router follows."""
+        from tts_ops.errors import TtsOpsError
+        from tts_ops.routing import follow_remote
+
+        try:
+            follow_remote(self.app, change)
+        except TtsOpsError as exc:
+            import sys
+
+            print(f"tts-ops: warning: {change.get('service')}: the router did not follow"
+                  f" {change.get('id')}: {exc}", file=sys.stderr)
+
+    @hookimpl
     def tts_ops_service_exited(self, service) -> None:
         self._critical(service)
 

@@ -28,10 +28,10 @@ class CanaryShare:
         return self.canary / total if total else 0.0
 
 
-def who(port: int, count: int, path: str = "/health") -> dict[str, int]:
+def who(host: str, port: int, count: int, path: str = "/health") -> dict[str, int]:
     """``count`` requests on one keep-alive connection: how many each instance served."""
     served: dict[str, int] = {}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
         for _ in range(count):
             conn.request("GET", path)
@@ -51,7 +51,7 @@ def canary_share(base: list[str], env: dict[str, str], service: str, port: int,
     """Run ``BASE deploy SERVICE --strategy canary`` (its ``min_samples`` too high for the
     first step to pass), count who serves ``requests`` at the first step, then SIGINT the
     deploy (it rolls back)."""
-    old = next(iter(who(port, 1)))
+    old = next(iter(who("127.0.0.1", port, 1)))
     deploy = subprocess.Popen([*base, "deploy", service, "--strategy", "canary", "--json",
                                "--skip-tests"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -67,7 +67,7 @@ def canary_share(base: list[str], env: dict[str, str], service: str, port: int,
                     break
         else:
             raise AssertionError(f"the canary never reached a step: {deploy.stderr.read()}")
-        result.served = who(port, requests)
+        result.served = who("127.0.0.1", port, requests)
     finally:
         deploy.send_signal(signal.SIGINT)
         _out, result.stderr = deploy.communicate(timeout=120)
