@@ -234,3 +234,25 @@ def test_a_router_added_to_a_running_service_asks_for_a_stop_first(haproxy, tmp_
     finally:
         cfg.write_text(json.dumps({"services": [plain]}))
         run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
+def test_a_full_disk_fails_a_routed_deploy_in_one_line_and_it_keeps_serving(haproxy,
+                                                                             tmp_path,
+                                                                             manual_host):
+    from tts_ops.testing import fill_disk, tiny_disk
+
+    with tiny_disk(tmp_path, "4m") as disk:
+        name, port, cli = _config(tmp_path, process_manager="manual",
+                                  log_file=str(tmp_path / "svc.log"))
+        cli[-1] = str(disk / "s")
+        try:
+            assert run_cli([*cli, "start"], host=manual_host).exit_code == 0
+            fill_disk(disk)
+            out = run_cli([*cli, "deploy", "--strategy", "blue_green"], host=manual_host)
+            assert out.exit_code == 1
+            assert "No space left on device" in out.output and "Traceback" not in out.output
+            assert len(out.output.strip().splitlines()) == 1, out.output
+            assert set(who("127.0.0.1", port, 5)) == {f"{name}@blue"}
+        finally:
+            (disk / "filler").unlink(missing_ok=True)
+            run_cli([*cli, "stop", "--all"], host=manual_host)

@@ -111,3 +111,46 @@ def test_a_canary_at_25_percent_gets_25_percent_and_sigint_rolls_it_back(haproxy
         subprocess.run([*base, "stop", "--all"], env=env, capture_output=True, timeout=120)
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "s")], capture_output=True)
     assert left.stdout == b""
+
+
+def test_a_deploy_killed_after_its_switch_is_recovered_behind_the_router(haproxy, tmp_path):
+    """SIGKILL after the switch, during the drain: the next command finishes the deploy
+    the journal way (the old release back), and the router routes only to what runs."""
+    from tts_ops_haproxy.testing import who
+
+    port = free_port()
+    name = f"kl-{uuid.uuid4().hex[:6]}"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": name, "port": port, "engine_type": "espeak", "workers": 1,
+        "router": "haproxy", "process_manager": "manual",
+        "deploy": {"drain_seconds": 60}}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tmp_path / "s")]
+    env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies,haproxy"}
+    try:
+        assert subprocess.run([*base, "start"], env=env, capture_output=True,
+                              timeout=120).returncode == 0
+        deploy = subprocess.Popen([*base, "deploy", name, "--strategy", "blue_green", "--json",
+                                   "--skip-tests"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, text=True)
+        for line in deploy.stdout:
+            event = json.loads(line)
+            if event["event"] == "phase_start" and event["phase"] == "drain":
+                break
+        assert set(who("127.0.0.1", port, 10)) == {f"{name}@green"}  # switched
+        deploy.kill()
+        deploy.wait()
+        status = subprocess.run([*base, "status", "--json"], env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert "recovered" in status.stderr or "interrupted" in status.stderr, status.stderr
+        rows = {r["name"]: r["state"] for r in json.loads(status.stdout)}
+        assert rows == {f"{name}-blue": "running", f"{name}-router": "running"}, rows
+        state = json.loads(subprocess.run([*base, "router", "status", "--json"], env=env,
+                                          capture_output=True, text=True).stdout)[0]
+        assert [(s["name"], s["weight"]) for s in state["servers"]] == [("blue", 100)]
+        assert who("127.0.0.1", port, 10) == {f"{name}@blue": 10}
+    finally:
+        subprocess.run([*base, "stop", "--all"], env=env, capture_output=True, timeout=120)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "s")], capture_output=True)
+    assert left.stdout == b""

@@ -123,6 +123,17 @@ class _Group(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             click.echo("tts-ops: output closed before the command finished", err=True)
             ctx.exit(1)
+        except OSError as exc:
+            from tts_ops.logwriter import DISK_ERRORS
+
+            app = ctx.obj
+            if exc.errno not in DISK_ERRORS or (app is not None and getattr(app, "debug", False)):
+                raise
+            # a state write that failed left the previous file in place (atomic writes)
+            where = getattr(app, "state_dir_option", None) or "the state dir"
+            click.echo(f"tts-ops: error: cannot write under {where}: {exc.strerror}; free"
+                       " space there and run it again (the previous state is kept)", err=True)
+            ctx.exit(1)
 
 
 def _with_flags(command: click.Command, flags: list[click.Option]) -> click.Command:
