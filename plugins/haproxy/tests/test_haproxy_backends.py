@@ -256,3 +256,41 @@ def test_a_full_disk_fails_a_routed_deploy_in_one_line_and_it_keeps_serving(hapr
         finally:
             (disk / "filler").unlink(missing_ok=True)
             run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
+def test_a_killed_haproxy_comes_back_with_its_servers_and_weights(haproxy, tmp_path,
+                                                                   manual_host):
+    """HAProxy's master exits when its worker dies; the backend restarts it, and the config
+    it reads carries every server and weight the runtime API last set."""
+    import os
+    import signal
+
+    from tts_ops.testing import wait_for
+
+    name, port, cli = _config(tmp_path, process_manager="manual", instances=2)
+
+    def state():
+        return json.loads(run_cli([*cli, "router", "status", "--json"],
+                                  host=manual_host).stdout)[0]
+
+    try:
+        assert run_cli([*cli, "start"], host=manual_host).exit_code == 0
+        from tts_ops.testing import service as make_service
+        from tts_ops_haproxy.router import HaproxyRouter
+
+        fields = json.loads((tmp_path / "c.json").read_text())["services"][0]
+        svc = make_service(fields.pop("name"), **fields)
+        HaproxyRouter(tmp_path / "s").set_weights(svc, {"blue-0": 30})
+        before = state()
+        os.kill(before["worker_pid"], signal.SIGKILL)
+        wait_for(lambda: state()["running"] and state()["worker_pid"] != before["worker_pid"],
+                 timeout=20, message="the router to come back")
+        wait_for(lambda: all(s["state"] == "UP" for s in state()["servers"]), timeout=20,
+                 message="its servers to be up again")
+        after = state()
+        assert [(s["name"], s["address"], s["weight"]) for s in after["servers"]] == [
+            (s["name"], s["address"], s["weight"]) for s in before["servers"]]
+        assert [s["weight"] for s in after["servers"]] == [30, 100]
+        assert set(who("127.0.0.1", port, 20)) == {f"{name}@blue-0", f"{name}@blue-1"}
+    finally:
+        run_cli([*cli, "stop", "--all"], host=manual_host)

@@ -100,6 +100,8 @@ class HaproxyRouter:
             "memory_max": None, "cpu_quota": None, "tasks_max": None, "user": None,
             "min_free_memory_mb": None, "min_free_disk_mb": None,
             "stop_signal": "USR1",  # soft stop: the requests in flight finish
+            # the master exits when its worker dies: every moment without it is downtime
+            "restart_delay": 0.2,
         }
         if service.log_file is not None:
             stem = service.log_file.name.removesuffix(".log")
