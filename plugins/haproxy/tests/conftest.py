@@ -21,17 +21,10 @@ def haproxy():
 
 @pytest.fixture(scope="session")
 def user_manager():
-    from tts_ops_systemd.usermanager import ManagerUnavailable, UserManager
+    from tts_ops_systemd.testing import user_manager_for_tests
 
-    manager = UserManager()
-    try:
-        manager.start()
-    except ManagerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide a systemd user manager: {exc}")
-        pytest.skip(str(exc))
-    yield manager
-    manager.stop()
+    with user_manager_for_tests() as manager:
+        yield manager
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -64,6 +65,8 @@ def test_a_pinned_client_sees_no_error_and_haproxy_is_never_reloaded(haproxy, tm
     assert problems(result) == [], "\n".join(s.output for s in result.steps)
     assert result.load.total > 100
     assert [s[0] for s in seen] == ["restart", "blue_green", "rolling", "canary", "rollback"]
+    canary = next(s for s in result.steps if s.name == "canary").output
+    assert re.search(r"canary at 50%: router counted \d+ requests, 0 failed", canary), canary
     workers = {s[1] for s in seen}
     assert len(workers) == 1 and None not in workers, seen  # the same worker throughout
     for step, _pid, servers, (status, instance, release), current in seen:
@@ -77,20 +80,26 @@ def test_a_pinned_client_sees_no_error_and_haproxy_is_never_reloaded(haproxy, tm
     assert "has no server available" not in router_log
 
 
-def test_a_canary_at_25_percent_gets_25_percent_and_sigint_rolls_it_back(haproxy, tmp_path):
-    from tts_ops_haproxy.testing import canary_share, who
-
+def _routed(tmp_path, prefix, deploy):
+    """A routed reference server (one worker, manual) and the CLI to drive it as a user
+    would: (name, port, argv before the subcommand, environment)."""
     port = free_port()
-    name = f"cn-{uuid.uuid4().hex[:6]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"services": [{
         "name": name, "port": port, "engine_type": "espeak", "workers": 1,
-        "router": "haproxy", "process_manager": "manual",
-        "deploy": {"steps": [25, 100], "min_samples": 10000, "step_pause_seconds": 0,
-                   "progress_deadline_seconds": 300}}]}))
+        "router": "haproxy", "process_manager": "manual", "deploy": deploy}]}))
     base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
             str(tmp_path / "s")]
-    env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies,haproxy"}
+    return name, port, base, {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies,haproxy"}
+
+
+def test_a_canary_at_25_percent_gets_25_percent_and_sigint_rolls_it_back(haproxy, tmp_path):
+    from tts_ops_haproxy.testing import canary_share, who
+
+    name, port, base, env = _routed(tmp_path, "cn", {
+        "steps": [25, 100], "min_samples": 10000, "step_pause_seconds": 0,
+        "progress_deadline_seconds": 300})
     try:
         first = subprocess.run([*base, "start"], env=env, capture_output=True, text=True,
                                timeout=120)
@@ -118,16 +127,7 @@ def test_a_deploy_killed_after_its_switch_is_recovered_behind_the_router(haproxy
     the journal way (the old release back), and the router routes only to what runs."""
     from tts_ops_haproxy.testing import who
 
-    port = free_port()
-    name = f"kl-{uuid.uuid4().hex[:6]}"
-    cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"services": [{
-        "name": name, "port": port, "engine_type": "espeak", "workers": 1,
-        "router": "haproxy", "process_manager": "manual",
-        "deploy": {"drain_seconds": 60}}]}))
-    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
-            str(tmp_path / "s")]
-    env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies,haproxy"}
+    name, port, base, env = _routed(tmp_path, "kl", {"drain_seconds": 60})
     try:
         assert subprocess.run([*base, "start"], env=env, capture_output=True,
                               timeout=120).returncode == 0

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from tts_ops_systemd.usermanager import ManagerUnavailable, UserManager
 
 from tts_ops.backend import BackendContext
 
 
 @pytest.fixture(scope="session")
 def user_manager():
-    manager = UserManager()
-    try:
-        manager.start()
-    except ManagerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide a systemd user manager: {exc}")
-        pytest.skip(str(exc))
-    yield manager
-    manager.stop()
+    from tts_ops_systemd.testing import user_manager_for_tests
+
+    with user_manager_for_tests() as manager:
+        yield manager
 
 
 @pytest.fixture
