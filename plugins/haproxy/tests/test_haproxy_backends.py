@@ -294,3 +294,25 @@ def test_a_killed_haproxy_comes_back_with_its_servers_and_weights(haproxy, tmp_p
         assert set(who("127.0.0.1", port, 20)) == {f"{name}@blue-0", f"{name}@blue-1"}
     finally:
         run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
+def test_hostile_router_settings_are_one_line_config_errors(haproxy, tmp_path, manual_host):
+    for fields, words in (
+        ({"router": "haproxy; rm -rf /"}, "invalid router name"),
+        ({"router_scope": "galaxy"}, "router_scope"),
+        ({"options": {"haproxy": {"stats_port": "9101 ssl crt /x"}}}, "stats_port"),
+        ({"options": {"haproxy": {"maxconn": -1}}}, "maxconn"),
+        ({"options": {"haproxy": {"global": "lua-load /tmp/x.lua"}}}, "global"),
+        ({"host": "127.0.0.1:80 ssl"}, "cannot be written into haproxy.cfg"),
+    ):
+        _name, _port, cli = _config(tmp_path, process_manager="manual", **fields)
+        out = run_cli([*cli, "start"], host=manual_host)
+        assert out.exit_code == 2, (fields, out.output)
+        assert words in out.output and "Traceback" not in out.output, (fields, out.output)
+        assert len(out.output.strip().splitlines()) == 1, (fields, out.output)
+    _name, port, cli = _config(tmp_path, process_manager="manual")
+    data = json.loads((tmp_path / "c.json").read_text())
+    data["services"][0]["options"] = {"haproxy": {"stats_port": port}}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    out = run_cli([*cli, "start"], host=manual_host)
+    assert out.exit_code == 2 and "is the service's own port" in out.output, out.output

@@ -45,6 +45,9 @@ def render(service, servers: list[RouterServer], opts: HaproxyOptions, admin: Pa
     check = ("GET /ready" if service.command is None
              else f"GET {service.health_check.path}" if service.health_check.type == "http"
              else None)
+    if opts.stats_port is not None and opts.stats_port == service.port:
+        raise ConfigError(f"{service.name}: options.haproxy.stats_port: {opts.stats_port} is"
+                          " the service's own port; choose another port for the stats")
     timeout_s = f"{opts.server_timeout:g}s"
     lines = [
         f"# written by tts-ops for service {service.name}: edits are overwritten",
