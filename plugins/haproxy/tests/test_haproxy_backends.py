@@ -316,3 +316,22 @@ def test_hostile_router_settings_are_one_line_config_errors(haproxy, tmp_path, m
     (tmp_path / "c.json").write_text(json.dumps(data))
     out = run_cli([*cli, "start"], host=manual_host)
     assert out.exit_code == 2 and "is the service's own port" in out.output, out.output
+
+
+def test_top_scrapes_the_instances_and_not_the_router(haproxy, tmp_path, manual_host):
+    """Through the router, /metrics is whichever instance answered: top's row for the
+    router shows no rate, each instance's row its own."""
+    from tts_ops.cli.app import App
+    from tts_ops.cli.top_cmd import Top
+
+    name, _port, cli = _config(tmp_path, process_manager="manual", instances=2)
+    try:
+        assert run_cli([*cli, "start"], host=manual_host).exit_code == 0
+        app = App(config_path=cli[1], state_dir=cli[3], host_factory=lambda: manual_host)
+        top = Top(app, None, 1.0)
+        top.refresh()
+        sampled = {row.name: top.samples[row.name] is not None for row, _r, _p in top.rows}
+        assert sampled == {f"{name}-blue-0": True, f"{name}-blue-1": True,
+                           f"{name}-router": False}
+    finally:
+        run_cli([*cli, "stop", "--all"], host=manual_host)

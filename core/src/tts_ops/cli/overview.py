@@ -13,6 +13,8 @@ class ServiceRow:
     status: Any          # tts_ops.backend.ServiceStatus
     release: str | None  # the release the process runs, when a deploy started it
     owner: str           # the configured service (a slot's is the service it serves)
+    #: the service's router (HAProxy): its address answers for the instances behind it
+    router: bool = False
 
     def to_json(self) -> dict[str, Any]:
         extra = self.status.extra or {}
@@ -31,7 +33,8 @@ def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
     for status in _statuses(app, services, pm):
         svc = by_name.get(status.name)
         rows.append(ServiceRow(status, svc.labels.get(RELEASE_LABEL) if svc else None,
-                               svc.owner if svc else status.name))
+                               svc.owner if svc else status.name,
+                               bool(svc) and svc.labels.get("tts-ops/role") == "router"))
     return rows
 
 

@@ -135,8 +135,9 @@ class Top:
         table = []
         for r in rows:
             row = r.status
-            new = self.scraper.sample(row.host, row.port) if row.port and str(row.state) in (
-                "running", "unhealthy") else None
+            # a router's /metrics are whichever instance answered: its rows show no rate
+            new = self.scraper.sample(row.host, row.port) if row.port and not r.router and str(
+                row.state) in ("running", "unhealthy") else None
             rate, p95 = rate_and_p95(self.samples.get(row.name), new)
             self.samples[row.name] = new
             table.append((row, rate, p95))
