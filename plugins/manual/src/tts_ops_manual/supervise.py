@@ -83,6 +83,7 @@ class Supervisor:
         self.failures: list[float] = []
         self.stop_mode: str | None = None  # "graceful" | "force" | "restart" | "giveup"
         self.helpers: set[int] = set()  # forked heartbeat writers and keepers
+        self.beaters: set[int] = set()  # the heartbeat writers among them
         self.keeper: int | None = None
         self.listen_fd: int | None = None  # the service's shared address (socket: inherit)
         self.cgroup = cgroups.create(f"{self.spec['name']}.{os.getpid()}")
@@ -318,6 +319,19 @@ class Supervisor:
                 code = 1
             os._exit(code)
         self.helpers.add(pid)
+        self.beaters.add(pid)
+
+    def end_beats(self) -> None:
+        """Before the status says stopped: a heartbeat still in flight carries the record
+        and would register it again after the CLI took it out of discovery."""
+        for pid in list(self.beaters):
+            if pid in self.helpers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                self.helpers.discard(pid)
+        self.beaters.clear()
 
     # --- readiness and health -------------------------------------------
 
@@ -507,6 +521,7 @@ class Supervisor:
             if pid == 0:
                 return
             self.helpers.discard(pid)
+            self.beaters.discard(pid)
             if pid == self.child_pid:
                 self.on_exit(wstatus)
 
@@ -665,6 +680,7 @@ class Supervisor:
         self.timers.pop("stop_kill", None)
         self.timers.pop("stop_poll", None)
         self.clear_group()
+        self.end_beats()
         if self.stop_mode == "giveup":
             self.write_status(state="failed", pid=None, pid_ticks=None, ready=False,
                               reason=f"not ready within {self.spec['start_timeout']:g}s")
