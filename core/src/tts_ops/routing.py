@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tts_ops.deploy.slots import SLOT_LABEL
 from tts_ops.errors import OperationFailed
 
 #: on the router's own process: it is not an instance (discovery skips it)
 ROLE_LABEL = "tts-ops/role"
-SLOT_LABEL = "tts-ops/slot"
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,7 @@ def router_for(host: Any, state_dir: Path, service: Any) -> Any | None:
 
 
 def is_router_process(svc: Any) -> bool:
+    """Whether ``svc`` is a router's own process (``NAME-router``), not an instance."""
     return svc.labels.get(ROLE_LABEL) == "router"
 
 

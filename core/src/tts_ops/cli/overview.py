@@ -26,6 +26,7 @@ def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
     """Every configured service as it runs (slots included), each backend asked once."""
     from tts_ops.cli.service_cmd import _statuses
     from tts_ops.deploy.slots import RELEASE_LABEL
+    from tts_ops.routing import is_router_process
 
     services = app.runtime(app.services((), True))
     by_name = {svc.name: svc for svc in services}
@@ -34,7 +35,7 @@ def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
         svc = by_name.get(status.name)
         rows.append(ServiceRow(status, svc.labels.get(RELEASE_LABEL) if svc else None,
                                svc.owner if svc else status.name,
-                               bool(svc) and svc.labels.get("tts-ops/role") == "router"))
+                               svc is not None and is_router_process(svc)))
     return rows
 
 

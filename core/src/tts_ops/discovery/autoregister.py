@@ -57,8 +57,9 @@ class AutoRegister:
 
     def _registry(self, service: Any = None):
         settings = self.app.config.discovery
-        if not settings.auto_register or (
-                service is not None and service.labels.get("tts-ops/role") == "router"):
+        from tts_ops.routing import is_router_process
+
+        if not settings.auto_register or (service is not None and is_router_process(service)):
             # the router's own process is not an instance of the service
             return None, settings
         return self.app.registry(), settings
