@@ -24,7 +24,7 @@ from tts_ops_systemd.unit import (
 
 from tts_ops.backend import BackendContext, BackendUnavailable, StartFailed, State
 from tts_ops.errors import ConfigError
-from tts_ops.testing import free_port, service, wait_for
+from tts_ops.testing import free_port, free_port_run, service, wait_for
 
 
 def name() -> str:
@@ -203,9 +203,7 @@ def test_resource_limits_are_applied(backend, cleanup):
 
 
 def test_instances_run_as_template_units(backend, cleanup):
-    port = free_port()
-    while any(_busy(p) for p in range(port, port + 2)):
-        port = free_port()
+    port = free_port_run(2)
     svc = service(name(), engine_type="espeak", port=port, instances=2)
     cleanup(svc)
     st = backend.start(svc)
@@ -219,11 +217,18 @@ def test_instances_run_as_template_units(backend, cleanup):
     assert backend.status([svc])[0].state == State.STOPPED
 
 
-def _busy(port: int) -> bool:
+def test_an_instance_that_fails_is_the_one_the_error_names(backend, cleanup):
     import socket
 
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    port = free_port_run(2)
+    svc = service(name(), engine_type="espeak", port=port, instances=2, max_restarts=0)
+    cleanup(svc)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen()
+        with pytest.raises(StartFailed) as failed:
+            backend.start(svc)
+    assert f"@{port + 1}.service: exited" in str(failed.value), str(failed.value)
 
 
 def test_no_manager_in_scope_is_backend_unavailable(user_manager, state_dir, monkeypatch):
@@ -363,16 +368,7 @@ def test_enable_and_uninstall_follow_the_serving_generation(user_manager, tmp_pa
     from tts_ops.testing import make_host, run_cli
 
     base = name()
-    port = free_port()
-    while True:  # blue on port, green on port + 1
-        try:
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            break
-        except OSError:
-            port = free_port()
+    port = free_port_run(2)  # blue on port, green on port + 1
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"services": [{
         "name": base, "port": port, "notify": False, "health_check": "tcp",

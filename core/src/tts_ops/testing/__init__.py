@@ -45,9 +45,35 @@ def run_cli(args: list[str], host=None, env: dict[str, str] | None = None):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port whose next three are free too (green slots and instances take
+    ``port + n``), below the ephemeral range (see `free_port_run`)."""
+    return free_port_run(4)
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive free ports, chosen below the kernel's ephemeral
+    range: a port next to one ``bind(0)`` gave is where ``connect()`` takes its source
+    ports from (Linux prefers the other parity for it), so any outgoing connection on the
+    host could take it between this check and the service's own bind."""
+    import random
+
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    bottom = 10000
+    for _ in range(200):
+        first = random.randrange(bottom, max(bottom + 1, low - count))
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,

@@ -313,8 +313,13 @@ class SystemdBackend:
     def _fail_start(self, service: Any, ctl: Systemctl, units: list[str], stderr: str,
                     stop: bool = True) -> None:
         props = ctl.show(units)
-        first = props.get(units[0], {})
+        # the unit that failed, not the first: with instances, one may fail while another runs
+        failed = [p for p in (props.get(u, {}) for u in units)
+                  if p.get("Result", "success") != "success" or p.get("ActiveState") == "failed"]
+        first = failed[0] if failed else props.get(units[0], {})
         reason = self._describe(first, service)
+        if len(units) > 1 and failed:
+            reason = f"{first.get('Id', units[0])}: {reason}"
         restarting = first.get("SubState") in ("auto-restart",) or first.get(
             "ActiveState") == "activating"
         if stop and not (restarting and first.get("Result") not in ("timeout",)):
