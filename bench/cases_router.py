@@ -115,8 +115,8 @@ def _share() -> Result:
     cfg.write_text(json.dumps({"services": [{
         "name": "share", "engine_type": "espeak", "port": port, "workers": 1,
         "router": "haproxy", "process_manager": "manual",
-        "deploy": {"steps": [25, 100], "min_samples": 10000, "step_pause_seconds": 0,
-                   "progress_deadline_seconds": 300}}]}))
+        "deploy": {"progress_deadline_seconds": 300, "canary": {
+            "steps": [25, 100], "min_samples": 10000, "step_pause_seconds": 0}}}]}))
     base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir", str(tmp / "s")]
     env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies,haproxy"}
     subprocess.run([*base, "start"], env=env, check=True, capture_output=True)

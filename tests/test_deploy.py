@@ -72,9 +72,9 @@ def env(tmp_path):
     base = ports(4)
     e = Env(tmp_path, {"name": "tts", "engine_type": "espeak", "port": base,
                        "restart_delay": 0, "start_timeout": 20,
-                       "deploy": {"drain_seconds": 1.0, "step_pause_seconds": 0.5,
-                                  "min_samples": 5, "steps": [50, 100],
-                                  "progress_deadline_seconds": 60}})
+                       "deploy": {"drain_seconds": 1.0, "progress_deadline_seconds": 60,
+                                  "canary": {"step_pause_seconds": 0.5, "min_samples": 5,
+                                             "steps": [50, 100]}}})
     yield e
     e.cli("stop", "--all", "--force")
 

@@ -65,8 +65,11 @@ CASES = [
     ('"health_check": "http://h:99999/x"', "health_check.url: invalid URL"),
     ('"health_check": "/he alth"', "health_check.path: must be a URL path"),
     ('"user": "no-such-user-tts-ops"', "user: no such user 'no-such-user-tts-ops' on this host"),
-    ('"deploy": {"steps": [10, 50, 1e999]}', "deploy.steps[2]: must be an integer"),
-    ('"deploy": {"max_error_rate": NaN}', "deploy.max_error_rate: must be a finite number"),
+    ('"deploy": {"canary": {"steps": [10, 50, 1e999]}}',
+     "deploy.canary.steps[2]: must be an integer"),
+    ('"deploy": {"canary": {"max_error_rate": NaN}}',
+     "deploy.canary.max_error_rate: must be a finite number"),
+    ('"deploy": {"drain_seconds": NaN}', "deploy.drain_seconds: must be a finite number"),
     ('"depends_on": [{"service_name": "x", "health_check_url": "ftp://x"}]',
      "depends_on[0].health_check_url: invalid URL 'ftp://x': must start with http://"),
 ]
@@ -165,6 +168,10 @@ def test_fuzz_raw_text_never_tracebacks(tmp_path, suffix, text):
     assert "Traceback" not in result.output
 
 
+#: sections the strategies plugin validates (its models, loaded through the CLI)
+STRATEGY_SECTIONS = ("deploy.rolling.", "deploy.canary.")
+
+
 def _documented_bounds() -> list[tuple[str, float, float]]:
     from pathlib import Path
 
@@ -189,10 +196,11 @@ def _document(path: str, value: float) -> dict:
         doc["discovery"] = {leaf: value}
     elif head == "depends_on[]":
         service["depends_on"] = [{"service_name": "b", leaf: value}]
-    elif path == "deploy.steps[]":
-        service["deploy"] = {"steps": [value, 100] if value < 100 else [value]}
+    elif path == "deploy.canary.steps[]":
+        service["deploy"] = {"canary": {"steps": [value, 100] if value < 100 else [value]}}
     elif head:
-        service[head] = {leaf: value}
+        outer, _, inner = head.partition(".")
+        service[outer] = {inner: {leaf: value}} if inner else {leaf: value}
     elif path.endswith("[]"):
         service[path[:-2]] = [value]
     else:
@@ -201,25 +209,36 @@ def _document(path: str, value: float) -> dict:
 
 
 @pytest.mark.parametrize(("path", "lo", "hi"), _documented_bounds())
-def test_every_documented_bound_is_the_models_bound(path, lo, hi):
+def test_every_documented_bound_is_the_models_bound(tmp_path, path, lo, hi):
+    below = lo / 2 if not lo.is_integer() else lo - 1
+    if path.startswith(STRATEGY_SECTIONS):  # a plugin's model: through the CLI that loads it
+        for inside in (lo, hi):
+            _path, result = validate(tmp_path, json.dumps(_document(path, inside)))
+            assert result.exit_code == 0, result.output
+        for outside in (below, hi + 1):
+            _path, result = validate(tmp_path, json.dumps(_document(path, outside)))
+            assert result.exit_code == 2 and "must be" in result.stderr, result.output
+        return
     from tts_ops.config.loader import validate as check
     from tts_ops.config.models import TtsOpsConfig
     from tts_ops.errors import ConfigError
 
     for inside in (lo, hi):
         check(TtsOpsConfig, _document(path, inside), "doc")
-    below = lo / 2 if not lo.is_integer() else lo - 1
     for outside in (below, hi + 1):
         with pytest.raises(ConfigError, match="must be"):
             check(TtsOpsConfig, _document(path, outside), "doc")
 
 
 def test_every_numeric_field_has_a_documented_bound():
+    from tts_ops_strategies.settings import CanarySettings, RollingSettings
+
     from tts_ops.config.models import DeploySettings, DiscoveryConfig, HealthCheck, ServiceConfig
 
     documented = {path for path, _lo, _hi in _documented_bounds()}
     numeric = set()
     for prefix, model in (("", ServiceConfig), ("deploy.", DeploySettings),
+                          ("deploy.rolling.", RollingSettings), ("deploy.canary.", CanarySettings),
                           ("discovery.", DiscoveryConfig), ("health_check.", HealthCheck)):
         for name, field in model.model_fields.items():
             text = str(field.annotation)

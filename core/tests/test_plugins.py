@@ -383,9 +383,10 @@ def test_a_strategy_s_own_settings_live_under_deploy_its_name(tmp_path):
     bad = config({"strategy": "shadow", "shadow": {"mirror_percent": 500}})
     assert bad.exit_code == 2
     assert "services[0].deploy.shadow.mirror_percent: " in bad.stderr
-    typo = config({"strategy": "shadow", "stpes": [100]})
+    typo = config({"strategy": "shadow", "drain_secnds": 1})
     assert typo.exit_code == 2
-    assert "services[0].deploy.stpes: unknown key; did you mean 'steps'?" in typo.stderr
+    assert "services[0].deploy.drain_secnds: unknown key; did you mean 'drain_seconds'?" in (
+        typo.stderr)
     config({"strategy": "shadow", "shadow": {"mirror_percent": 5}})
     out = run_cli(["-c", str(cfg), "--state-dir", str(tmp_path / "st"), "deploy", "a",
                    "--process-manager", "manual"], host=host)

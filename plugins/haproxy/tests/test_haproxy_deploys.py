@@ -97,9 +97,8 @@ def _routed(tmp_path, prefix, deploy):
 def test_a_canary_at_25_percent_gets_25_percent_and_sigint_rolls_it_back(haproxy, tmp_path):
     from tts_ops_haproxy.testing import canary_share, who
 
-    name, port, base, env = _routed(tmp_path, "cn", {
-        "steps": [25, 100], "min_samples": 10000, "step_pause_seconds": 0,
-        "progress_deadline_seconds": 300})
+    name, port, base, env = _routed(tmp_path, "cn", {"progress_deadline_seconds": 300, "canary": {
+        "steps": [25, 100], "min_samples": 10000, "step_pause_seconds": 0}})
     try:
         first = subprocess.run([*base, "start"], env=env, capture_output=True, text=True,
                                timeout=120)

@@ -16,7 +16,6 @@ from tts_ops.config.fields import (
     Bytes,
     Count,
     ExitCode,
-    Fraction,
     Instances,
     Megabytes,
     MemorySize,
@@ -30,7 +29,6 @@ from tts_ops.config.fields import (
     Seconds,
     ServiceName,
     SignalName,
-    Step,
     Tasks,
 )
 from tts_ops.config.service import HealthMethods, ServiceMethods
@@ -149,25 +147,9 @@ class DeploySettings(_Model):
     #: ones when the config is loaded with its plugins (`strategy_problems`)
     strategy: SafeText = "direct"
     drain_seconds: Seconds = 2.0
-    batch_size: Instances = 1
-    max_unavailable: Count = 0
-    max_surge: Instances = 1
-    steps: list[Step] = Field(default_factory=lambda: [10, 50, 100], min_length=1,
-                              max_length=100)
-    step_pause_seconds: Seconds = 5.0
-    min_samples: PositiveCount = 20
-    max_error_rate: Fraction = 0.01
     progress_deadline_seconds: PositiveSeconds = 120.0
     keep_releases: PositiveCount = 5
     verify_text: SafeText = "Deployment verification."
-
-    @field_validator("steps")
-    @classmethod
-    def _ascending(cls, value: list[int]) -> list[int]:
-        if value != sorted(value) or value[-1] != 100:
-            raise PydanticCustomError("steps", "must rise and end at 100 (got {got})",
-                                      {"got": value})
-        return value
 
 
 class ServiceConfig(ServiceMethods, _Model):

@@ -100,11 +100,19 @@ def deploy_problems(config: Any, host: Any) -> list[str]:
               if register.get(n).info.get("options") is not None}
     core = set(DeploySettings.model_fields)
     problems = []
+
+    def fields(strategy: str) -> set[str]:
+        return set(getattr(models[strategy](), "model_fields", {}))
+
     for i, svc in enumerate(config.services):
-        extra = {k: v for k, v in svc.deploy.model_dump(mode="json").items() if k not in core}
-        for key, raw in extra.items():
+        for key, raw in _sections(svc.deploy).items():
             where = f"services[{i}].deploy.{key}"
             if key not in models:
+                owner = next((n for n in sorted(models) if key in fields(n)), None)
+                if owner is not None:  # a strategy's setting written beside the core's
+                    problems.append(clip(f"{where}: a setting of the {owner!r} strategy:"
+                                         f" write it as deploy.{owner}.{key}"))
+                    continue
                 close = difflib.get_close_matches(key, sorted(core | set(models)), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 problems.append(clip(f"{where}: unknown key{hint} (a strategy's own settings"
@@ -125,7 +133,19 @@ def strategy_options(service: Any, name: str, host: Any) -> Any:
     load = found.info.get("options") if found is not None else None
     if load is None:
         return None
-    return load().model_validate(service.deploy.model_dump(mode="json").get(name) or {})
+    return load().model_validate(_sections(service.deploy).get(name) or {})
+
+
+def _sections(deploy: Any) -> dict[str, Any]:
+    """The keys of ``deploy`` the core's model does not declare, as they were read (a JSON
+    dump would turn a NaN into null and hide it from the strategy's model). A cached
+    config's view has no extras apart: it holds only what already passed."""
+    extra = getattr(deploy, "model_extra", None)
+    if extra is not None:
+        return dict(extra)
+    from tts_ops.config.models import DeploySettings
+
+    return {k: v for k, v in deploy.model_dump().items() if k not in DeploySettings.model_fields}
 
 
 def router_problems(config: Any, host: Any) -> list[str]:

@@ -245,8 +245,9 @@ class StrategyConformance:
             cfg.write_text(json.dumps({"services": [{
                 "name": "conf", "port": port, "engine_type": "espeak", "workers": 1,
                 "restart_delay": 0, "max_restarts": 0, "start_timeout": 20,
-                "deploy": {"drain_seconds": 0.2, "step_pause_seconds": 0.2, "min_samples": 1,
-                           "steps": [50, 100], "progress_deadline_seconds": 60},
+                "deploy": {"drain_seconds": 0.2, "progress_deadline_seconds": 60,
+                           "canary": {"step_pause_seconds": 0.2, "min_samples": 1,
+                                      "steps": [50, 100]}},
                 **fields}]}))
 
         def cli(*args: str) -> Any:

@@ -62,8 +62,8 @@ def run_scenario(tmp_path: Path, host: Any, process_manager: str,
     cfg = Path(tmp_path) / "zero-downtime.json"
     cfg.write_text(json.dumps({"services": [{
         "name": name, "port": port, "engine_type": "espeak", "instances": 2,
-        "deploy": {"drain_seconds": 0.5, "step_pause_seconds": 0.5, "steps": [50, 100],
-                   "min_samples": 10, "progress_deadline_seconds": 60},
+        "deploy": {"drain_seconds": 0.5, "progress_deadline_seconds": 60,
+                   "canary": {"step_pause_seconds": 0.5, "steps": [50, 100], "min_samples": 10}},
         **(service or {})}]}))
     cli = ["-c", str(cfg), "--state-dir", str(Path(tmp_path) / "state")]
     pm = ["--process-manager", process_manager, *(extra or [])]

@@ -12,6 +12,7 @@ import time
 
 from tts_ops.health import check_service
 from tts_ops.plugin import DeployContext, DeployFailed
+from tts_ops_strategies.settings import CanarySettings
 
 
 class Canary:
@@ -20,7 +21,7 @@ class Canary:
     initial_weight = 0
 
     def run(self, ctx: DeployContext) -> None:
-        s = ctx.settings
+        s, opts = ctx.settings, ctx.options or CanarySettings()
         try:
             ctx.step("start_canary", lambda: [ctx.start(n) for n in ctx.new])
             ctx.step("verify", lambda: [ctx.verify(n) for n in ctx.new])
@@ -29,7 +30,7 @@ class Canary:
                 ctx.log("no release is serving: the new one takes all traffic at once")
                 ctx.step("switch", ctx.set_weights, {n.name: 100 for n in ctx.new})
                 return
-            for percent in s.steps:
+            for percent in opts.steps:
                 weights = {n.name: percent for n in ctx.new}
                 weights |= {o.name: 100 - percent for o in ctx.old}
                 ctx.step(f"step_{percent}", self._step, ctx, weights, percent)
@@ -41,22 +42,22 @@ class Canary:
             ctx.step("stop_old", lambda: [ctx.stop(o) for o in ctx.old])
 
     def _step(self, ctx: DeployContext, weights: dict[str, int], percent: int) -> None:
-        s = ctx.settings
+        opts = ctx.options or CanarySettings()
         before = [ctx.counters(n) for n in ctx.new]
         routed_before = [ctx.router_counters(n) for n in ctx.new]
         ctx.set_weights(weights)
-        time.sleep(min(s.step_pause_seconds, max(0.0, ctx.deadline - time.monotonic())))
+        time.sleep(min(opts.step_pause_seconds, max(0.0, ctx.deadline - time.monotonic())))
         while True:
             after = [ctx.counters(n) for n in ctx.new]
             total = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
             errors = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
-            ctx.progress("samples", step=percent, samples=total, need=s.min_samples,
+            ctx.progress("samples", step=percent, samples=total, need=opts.min_samples,
                          errors=errors)
-            if total >= s.min_samples:
+            if total >= opts.min_samples:
                 break
             if time.monotonic() > ctx.deadline:
                 raise DeployFailed(f"canary at {percent}%: inconclusive, {total} requests"
-                                   f" reached it (need {s.min_samples}) before the deadline")
+                                   f" reached it (need {opts.min_samples}) before the deadline")
             time.sleep(0.5)  # not ctx.pause: this loop reports the deadline itself
         rate = errors / total
         routed_after = [ctx.router_counters(n) for n in ctx.new]
@@ -67,20 +68,20 @@ class Canary:
             router_rate = failed / seen if seen else 0.0
             ctx.log(f"canary at {percent}%: router counted {seen} requests, {failed} failed"
                     f" (rate {router_rate:.4f})")
-            if router_rate > s.max_error_rate:
+            if router_rate > opts.max_error_rate:
                 raise DeployFailed(f"canary at {percent}%: the router's error rate"
                                    f" {router_rate:.4f} ({failed}/{seen}) is above max"
-                                   f" {s.max_error_rate:.4f}")
+                                   f" {opts.max_error_rate:.4f}")
         for n in ctx.new:
             health = check_service(n)
             if not health.ok:
                 raise DeployFailed(f"canary at {percent}%: health check failed ({health.detail})")
-        verdict = "pass" if rate <= s.max_error_rate else "FAIL"
+        verdict = "pass" if rate <= opts.max_error_rate else "FAIL"
         ctx.log(f"canary at {percent}%: error rate {rate:.4f} ({errors}/{total}) vs max"
-                f" {s.max_error_rate:.4f}: {verdict}")
-        if rate > s.max_error_rate:
+                f" {opts.max_error_rate:.4f}: {verdict}")
+        if rate > opts.max_error_rate:
             raise DeployFailed(f"canary at {percent}%: error rate {rate:.4f} ({errors}/{total})"
-                               f" above max {s.max_error_rate:.4f}")
+                               f" above max {opts.max_error_rate:.4f}")
 
     def rollback(self, ctx: DeployContext) -> None:
         if ctx.started:

@@ -14,9 +14,20 @@ def _lazy(module: str, cls: str):
     return factory
 
 
+def _settings(name: str):
+    """The strategy's settings model, imported only when a config is validated."""
+
+    def load():
+        from tts_ops_strategies import settings
+
+        return getattr(settings, f"{name.capitalize()}Settings")
+
+    return load
+
+
 @hookimpl
 def tts_ops_register_strategies(register) -> None:
     register.add("direct", _lazy("direct", "Direct"))
     register.add("blue_green", _lazy("blue_green", "BlueGreen"))
-    register.add("rolling", _lazy("rolling", "Rolling"))
-    register.add("canary", _lazy("canary", "Canary"))
+    register.add("rolling", _lazy("rolling", "Rolling"), options=_settings("rolling"))
+    register.add("canary", _lazy("canary", "Canary"), options=_settings("canary"))

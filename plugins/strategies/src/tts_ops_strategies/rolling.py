@@ -8,6 +8,7 @@ batch. On failure the replaced instances are brought back and the new ones stopp
 from __future__ import annotations
 
 from tts_ops.plugin import DeployContext, DeployFailed
+from tts_ops_strategies.settings import RollingSettings
 
 
 class Rolling:
@@ -16,15 +17,15 @@ class Rolling:
     initial_weight = 0
 
     def run(self, ctx: DeployContext) -> None:
-        s = ctx.settings
+        s, opts = ctx.settings, ctx.options or RollingSettings()
         olds, news = list(ctx.old), list(ctx.new)
-        size = max(1, min(s.batch_size, s.max_surge + s.max_unavailable))
+        size = max(1, min(opts.batch_size, opts.max_surge + opts.max_unavailable))
         try:
             for first in range(0, len(news), size):
                 batch_new = news[first : first + size]
                 batch_old = olds[first : first + size]
                 label = f"batch{first // size + 1}"
-                down_first = batch_old[: s.max_unavailable]
+                down_first = batch_old[: opts.max_unavailable]
                 if down_first:
                     ctx.set_weights({o.name: 0 for o in down_first})
                     ctx.step(f"{label}_stop", lambda b=down_first: [self._retire(ctx, o)
