@@ -44,12 +44,17 @@ NOTES = """
 - manual log capture: timed from the service's spawn (the supervisor's `started_at`) to the
   status that says it exited, written after its last line, as supervisord's figure starts at
   its spawn and leaves out supervisorctl; `tts-ops start`'s own start-up is in the note.
-  The writer is coreutils' `seq` (1,000,000 numbered lines in about 0.25 s), so the figure is
-  the capture's own throughput: with a Python printer (0.8 s) both sides only measured the
-  printer. Both sides run 9 times, alternating, and the medians are compared: single runs on
-  this 2-core machine vary by 0.1 s. A line cut in two counts as not kept: supervisord cuts
-  lines where it rotates. Finding lines over 64 KiB by a regex cost 20 ms a MiB, most of the
-  capture's time with a fast writer; it is one `rfind` per 64 KiB now.
+  The writer is `cat` of the 1,000,000 numbered lines (15 MB), written beforehand by
+  coreutils' `seq`: it puts them through a pipe in about 10 ms, so the figure is the
+  capture's own throughput. With `seq` itself as the writer (0.25 s) both sides measured
+  mostly `seq` and came out even; with a Python printer (0.8 s) only the printer. Both sides
+  run 9 times, alternating, and the medians are compared. A line cut in two counts as not
+  kept: supervisord cuts lines where it rotates. What the capture gained: lines over 64 KiB
+  are found by one `rfind` per 64 KiB (a regex cost 20 ms a MiB); each read is written
+  from its own buffer, never copied (a fresh MiB cost more in page faults than its write);
+  rotated files are gzipped by one compressor a second after the rotation, not one started
+  in the middle of the burst (logrotate's `delaycompress`); the discovery heartbeat's
+  forked writer runs at nice 10.
 - zero downtime: `hey -c 4 -q 25` with keep-alive, pinned to the service's configured
   address, through `restart`, `deploy` with blue_green, rolling (2 instances) and canary, and
   `rollback`, on each backend (a real `systemd --user`, a real supervisord); the restart is

@@ -57,6 +57,11 @@ class RotatingLogWriter:
     Rotated files are gzipped by a separate process so the writer never blocks;
     `spawned` holds their pids; `reap` collects the finished ones (a caller that reaps
     every child itself, as the supervisor does, may simply ignore them).
+
+    With ``compress_delay``, rotated files wait in `pending` (like logrotate's
+    ``delaycompress``) and one compressor takes them all when the caller calls
+    `compress_pending` at `compress_due`, or at `close`: a burst of output is written
+    first, without compressors started in its middle competing for the CPU.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class RotatingLogWriter:
         *,
         compress: bool = True,
         mode: int = LOG_MODE,
+        compress_delay: float = 0.0,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
@@ -75,6 +81,9 @@ class RotatingLogWriter:
         self._last_rotation_ns = 0
         self.mode = mode
         self.spawned: list[int] = []
+        self.compress_delay = compress_delay
+        self.pending: list[Path] = []  # rotated, waiting for the compressor
+        self.compress_due: float | None = None  # time.monotonic() to call compress_pending
         self.dropped = 0  # lines lost to a full or failing disk (counted, never fatal)
         self._torn = False  # a write stopped mid-line: the next one starts a new line
         private_dir(self.path.parent, 0o750)
@@ -91,59 +100,75 @@ class RotatingLogWriter:
         """Write whole lines (``data`` ends with a newline). Rotates first if needed."""
         if self._size and self._size + len(data) > self.max_bytes:
             self.rotate()
-        self._append(data)
+        self._append(data, 0, len(data))
 
-    def write_lines(self, data: bytes) -> None:
-        """Write a block of whole lines, rotating between lines where the limit falls.
+    def write_lines(self, data: bytes, start: int = 0, end: int | None = None) -> None:
+        """Write a block of whole lines (``data[start:end]``), rotating between lines where
+        the limit falls.
 
         Found by offset (``rfind``), not by splitting the block into lines: a 1 MiB read of
-        short lines would otherwise make tens of thousands of objects at every rotation.
+        short lines would otherwise make tens of thousands of objects at every rotation;
+        and written from the caller's buffer, never a copy of a part of it (each fresh MiB
+        costs page faults, more than the write itself).
         """
-        pos, end = 0, len(data)
+        pos, end = start, len(data) if end is None else end
         while self._size + (end - pos) > self.max_bytes:
             room = self.max_bytes - self._size
             cut = data.rfind(b"\n", pos, pos + max(room, 0)) + 1  # the last line that fits
             if cut > pos:
-                self._append(data[pos:cut])
+                self._append(data, pos, cut)
                 pos = cut
             elif self._size == 0:  # a line longer than a whole file goes in alone
-                cut = data.find(b"\n", pos) + 1 or end
-                self._append(data[pos:cut])
+                cut = data.find(b"\n", pos, end) + 1 or end
+                self._append(data, pos, cut)
                 pos = cut
             if pos == end:
                 return
             if self._size:
                 self.rotate()
-        self._append(data[pos:] if pos else data)
+        self._append(data, pos, end)
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: bytes, start: int, end: int) -> None:
         if self._fd < 0:  # a rotation could not open the new file: try again now
             try:
                 self._open()
             except OSError as exc:
                 if exc.errno not in DISK_ERRORS:
                     raise
-                self.dropped += data.count(b"\n")
+                self.dropped += data.count(b"\n", start, end)
                 return
-        end_torn = b"\n" if self._torn else b""  # end the fragment a full disk left
-        data = end_torn + data
-        view = memoryview(data)
+        if self._torn:  # end the fragment a full disk left
+            try:
+                os.write(self._fd, b"\n")
+            except OSError as exc:
+                if exc.errno not in DISK_ERRORS:
+                    raise
+                self.dropped += data.count(b"\n", start, end)
+                return
+            self._torn = False
+            self._size += 1
+        self._write_all(data, start, end)
+
+    def _write_all(self, data: bytes, start: int, end: int) -> None:
+        """Write ``data[start:end]``; on a full or failing disk count the lines lost and
+        note whether the file now ends mid-line."""
+        view = memoryview(data)[start:end]
         written = 0
         try:
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-                written += n
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
         except OSError as exc:
             if exc.errno not in DISK_ERRORS:
                 raise
-            self.dropped += data.count(b"\n", max(written, len(end_torn)))
+            self.dropped += data.count(b"\n", start + written, end)
             if written:  # else the file still ends as it did: torn or not
-                self._torn = data[written - 1 : written] != b"\n"
+                self._torn = data[start + written - 1 : start + written] != b"\n"
             self._size += written
             return
+        finally:
+            view.release()
         self._torn = False
-        self._size += len(data)
+        self._size += written
 
     def rotate(self) -> Path | None:
         """Close the file, rename it aside, open a fresh one, compress in the background."""
@@ -172,12 +197,25 @@ class RotatingLogWriter:
         if rotated is not None:
             self._prune()
             if self.compress:
-                from tts_ops.spawn import spawn
-
-                self.reap()
-                self.spawned.append(spawn([sys.executable, "-m", "tts_ops.logcompress",
-                                           str(rotated)], env=dict(os.environ), idle=True))
+                self.pending.append(rotated)
+                if self.compress_delay <= 0:
+                    self.compress_pending()
+                elif self.compress_due is None:
+                    self.compress_due = time.monotonic() + self.compress_delay
         return rotated
+
+    def compress_pending(self) -> None:
+        """Start one compressor for every rotated file still waiting (those pruned since
+        are skipped by it)."""
+        self.compress_due = None
+        if not self.pending:
+            return
+        from tts_ops.spawn import spawn
+
+        files, self.pending = self.pending, []
+        self.reap()
+        self.spawned.append(spawn([sys.executable, "-m", "tts_ops.logcompress",
+                                   *map(str, files)], env=dict(os.environ), idle=True))
 
     def _prune(self) -> None:
         old = rotated_files(self.path)
@@ -199,6 +237,8 @@ class RotatingLogWriter:
         self.spawned = alive
 
     def close(self) -> None:
+        if self.pending:
+            self.compress_pending()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

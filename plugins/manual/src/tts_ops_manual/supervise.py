@@ -53,6 +53,8 @@ PIPE_SIZE = READ_SIZE = 1 << 20  # the default pipe-max-size: no privilege neede
 COALESCE_BELOW = 64 * 1024  # a read smaller than this pauses the pipe for:
 COALESCE_SECONDS = 0.002
 F_SETPIPE_SZ = 1031
+BEAT_NICE = 10
+COMPRESS_DELAY = 1.0  # seconds a rotated log waits, so a burst is written before it is gzipped
 STATUS_RETRY = 1.0  # seconds between attempts to write a status the disk refused
 DROPS_REPORT = 1.0  # seconds between status updates while log lines are being dropped
 SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
@@ -113,7 +115,7 @@ class Supervisor:
         }
         spec = self.spec
         self.log = RotatingLogWriter(Path(spec["log_file"]), spec["log_max_bytes"],
-                                     spec["log_backups"])
+                                     spec["log_backups"], compress_delay=COMPRESS_DELAY)
 
     # --- plumbing -------------------------------------------------------
 
@@ -311,6 +313,9 @@ class Supervisor:
             code = 0
             try:
                 signal.set_wakeup_fd(-1)
+                # its imports cost ~90 ms of CPU: behind the service and this supervisor's
+                # capture of its output (a heartbeat has a ttl of seconds to land in)
+                os.nice(BEAT_NICE)
                 from tts_ops.plugin import discovery_heartbeat
 
                 discovery_heartbeat(registry["name"], registry["location"],
@@ -472,6 +477,27 @@ class Supervisor:
         self.pipe_paused = False
 
     def write_output(self, chunk: bytes) -> None:
+        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
+        if first < 0 or len(self.partial) + first > MAX_PARTIAL or (
+                len(chunk) - last - 1 > MAX_PARTIAL) or (
+                last - first > MAX_PARTIAL and has_long_line(chunk, MAX_PARTIAL, first + 1,
+                                                             last + 1)):
+            self.write_output_joined(chunk)
+            return
+        # the usual read: written from the chunk itself, never a copy of it (a fresh MiB
+        # costs more in page faults than its write); only the line the last read left
+        # unfinished is joined to its end
+        if self.partial:
+            self.log.write_lines(self.partial + chunk[: first + 1])
+            self.log.write_lines(chunk, first + 1, last + 1)
+        else:
+            self.log.write_lines(chunk, 0, last + 1)
+        self.partial = chunk[last + 1 :]
+        self.note_drops()
+        self.schedule_compress()
+
+    def write_output_joined(self, chunk: bytes) -> None:
+        """The general case: an unfinished line, or lines over MAX_PARTIAL to cut."""
         data = self.partial + chunk
         cut = data.rfind(b"\n") + 1
         whole, self.partial = data[:cut], data[cut:]
@@ -481,6 +507,11 @@ class Supervisor:
         if whole:
             self.log.write_lines(whole)
             self.note_drops()
+            self.schedule_compress()
+
+    def schedule_compress(self) -> None:
+        if self.log.compress_due is not None and "compress" not in self.timers:
+            self.timers["compress"] = self.log.compress_due
 
     def note_drops(self) -> None:
         """Say in the status, at most once a second, that log lines are being lost."""
@@ -721,6 +752,8 @@ class Supervisor:
                 self.beat("passing")
         elif name == "pipe":
             self.resume_pipe()
+        elif name == "compress":
+            self.log.compress_pending()
         elif name in ("status_retry", "drops"):
             self.write_status()
         elif name == "stop_poll":
@@ -751,6 +784,7 @@ class Supervisor:
                 self.timers["stop_kill"] = time.monotonic() + self.spec["stop_timeout"]
             elif sig == signal.SIGUSR1:
                 self.log.rotate()
+                self.schedule_compress()
 
     def run(self) -> int:
         self.setup()
@@ -794,14 +828,16 @@ class Supervisor:
         return 0
 
 
-def has_long_line(data: bytes, limit: int = MAX_PARTIAL) -> bool:
-    """Whether a line of ``data`` is longer than ``limit`` bytes (its newline aside).
+def has_long_line(data: bytes, limit: int = MAX_PARTIAL, start: int = 0,
+                  end: int | None = None) -> bool:
+    """Whether a line of ``data[start:end]`` is longer than ``limit`` bytes (its newline
+    aside).
 
     One ``rfind`` per ``limit`` bytes, from each line end to the last newline within
     reach: a regex for the same (``[^\\n]{limit+1}``) scanned every byte and cost 20 ms a
     MiB, most of the capture's time with a fast writer. A property test holds the two equal.
     """
-    start, end = 0, len(data)
+    end = len(data) if end is None else end
     while end - start > limit:
         newline = data.rfind(b"\n", start, start + limit + 1)
         if newline < 0:
