@@ -96,6 +96,8 @@ def deploy_problems(config: Any, host: Any) -> list[str]:
     from tts_ops.config.models import DeploySettings
 
     register = host.registrations("strategy")
+    if not register.names():  # no strategy plugin: deploy itself says which to install
+        return []
     models = {n: register.get(n).info["options"] for n in register.names()
               if register.get(n).info.get("options") is not None}
     core = set(DeploySettings.model_fields)
