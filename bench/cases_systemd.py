@@ -1,9 +1,12 @@
-"""systemd: ``tts-ops status --json`` for 20 units against ``systemctl --user show``."""
+"""systemd: ``tts-ops status --json`` for 20 units against its floor: a Python program that
+imports click (``python -c "import click"``) plus ``systemctl --user show`` of the same
+units, both measured in the same run."""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,12 +31,14 @@ def systemd(quick: bool) -> list[Result]:
             repeat = 5 if quick else 15
             ours = median_run(tts_ops("status", "--json"), repeat, env=env)
             units = [f"tts-ops-u{i:02d}.service" for i in range(N)]
-            theirs = median_run(["systemctl", "--user", "show", *units], repeat, env=env)
+            show = median_run(["systemctl", "--user", "show", *units], repeat, env=env)
+            click = median_run([sys.executable, "-c", "import click"], repeat, env=env)
         finally:
             subprocess.run(tts_ops("stop", "--all", "--force"), env=env, capture_output=True)
             subprocess.run(tts_ops("uninstall", *[s["name"] for s in services],
                                    "--process-manager", "systemd"), env=env, capture_output=True)
-    r = Result("systemd: status --json of 20 units", ours * 1000, "ms", theirs * 1000,
-               "systemctl --user show (20 units)", "ratio <= 1.5")
-    r.ok = r.ratio <= 1.5
+    r = Result("systemd: status --json of 20 units", ours * 1000, "ms", (show + click) * 1000,
+               f"floor: python -c 'import click' {click * 1000:.0f} ms + systemctl --user show"
+               f" (20 units) {show * 1000:.0f} ms", "ratio <= 1.3")
+    r.ok = r.ratio <= 1.3
     return [r]

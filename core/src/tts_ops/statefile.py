@@ -99,11 +99,14 @@ def _new_temp(path: Path, mode: int) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path | str, mode: int = PRIVATE) -> Iterator[BinaryIO]:
+def atomic_file(path: Path | str, mode: int = PRIVATE, durable: bool = True
+                ) -> Iterator[BinaryIO]:
     """A new file (``O_EXCL``, random name) that replaces ``path`` when the block ends.
 
     Readers see the old or the new file, never half of one; the rename replaces a symlink
     at ``path`` rather than following it; on an exception the temp file is removed.
+    ``durable=False`` leaves out the two fsyncs (file and directory): for state that means
+    nothing after a reboot, such as a running process's status, written on every change.
     """
     path = Path(path)
     fd, tmp = _new_temp(path, mode)
@@ -111,23 +114,28 @@ def atomic_file(path: Path | str, mode: int = PRIVATE) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int = PRIVATE, durable: bool = True
+                       ) -> None:
     """Replace ``path`` with ``data`` atomically (see `atomic_file`)."""
-    with atomic_file(path, mode) as fh:
+    with atomic_file(path, mode, durable) as fh:
         fh.write(data)
 
 
-def atomic_write_json(path: Path, data: Any, mode: int = PRIVATE) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode(), mode)
+def atomic_write_json(path: Path, data: Any, mode: int = PRIVATE, durable: bool = True
+                      ) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode(), mode,
+                       durable)
 
 
 def append_line(path: Path, line: str, mode: int = PRIVATE) -> None:

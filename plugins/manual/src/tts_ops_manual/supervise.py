@@ -124,7 +124,9 @@ class Supervisor:
         self.status["updated_at"] = time.time()
         self.status["log_dropped"] = self.log.dropped
         try:
-            atomic_write_json(self.dir / "status.json", self.status)
+            # atomic, not durable: after a reboot no process it describes is left, and
+            # the CLI checks each pid's identity anyway
+            atomic_write_json(self.dir / "status.json", self.status, durable=False)
         except OSError:
             # a full or failing state disk must not end supervision: keep the service
             # running and write the status again soon
