@@ -1,5 +1,5 @@
 """``python -m tts_ops``: the same as the ``tts-ops`` command."""
 
-from tts_ops.cli import main
+from tts_ops.main import main
 
 main()

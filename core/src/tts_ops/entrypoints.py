@@ -12,14 +12,12 @@ import importlib
 import os
 import re
 import sys
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _SECTION = re.compile(r"^\s*\[(?P<name>[^\]]+)\]\s*$")
 
 
-@dataclass(frozen=True)
-class EntryPoint:
+class EntryPoint(NamedTuple):
     name: str
     value: str
     dist_name: str
@@ -44,18 +42,23 @@ def entry_points(group: str, path: list[str] | None = None) -> list[EntryPoint]:
         for entry in sorted(names):
             if not entry.endswith((".dist-info", ".egg-info")):
                 continue
-            meta = os.path.join(directory or ".", entry)
-            dist, version = _name_version(meta, entry)
-            key = dist.lower().replace("-", "_").replace(".", "_")
+            # the directory's name carries the (normalized) distribution name: METADATA
+            # is read only for a distribution with entry points of this group
+            key = entry.rsplit(".", 1)[0].partition("-")[0].lower().replace("-", "_")
+            key = key.replace(".", "_")
             if key in seen:
                 continue
             seen.add(key)
+            meta = os.path.join(directory or ".", entry)
             try:
                 with open(os.path.join(meta, "entry_points.txt"), encoding="utf-8") as fh:
                     text = fh.read()
             except OSError:
                 continue
-            found.extend(EntryPoint(n, v, dist, version) for n, v in _parse(text, group))
+            points = _parse(text, group)
+            if points:
+                dist, version = _name_version(meta, entry)
+                found.extend(EntryPoint(n, v, dist, version) for n, v in points)
     return found
 
 

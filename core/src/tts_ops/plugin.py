@@ -27,6 +27,7 @@ PUBLIC_MODULES = (
     "tts_ops.health",  # http and tcp health checks
     "tts_ops.sockets",  # the service's shared listening socket: holder, fetch, release
     "tts_ops.testing",  # hosts, the CLI runner, conformance suites for plugin authors
+    "tts_ops.prefetch",  # read-only queries the last same invocation ran, started early
 )
 
 _NAMES = {

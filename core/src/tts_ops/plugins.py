@@ -9,7 +9,6 @@ one at a time, so that one broken plugin is reported by name while the rest load
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 from dataclasses import dataclass, field
@@ -20,8 +19,6 @@ import pluggy
 from tts_ops import hookspecs
 from tts_ops.errors import PluginError
 from tts_ops.registry import Register, Registration
-
-log = logging.getLogger("tts_ops.plugins")
 
 BUILTIN_PLUGINS: tuple[str, ...] = ("tts_ops.builtins",)
 ENV_LOAD = "TTS_OPS_PLUGINS"
@@ -214,7 +211,7 @@ class PluginHost:
         self.warnings.append(warning)
         if plugin not in self._warned:
             self._warned.add(plugin)
-            log.warning(warning.message())
+            print(f"tts-ops: warning: {warning.message()}", file=sys.stderr)
 
     def validation_fingerprint(self) -> str:
         """Names and versions of the plugins that validate configs (for the config cache)."""

@@ -311,8 +311,11 @@ def _share_options(command: click.Command) -> None:
 
 
 def _setup_logging(debug: bool) -> None:
-    import logging
     import os
+
+    if not debug and not os.environ.get("TTS_LOG_LEVEL"):
+        return  # logging's own last resort prints warnings; its import costs 5 ms a run
+    import logging
 
     level = "DEBUG" if debug else os.environ.get("TTS_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(format="tts-ops: %(levelname)s: %(message)s", stream=sys.stderr,

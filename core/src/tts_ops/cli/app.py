@@ -6,7 +6,6 @@ so a command pays only for what it uses.
 
 from __future__ import annotations
 
-import difflib
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -344,6 +343,8 @@ class App:
 
 
 def unknown_service(name: str, known: list[str], source: str) -> str:
+    import difflib  # only for a name that is wrong
+
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f" (services: {', '.join(known)})"
     return f"unknown service {name!r} in {source}{hint}"

@@ -5,7 +5,6 @@ Each problem is one line: ``FILE: services[0].port: must be 1-65535 (got 70000)`
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass
@@ -248,6 +247,8 @@ def _message(model: type, loc: list[Any], err: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         fields = _fields_at(model, loc[:-1])
         key = str(loc[-1]) if loc else "?"
+        import difflib  # only for a key that is wrong
+
         close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
         if close:
             return f"unknown key; did you mean {close[0]!r}?"

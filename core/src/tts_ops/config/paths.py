@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tts_ops.errors import ConfigError
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 def resolve_state_dir(explicit: str | None = None) -> Path:
+    from pathlib import Path
+
+    return Path(state_dir_name(explicit))
+
+
+def state_dir_name(explicit: str | None = None) -> str:
+    """`resolve_state_dir` as a string, with ``os.path`` only (the ``tts-ops`` entry point
+    needs it before anything heavier is imported)."""
     if explicit:
-        path = Path(explicit)
+        path = explicit
     elif os.environ.get("TTS_OPS_STATE_DIR"):
-        path = Path(os.environ["TTS_OPS_STATE_DIR"])
+        path = os.environ["TTS_OPS_STATE_DIR"]
     elif os.environ.get("XDG_STATE_HOME"):
-        path = Path(os.environ["XDG_STATE_HOME"]) / "tts-ops"
+        path = os.path.join(os.environ["XDG_STATE_HOME"], "tts-ops")
     elif os.geteuid() == 0:
-        path = Path("/var/lib/tts-ops")
+        path = "/var/lib/tts-ops"
     else:
-        path = Path.home() / ".local" / "state" / "tts-ops"
-    return path.absolute()
+        path = os.path.join(os.path.expanduser("~"), ".local", "state", "tts-ops")
+    return path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
 
 
 def ensure_writable_dir(path: Path, what: str = "state dir") -> Path:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 SCOPES = ("auto", "user", "system")
 
 
-@dataclass(frozen=True)
-class SystemdOptions:
+class SystemdOptions(NamedTuple):
     scope: str = "auto"
     hardening: bool = True
 

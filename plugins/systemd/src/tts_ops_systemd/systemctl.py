@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from tts_ops import prefetch
+
 SHOW_PROPS = ("Id", "LoadState", "ActiveState", "SubState", "Result", "MainPID", "NRestarts",
               "ExecMainCode", "ExecMainStatus", "ExecMainStartTimestampMonotonic",
               "ActiveEnterTimestampMonotonic", "MemoryCurrent", "CPUUsageNSec", "StatusText",
@@ -28,8 +30,11 @@ class Systemctl:
     def run(self, *args: str, check: bool = True, timeout: float = 60.0
             ) -> subprocess.CompletedProcess:
         cmd = ["systemctl", *self.flag, *args]
+        if not prefetch.read_only(cmd):
+            prefetch.invalidate()  # an answer started before this change is stale after it
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            # a query the last same command ran was started when this one started
+            proc = prefetch.run(cmd, timeout=timeout)
         except FileNotFoundError:
             raise SystemctlError(cmd, 127, "systemctl is not installed") from None
         except subprocess.TimeoutExpired:
@@ -78,16 +83,34 @@ class Systemctl:
         return False, f"{self.scope} scope: {detail[0] if detail else state or 'no answer'}"
 
 
-def journal_running(path: str = "/run/systemd/journal/stdout") -> bool:
+JOURNAL_ANSWER_SECONDS = 5.0  # how long one answer of journald's stands
+_journal: dict[str, tuple[float, bool]] = {}
+
+
+def journal_running(path: str = "/run/systemd/journal/stdout",
+                    max_age: float = JOURNAL_ANSWER_SECONDS) -> bool:
     """Whether journald answers, not merely whether its socket files exist.
 
     A journald that died leaves its sockets behind; sending units' output there would lose
-    it, so the socket must accept a connection.
+    it, so the socket must accept a connection. Asked for every unit's plan (a status of
+    20 services asked 40 times), so an answer stands for a few seconds.
     """
+    import time
+
+    now = time.monotonic()
+    known = _journal.get(path)
+    if known is not None and now - known[0] < max_age:
+        return known[1]
+    answer = _journal_answers(path)
+    _journal[path] = (now, answer)
+    return answer
+
+
+def _journal_answers(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
     import socket
 
-    if not Path(path).exists():
-        return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
         try:

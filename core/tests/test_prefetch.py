@@ -1,0 +1,72 @@
+"""`tts_ops.prefetch` starts nothing but read-only ``systemctl show`` queries, and only
+from a plan that is a regular file of ours: a plan is an argv to run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from tts_ops import prefetch
+
+
+@pytest.mark.parametrize(("argv", "ok"), [
+    (["systemctl", "--user", "show", "a.service", "-p", "Id"], True),
+    (["/usr/bin/systemctl", "show", "a.service"], True),
+    (["systemctl", "--user", "stop", "a.service"], False),
+    (["systemctl", "--user"], False),
+    (["sh", "-c", "systemctl show x"], False),
+    (["touch", "/tmp/x"], False),
+])
+def test_only_systemctl_show_may_be_planned(argv, ok):
+    assert prefetch.read_only(argv) is ok
+
+
+def _plan_path(state_dir, argv: list[str]) -> tuple[str, str]:
+    """(the key `start` computes in a child run with this environment, the plan's path)"""
+    code = (f"import json; from tts_ops import prefetch; prefetch.start({argv!r});"
+            " print(json.dumps([prefetch._key, prefetch._plan_file]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(state_dir), cwd=state_dir, check=True)
+    import json
+
+    return tuple(json.loads(out.stdout))
+
+
+def _env(state_dir) -> dict:
+    return {**os.environ, "TTS_OPS_STATE_DIR": str(state_dir)}
+
+
+@pytest.mark.parametrize("kind", ["not read-only", "symlink", "wrong key"])
+def test_a_plan_that_is_not_safe_or_not_this_runs_starts_nothing(tmp_path, kind):
+    argv = ["status", "--json"]
+    key, plan = _plan_path(tmp_path, argv)
+    marker = tmp_path / "ran"
+    os.makedirs(os.path.dirname(plan), mode=0o700, exist_ok=True)
+    query = ["touch", str(marker)] if kind == "not read-only" else [
+        "systemctl", "show", "--no-such-flag-so-it-fails"]
+    body = "\n".join([key.replace("\n", "\\n"), "\0".join(query)]).encode()
+    if kind == "wrong key":
+        body = b"another invocation" + body
+    if kind == "symlink":
+        real = tmp_path / "elsewhere.plan"
+        real.write_bytes(body)
+        os.symlink(real, plan)
+    else:
+        with open(plan, "wb") as fh:
+            fh.write(body)
+    code = (f"from tts_ops import prefetch; prefetch.start({argv!r});"
+            " print(len(prefetch._early))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=_env(tmp_path), cwd=tmp_path, check=True)
+    assert out.stdout.strip() == "0", kind
+    assert not marker.exists()
+
+
+def test_the_plan_name_is_the_keys_checksum(tmp_path):
+    key, plan = _plan_path(tmp_path, ["status"])
+    assert os.path.basename(plan) == f"{zlib.crc32(key.encode()):08x}.plan"
+    assert plan.startswith(str(tmp_path))
