@@ -15,7 +15,7 @@ from tts_ops import prefetch
 
 @pytest.mark.parametrize(("argv", "ok"), [
     (["systemctl", "--user", "show", "a.service", "-p", "Id"], True),
-    (["/usr/bin/systemctl", "show", "a.service"], True),
+    (["/tmp/x/systemctl", "show", "a.service"], False),
     (["systemctl", "--user", "stop", "a.service"], False),
     (["systemctl", "--user"], False),
     (["sh", "-c", "systemctl show x"], False),
@@ -64,6 +64,21 @@ def test_a_plan_that_is_not_safe_or_not_this_runs_starts_nothing(tmp_path, kind)
                          env=_env(tmp_path), cwd=tmp_path, check=True)
     assert out.stdout.strip() == "0", kind
     assert not marker.exists()
+
+
+def test_plans_are_kept_for_the_latest_command_lines_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TTS_OPS_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(prefetch, "MAX_PLANS", 3)
+    directory = tmp_path / "cache" / "prefetch"
+    for i in range(5):
+        monkeypatch.setattr(prefetch, "_planned", [])
+        monkeypatch.setattr(prefetch, "_wanted", [["systemctl", "show", f"u{i}.service"]])
+        monkeypatch.setattr(prefetch, "_key", f"key {i}")
+        monkeypatch.setattr(prefetch, "_plan_file", str(directory / f"{i}.plan"))
+        prefetch.save()
+        stamp = (i + 1) * 10**9  # mtimes apart even on a coarse clock
+        os.utime(directory / f"{i}.plan", ns=(stamp, stamp))
+    assert sorted(p.name for p in directory.iterdir()) == ["2.plan", "3.plan", "4.plan"]
 
 
 def test_the_plan_name_is_the_keys_checksum(tmp_path):

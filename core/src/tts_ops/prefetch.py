@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import subprocess
 
 PLAN_VERSION = "1"
+MAX_PLANS = 64  # per state dir: the oldest go (one per command line that asked systemd)
 
 _key: str | None = None  # this invocation's key, once `start` ran
 _plan_file: str | None = None
@@ -97,9 +98,10 @@ def invalidate() -> None:
 
 
 def read_only(argv: list[str]) -> bool:
-    """Whether a plan may hold ``argv``: ``systemctl [--user|--system] show ...``."""
+    """Whether a plan may hold ``argv``: ``systemctl [--user|--system] show ...`` (the
+    ``systemctl`` of ``$PATH``, as every other call runs it)."""
     args = [a for a in argv[1:] if a not in ("--user", "--system")]
-    return bool(args) and os.path.basename(argv[0]) == "systemctl" and args[0] == "show"
+    return bool(args) and argv[0] == "systemctl" and args[0] == "show"
 
 
 def save() -> None:
@@ -113,9 +115,16 @@ def save() -> None:
     try:
         private_dir(Path(_plan_file).parent, 0o700)
         atomic_write_bytes(Path(_plan_file), _encode(_key, _wanted), durable=False)
+        _prune(Path(_plan_file).parent)
     except (OSError, ValueError):
         pass  # only a head start for next time
     _planned[:] = _wanted
+
+
+def _prune(directory: Any) -> None:
+    plans = sorted(directory.glob("*.plan"), key=lambda p: p.stat().st_mtime_ns)
+    for stale in plans[:-MAX_PLANS]:
+        stale.unlink(missing_ok=True)
 
 
 def _state_dir(argv: list[str]) -> str:
