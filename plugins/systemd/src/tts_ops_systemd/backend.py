@@ -41,6 +41,7 @@ from tts_ops_systemd.systemctl import (
 from tts_ops_systemd.unit import (
     UnitPlan,
     holder_unit,
+    instance_units,
     render,
     render_holder,
     render_socket,
@@ -389,7 +390,7 @@ class SystemdBackend:
         out: dict[str, ServiceStatus] = {}
         for scope, group in by_scope.items():
             ctl = Systemctl(scope)
-            units = [u for svc in group for u in self.plan(svc).instance_units()]
+            units = [u for svc in group for u in instance_units(svc)]
             try:
                 props = ctl.show(units)  # one call for every unit of the scope
             except SystemctlError:
@@ -400,7 +401,7 @@ class SystemdBackend:
         return [out[svc.name] for svc in services]
 
     def _status(self, service: Any, props: dict[str, dict[str, str]]) -> ServiceStatus:
-        units = self.plan(service).instance_units()
+        units = instance_units(service)
         parts = [self._one(service, props.get(u, {})) for u in units]
         status = parts[0]
         if len(parts) > 1:

@@ -83,30 +83,13 @@ class Systemctl:
         return False, f"{self.scope} scope: {detail[0] if detail else state or 'no answer'}"
 
 
-JOURNAL_ANSWER_SECONDS = 5.0  # how long one answer of journald's stands
-_journal: dict[str, tuple[float, bool]] = {}
-
-
-def journal_running(path: str = "/run/systemd/journal/stdout",
-                    max_age: float = JOURNAL_ANSWER_SECONDS) -> bool:
+def journal_running(path: str = "/run/systemd/journal/stdout") -> bool:
     """Whether journald answers, not merely whether its socket files exist.
 
     A journald that died leaves its sockets behind; sending units' output there would lose
-    it, so the socket must accept a connection. Asked for every unit's plan (a status of
-    20 services asked 40 times), so an answer stands for a few seconds.
+    it, so the socket must accept a connection. (Asked when a unit is planned: a status
+    needs only the units' names, `unit.instance_units`, and asks no journald.)
     """
-    import time
-
-    now = time.monotonic()
-    known = _journal.get(path)
-    if known is not None and now - known[0] < max_age:
-        return known[1]
-    answer = _journal_answers(path)
-    _journal[path] = (now, answer)
-    return answer
-
-
-def _journal_answers(path: str) -> bool:
     if not os.path.exists(path):
         return False
     import socket

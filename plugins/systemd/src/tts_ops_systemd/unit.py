@@ -45,11 +45,17 @@ class UnitPlan:
         return unit_name(self.service)
 
     def instance_units(self) -> list[str]:
-        svc = self.service
-        if not self.templated:
-            return [self.unit_name]
-        base = self.unit_name.removesuffix("@.service")
-        return [f"{base}@{port}.service" for port in range(svc.port, svc.port + svc.instances)]
+        return instance_units(self.service)
+
+
+def instance_units(service: Any) -> list[str]:
+    """The units a service runs as: its own, or one per instance of its template."""
+    name = unit_name(service)
+    if service.instances <= 1:
+        return [name]
+    base = name.removesuffix("@.service")
+    return [f"{base}@{port}.service"
+            for port in range(service.port, service.port + service.instances)]
 
 
 def socket_unit(owner: str) -> str:
