@@ -9,7 +9,6 @@ supervisord considers a program stopped once its main process exits.
 
 from __future__ import annotations
 
-import difflib
 import signal
 import time
 from collections.abc import Iterator
@@ -29,8 +28,6 @@ from tts_ops.plugin import (
     command_problem,
 )
 from tts_ops.procinfo import descendants, group_exists, kill_group, usage
-from tts_ops.sockets import SocketUnavailable, hold_for
-from tts_ops.sockets import release as release_holder
 from tts_ops.statefile import PRIVATE, atomic_write_bytes, atomic_write_json, private_dir, read_json
 from tts_ops_supervisor.conf import SupervisorConf, find_conf, read_conf
 from tts_ops_supervisor.program import program_name, render, startsecs
@@ -122,6 +119,8 @@ class SupervisorBackend:
             return False, ""
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, text.encode(), PRIVATE)  # it holds the env values
+        import difflib  # a changed program only
+
         diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
                                             str(path), str(path))) if old else ""
         return True, diff
@@ -230,6 +229,8 @@ class SupervisorBackend:
         if procs and all(p["statename"] == "RUNNING" for p in procs) and self._ready_now(service):
             return self._status(service, procs, None)
         self._check_command(service)
+        from tts_ops.sockets import SocketUnavailable, hold_for  # socket: not for a status
+
         try:  # bound now, with a clear error, rather than by the program's first spawn
             hold_for(self.ctx.state_dir, service)
         except SocketUnavailable as exc:
@@ -252,7 +253,9 @@ class SupervisorBackend:
         return status
 
     def release_socket(self, service: Any) -> None:
-        release_holder(self.ctx.state_dir, service.owner)
+        from tts_ops.sockets import release
+
+        release(self.ctx.state_dir, service.owner)
 
     def _check_command(self, service: Any) -> None:
         reason = command_problem(service)
