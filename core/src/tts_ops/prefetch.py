@@ -51,7 +51,7 @@ def start(argv: list[str]) -> None:
         name = f"{zlib.crc32(_key.encode()):08x}.plan"
         _plan_file = os.path.join(state_dir, "cache", "prefetch", name)
         _planned[:] = _read_plan(_plan_file, _key)
-    except (OSError, ValueError):
+    except Exception:  # an unreadable plan is no plan, never the end of the command
         _key = None
         return
     atexit.register(_end)
@@ -116,8 +116,8 @@ def save() -> None:
         private_dir(Path(_plan_file).parent, 0o700)
         atomic_write_bytes(Path(_plan_file), _encode(_key, _wanted), durable=False)
         _prune(Path(_plan_file).parent)
-    except (OSError, ValueError):
-        pass  # only a head start for next time
+    except Exception:  # only a head start for next time, never an exit code
+        pass
     _planned[:] = _wanted
 
 
