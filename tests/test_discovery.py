@@ -462,3 +462,64 @@ def test_watch_ends_when_its_reader_leaves_though_nothing_changes(tmp_path):
     assert line.split()[1:3] == [b"registered", b"w"]
     assert code == 1
     assert stderr.strip().splitlines() == ["tts-ops: output closed before the command finished"]
+
+
+# --- the heartbeat keeper (systemd and supervisor run it beside a service) ---------
+
+def _keeper_spec(tmp_path, port, health_type="tcp", threshold=2):
+    from tts_ops.discovery.keeper import write_spec
+
+    record = InstanceRecord(id="kept", service="kept", host="127.0.0.1", port=port, ttl=3)
+    spec = {"registry": {"name": "file", "location": str(tmp_path / "reg.db"),
+                         "record": record.__dict__, "interval": 0.2},
+            "health": {"type": health_type, "host": "127.0.0.1", "port": port, "url": None,
+                       "timeout": 0.5},
+            "unhealthy_threshold": threshold}
+    return write_spec(tmp_path / "state", "kept", spec)
+
+
+def test_the_keeper_beats_while_healthy_marks_critical_and_ends_on_sigterm(tmp_path):
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    path = _keeper_spec(tmp_path, port)
+    assert path.stat().st_mode & 0o777 == 0o600
+    registry = ServiceRegistry(tmp_path / "reg.db")
+    keeper = subprocess.Popen([sys.executable, "-m", "tts_ops.discovery.keeper", str(path)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        first = wait_for(lambda: registry.get("kept"), timeout=10, message="registered")
+        wait_for(lambda: registry.get("kept").last_heartbeat > first.last_heartbeat,
+                 timeout=10, message="a second heartbeat")
+        listener.close()  # the service is gone: after 2 failed checks, critical
+        wait_for(lambda: registry.get("kept").health == "critical", timeout=10,
+                 message="critical")
+        registry.deregister_service("kept")
+        listener = socket.create_server(("127.0.0.1", port))  # and back: registered again
+        wait_for(lambda: registry.get("kept") and registry.get("kept").health == "passing",
+                 timeout=10, message="registered again")
+        keeper.send_signal(signal.SIGTERM)
+        assert keeper.wait(timeout=5) == 0
+        assert "kept critical: tcp 127.0.0.1" in keeper.stderr.read()
+    finally:
+        keeper.kill()
+        listener.close()
+
+
+@pytest.mark.parametrize("plant", ["symlink", "garbage", "missing"])
+def test_a_keeper_spec_it_cannot_trust_is_one_line_and_exit_2(tmp_path, plant):
+    path = _keeper_spec(tmp_path, free_port())
+    if plant == "symlink":
+        target = tmp_path / "elsewhere.json"
+        path.rename(target)
+        path.symlink_to(target)
+    elif plant == "garbage":
+        path.write_text("{not json")
+    else:
+        path.unlink()
+    done = subprocess.run([sys.executable, "-m", "tts_ops.discovery.keeper", str(path)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unusable spec" in lines[0] and "Traceback" not in done.stderr

@@ -38,6 +38,7 @@ def write_config(tmp_path, cluster, port, password_file):
         "discovery": {"registry": "etcd", "endpoints": cluster.endpoints, "node": "n1",
                       "user": "root", "password_file": str(password_file), "ttl": 3},
         "services": [{"name": "auth-svc", "port": port, "notify": True,
+                      "process_manager": "manual",
                       "command": [*DUMMY, "--port", str(port)]}]}))
     return cfg
 

@@ -31,6 +31,7 @@ class Host:
             "discovery": {"registry": "etcd", "endpoints": cluster.endpoints,
                           "prefix": prefix, "node": name, "ttl": TTL},
             "services": [{"name": "tts-primary", "host": ip, "port": port, "notify": True,
+                          "process_manager": "manual",
                           "restart_delay": 0,
                           "command": [*DUMMY, "--host", ip, "--port", str(port)]}]}))
         self.env = {**os.environ, "TTS_OPS_STATE_DIR": str(self.dir / "state"),

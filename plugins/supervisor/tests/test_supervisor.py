@@ -214,3 +214,10 @@ def test_every_command_with_supervisord_down_is_one_line_exit_3(tmp_path, state_
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     finally:
         dead.stop()
+
+
+def test_a_service_keeps_its_discovery_record_past_its_ttl(supervisord, tmp_path):
+    # supervisord sends no heartbeats: the keeper program beside the service does
+    from tts_ops.testing.heartbeats import check_record_outlives_ttl
+
+    check_record_outlives_ttl(tmp_path, "supervisor", ["--supervisor-conf", str(supervisord.conf)])

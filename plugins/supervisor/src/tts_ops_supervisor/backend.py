@@ -30,7 +30,13 @@ from tts_ops.plugin import (
 from tts_ops.procinfo import descendants, group_exists, kill_group, usage
 from tts_ops.statefile import PRIVATE, atomic_write_bytes, atomic_write_json, private_dir, read_json
 from tts_ops_supervisor.conf import SupervisorConf, find_conf, read_conf
-from tts_ops_supervisor.program import program_name, render, startsecs
+from tts_ops_supervisor.program import (
+    keeper_name,
+    program_name,
+    render,
+    render_keeper,
+    startsecs,
+)
 from tts_ops_supervisor.rpc import Client, RpcFault, Unreachable
 
 STATES = {"STOPPED": State.STOPPED, "STARTING": State.STARTING, "RUNNING": State.RUNNING,
@@ -125,9 +131,64 @@ class SupervisorBackend:
                                             str(path), str(path))) if old else ""
         return True, diff
 
+    def _write_keeper(self, service: Any) -> bool:
+        """Write (or remove) the program of the service's heartbeat keeper; whether its
+        file changed. supervisord sends no heartbeat of its own: without a keeper a
+        service's record would go stale after its ttl (and a leased registry such as etcd
+        would delete it)."""
+        from tts_ops.plugin import (
+            discovery_keeper_argv,
+            discovery_keeper_remove,
+            discovery_keeper_spec,
+            discovery_keeper_write,
+        )
+
+        path = self._program_path(service).with_name(f"{keeper_name(service)}.conf")
+        spec = discovery_keeper_spec(service, self.ctx.options.get("discovery"), self.name)
+        if spec is None:
+            discovery_keeper_remove(self.ctx.state_dir, service.name)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+        spec_path = discovery_keeper_write(self.ctx.state_dir, service.name, spec)
+        text = render_keeper(service, discovery_keeper_argv(spec_path),
+                             str(spec_path.with_suffix(".log")))
+        try:
+            if path.read_text() == text:
+                return False
+        except FileNotFoundError:
+            pass
+        atomic_write_bytes(path, text.encode(), PRIVATE)
+        return True
+
+    def _keeper_call(self, client: Client, service: Any, method: str) -> None:
+        """Start or stop the keeper; nothing when it has none or it already is so."""
+        name = keeper_name(service)
+        try:
+            self._call(client, method, f"{name}:{name}", method.endswith("stopProcess"))
+        except RpcFault as exc:
+            if exc.name not in ("ALREADY_STARTED", "NOT_RUNNING", "BAD_NAME"):
+                raise OperationFailed(f"{service.name}: its heartbeat keeper: {exc}") from None
+
+    def _apply_keeper(self, client: Client, service: Any, added: list[str],
+                      changed: list[str], removed: list[str]) -> None:
+        name = keeper_name(service)
+        if name in changed or name in removed:
+            self._keeper_call(client, service, "supervisor.stopProcess")
+            self._call(client, "supervisor.removeProcessGroup", name)
+        if name in changed or name in added:
+            try:
+                self._call(client, "supervisor.addProcessGroup", name)
+            except RpcFault as exc:
+                if exc.name != "ALREADY_ADDED":
+                    raise
+
     def _apply(self, client: Client, service: Any) -> None:
         """reloadConfig, then add new programs and re-add changed ones; others keep running."""
-        added, changed, _removed = self._call(client, "supervisor.reloadConfig")[0]
+        added, changed, removed = self._call(client, "supervisor.reloadConfig")[0]
+        self._apply_keeper(client, service, added, changed, removed)
         group = program_name(service)
         if group in changed:
             was_running = any(p["statename"] in ("RUNNING", "STARTING", "BACKOFF")
@@ -148,7 +209,7 @@ class SupervisorBackend:
         client = self.client(service)
         self._call(client, "supervisor.getState")
         wrote, diff = self._write_program(service)
-        if wrote or not self._known(client, service):
+        if self._write_keeper(service) or wrote or not self._known(client, service):
             self._apply(client, service)
         return diff or None
 
@@ -158,16 +219,23 @@ class SupervisorBackend:
     def uninstall(self, service: Any) -> None:
         client = self.client(service)
         group = program_name(service)
+        self._keeper_call(client, service, "supervisor.stopProcess")
         self._stop_group(client, service)
-        try:
-            self._call(client, "supervisor.removeProcessGroup", group)
-        except RpcFault as exc:
-            if exc.name != "BAD_NAME":
-                raise OperationFailed(f"{service.name}: {exc}") from None
-        try:
-            self._program_path(service).unlink()
-        except FileNotFoundError:
-            pass
+        for name in (group, keeper_name(service)):
+            try:
+                self._call(client, "supervisor.removeProcessGroup", name)
+            except RpcFault as exc:
+                if exc.name != "BAD_NAME":
+                    raise OperationFailed(f"{service.name}: {exc}") from None
+        path = self._program_path(service)
+        for file in (path, path.with_name(f"{keeper_name(service)}.conf")):
+            try:
+                file.unlink()
+            except FileNotFoundError:
+                pass
+        from tts_ops.plugin import discovery_keeper_remove
+
+        discovery_keeper_remove(self.ctx.state_dir, service.name)
         self._call(client, "supervisor.reloadConfig")
         self._forget(service)
         if service.owner == service.name:  # the service itself, not a deploy slot
@@ -227,6 +295,7 @@ class SupervisorBackend:
         self.install(service)
         procs = self._processes(client, service)
         if procs and all(p["statename"] == "RUNNING" for p in procs) and self._ready_now(service):
+            self._keeper_call(client, service, "supervisor.startProcess")
             return self._status(service, procs, None)
         self._check_command(service)
         from tts_ops.sockets import SocketUnavailable, hold_for  # socket: not for a status
@@ -249,6 +318,7 @@ class SupervisorBackend:
                 self._start_failed(client, service, self._explain(client, service, exc),
                                    stop=cannot_run)
         self._wait_ready(client, service)
+        self._keeper_call(client, service, "supervisor.startProcess")
         status = self.status([service])[0]
         return status
 
@@ -334,6 +404,8 @@ class SupervisorBackend:
 
     def stop(self, service: Any, *, force: bool = False) -> ServiceStatus:
         client = self.client(service)
+        # the keeper first: a heartbeat after the CLI deregistered would register it again
+        self._keeper_call(client, service, "supervisor.stopProcess")
         if self._known(client, service):
             self._stop_group(client, service, force=force)
         self._remember(service, failure=None)

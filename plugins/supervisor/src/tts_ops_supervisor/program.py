@@ -33,6 +33,32 @@ def program_name(service: Any) -> str:
     return f"tts-ops-{service.name}"
 
 
+def keeper_name(service: Any) -> str:
+    """``tts-ops_beat-NAME``: no service's own program can be named so (the ``_``)."""
+    return f"tts-ops_beat-{service.name}"
+
+
+def render_keeper(service: Any, argv: list[str], log_file: str) -> str:
+    """The program of the service's heartbeat keeper (`tts_ops.discovery.keeper`), started
+    by tts-ops once the service is ready and stopped before it."""
+    name = keeper_name(service)
+    return "\n".join([
+        "; Written by tts-ops: heartbeats of a service in discovery, while it runs.",
+        f"[program:{name}]",
+        "command=" + " ".join(_arg(a) for a in argv),
+        "autostart=false",
+        "autorestart=true",
+        "startsecs=1",
+        "startretries=1000",
+        "stopsignal=TERM",
+        "stopwaitsecs=5",
+        "redirect_stderr=true",
+        f"stdout_logfile={_log_path(log_file)}",
+        "stdout_logfile_maxbytes=1048576",
+        "stdout_logfile_backups=1",
+        ""])
+
+
 def _pct(value: str) -> str:
     return value.replace("%", "%%")
 

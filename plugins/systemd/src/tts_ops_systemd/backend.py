@@ -42,8 +42,10 @@ from tts_ops_systemd.unit import (
     UnitPlan,
     holder_unit,
     instance_units,
+    keeper_unit,
     render,
     render_holder,
+    render_keeper,
     render_socket,
     socket_unit,
 )
@@ -119,6 +121,7 @@ class SystemdBackend:
         ctl = self._ctl(service)
         self._require(ctl)
         plan = self.plan(service)
+        keeper_changed = self._install_keeper(plan, ctl)
         text = render(plan)
         if plan.log_file is not None:  # before the unit exists: systemd follows links
             if plan.templated:  # per-instance names (NAME@PORT.log), opened by systemd
@@ -136,6 +139,8 @@ class SystemdBackend:
             raise OperationFailed(f"cannot read {path}: permission denied; use --scope user or"
                                   " run as root") from None
         if old == text and path.stat().st_mode & 0o777 == PRIVATE:
+            if keeper_changed:
+                self._reload(ctl)
             return None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,6 +156,50 @@ class SystemdBackend:
         return "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
                                             str(path), str(path)))
 
+    def _install_keeper(self, plan: UnitPlan, ctl: Systemctl) -> bool:
+        """Write (or remove) the unit of the service's heartbeat keeper; whether it changed.
+
+        systemd sends no heartbeat of its own: without a keeper a service's record would
+        go stale after its ttl (and be deleted by a leased registry such as etcd)."""
+        from tts_ops.plugin import (
+            discovery_keeper_remove,
+            discovery_keeper_spec,
+            discovery_keeper_write,
+        )
+
+        svc = plan.service
+        path = ctl.unit_dir() / plan.keeper_unit
+        spec = discovery_keeper_spec(svc, self.ctx.options.get("discovery"), self.name)
+        if spec is None:
+            discovery_keeper_remove(self.ctx.state_dir, svc.name)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+            return True
+        plan.keeper = discovery_keeper_write(self.ctx.state_dir, svc.name, spec)
+        text = render_keeper(plan)
+        try:
+            if path.read_text() == text:
+                return False
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            raise OperationFailed(f"cannot read {path}: permission denied; use --scope user or"
+                                  " run as root") from None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, text.encode(), PRIVATE)
+        except PermissionError:
+            raise OperationFailed(f"cannot write {path}: permission denied; use --scope user"
+                                  " or run as root") from None
+        return True
+
+    def _keeper_units(self, service: Any, ctl: Systemctl) -> list[str]:
+        """The keeper's unit when one is installed (a stop takes it down with the service)."""
+        name = keeper_unit(service)
+        return [name] if (ctl.unit_dir() / name).exists() else []
+
     def _reload(self, ctl: Systemctl) -> None:
         try:
             ctl.run("daemon-reload")
@@ -162,13 +211,17 @@ class SystemdBackend:
         self._require(ctl)
         plan = self.plan(service)
         units = plan.instance_units()
-        ctl.run("stop", *units, check=False)
+        keeper = self._keeper_units(service, ctl)
+        ctl.run("stop", *units, *keeper, check=False)
         ctl.run("disable", plan.unit_name, check=False)
-        path = ctl.unit_dir() / plan.unit_name
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+        for name in (plan.unit_name, *keeper):
+            try:
+                (ctl.unit_dir() / name).unlink()
+            except FileNotFoundError:
+                pass
+        from tts_ops.plugin import discovery_keeper_remove
+
+        discovery_keeper_remove(self.ctx.state_dir, service.name)
         self._reload(ctl)
         ctl.run("reset-failed", *units, check=False)
         self._forget_failure(service)
@@ -371,7 +424,9 @@ class SystemdBackend:
         units = self.plan(service).instance_units()
         if force:
             ctl.run("kill", "--signal=SIGKILL", *units, check=False)
-        ctl.run("stop", *units, check=False, timeout=service.stop_timeout + 60)
+        # the keeper too: a heartbeat after the CLI deregistered would register it again
+        ctl.run("stop", *units, *self._keeper_units(service, ctl), check=False,
+                timeout=service.stop_timeout + 60)
         ctl.run("reset-failed", *units, check=False)
         self._forget_failure(service)
         status = self._status(service, ctl.show(units))

@@ -35,6 +35,11 @@ class UnitPlan:
     hardening: bool
     log_file: Path | None  # None: the journal
     state_dir: Path
+    keeper: Path | None = None  # the spec of its heartbeat keeper; None: no keeper
+
+    @property
+    def keeper_unit(self) -> str:
+        return keeper_unit(self.service)
 
     @property
     def templated(self) -> bool:
@@ -82,6 +87,40 @@ def render_socket(owner: str, host: str, port: int) -> str:
         "[Install]",
         "WantedBy=sockets.target",
         ""])
+
+
+def keeper_unit(service: Any) -> str:
+    """``tts-ops_beat-NAME.service``: no service's own unit can be named so (the ``_``
+    after ``tts-ops``)."""
+    return f"tts-ops_beat-{service.name}.service"
+
+
+def render_keeper(plan: UnitPlan, python: str | None = None) -> str:
+    """The unit of the heartbeat keeper of ``plan``'s service (`tts_ops.discovery.keeper`):
+    started by the service's ``Upholds=`` once it is active, stopped with it."""
+    from tts_ops.plugin import discovery_keeper_argv
+
+    assert plan.keeper is not None
+    svc = plan.service
+    units = plan.instance_units()
+    lines = [
+        "# Written by tts-ops: heartbeats of a service in discovery, while it runs.",
+        "[Unit]",
+        f"Description=tts-ops heartbeats of {escape.plain(svc.name, 'name')}",
+        f"After={' '.join(units)}",
+    ]
+    if not plan.templated:  # stopped, failed or restarting: so is its keeper
+        lines.append(f"BindsTo={units[0]}")
+    lines += ["", "[Service]", "Type=exec",
+              f"ExecStart={escape.exec_line(discovery_keeper_argv(plan.keeper, python))}",
+              "Restart=always", "RestartSec=1s", "Nice=10"]
+    if plan.log_file is None:
+        lines += ["StandardOutput=journal", "StandardError=journal",
+                  f"SyslogIdentifier=tts-ops-{svc.name}"]
+    else:
+        target = escape.path(str(plan.log_file), "log_file")
+        lines += [f"StandardOutput=append:{target}", f"StandardError=append:{target}"]
+    return "\n".join([*lines, ""])
 
 
 def render_holder(owner: str, sleep: str) -> str:
@@ -133,6 +172,8 @@ def render(plan: UnitPlan, python: str | None = None) -> str:
     if shared is not None:
         lines += [f"Requires={socket_unit(svc.owner)}",
                   f"After={socket_unit(svc.owner)}"]
+    if plan.keeper is not None:
+        lines.append(f"Upholds={plan.keeper_unit}")
     lines += [f"StartLimitIntervalSec={_secs(svc.restart_window, 'restart_window')}",
               f"StartLimitBurst={max(1, svc.max_restarts)}", "", "[Service]"]
     if shared is not None:

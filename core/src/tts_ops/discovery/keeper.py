@@ -1,0 +1,188 @@
+"""Heartbeats for a service whose process manager sends none (systemd, supervisord).
+
+The manual backend's supervisor heartbeats its service itself. Under systemd or
+supervisord nothing did, so a service's record went stale after ``ttl`` (and on a leased
+registry such as etcd it was deleted) unless a ``discovery monitor`` ran. Those backends
+run this keeper beside each service, under the same process manager, bound to it:
+
+    python -m tts_ops.discovery.keeper SPEC.json
+
+Every ``interval`` (ttl/3) it checks the service's health (http, tcp or none, as
+configured) and heartbeats its record through the configured registry: passing
+re-registers a record that was removed; ``unhealthy_threshold`` failed checks in a row
+mark it critical and never bring a removed record back. SIGTERM or SIGINT ends it at once
+(exit 0). A registry it cannot reach is one line on stderr, said again only when the
+reason changes; the next heartbeat tries again.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+KEEPER_DIR = "keepers"
+
+
+def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str
+                ) -> dict[str, Any] | None:
+    """What a keeper needs for ``service``: None when discovery is off for it (no
+    ``discovery`` options given to the backend, or the process is a router's own)."""
+    from tts_ops.routing import is_router_process
+
+    if not discovery or is_router_process(service):
+        return None
+    from tts_ops.discovery.autoregister import record_for
+
+    record = record_for(service, SimpleNamespace(**discovery), backend=backend)
+    hc = service.health_check
+    host = record.host
+    return {
+        "registry": {"name": discovery["registry"], "location": discovery["location"],
+                     "record": asdict(record), "interval": max(1.0, discovery["ttl"] / 3)},
+        "health": {"type": hc.type, "host": host, "port": service.port,
+                   "url": record.meta.get("health_url"), "timeout": hc.timeout},
+        "unhealthy_threshold": max(1, service.unhealthy_threshold),
+    }
+
+
+def write_spec(state_dir: Path, name: str, spec: dict[str, Any]) -> Path:
+    """The spec as a private file of the state dir (0600, written atomically; left as it
+    is when it already says the same)."""
+    import json
+    import os
+
+    from tts_ops.statefile import atomic_write_bytes, open_nofollow, private_dir
+
+    path = private_dir(Path(state_dir) / KEEPER_DIR) / f"{name}.json"
+    data = (json.dumps(spec, indent=1, sort_keys=True) + "\n").encode()
+    try:
+        with os.fdopen(open_nofollow(path, os.O_RDONLY), "rb") as fh:
+            if fh.read() == data:
+                return path
+    except OSError:
+        pass  # missing, or not ours: replaced atomically below
+    atomic_write_bytes(path, data)
+    return path
+
+
+def remove_spec(state_dir: Path, name: str) -> None:
+    try:
+        (Path(state_dir) / KEEPER_DIR / f"{name}.json").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def keeper_argv(spec_path: Path, python: str | None = None) -> list[str]:
+    return [python or sys.executable, "-m", "tts_ops.discovery.keeper", str(spec_path)]
+
+
+def check(health: dict[str, Any]) -> tuple[bool, str]:
+    from tts_ops.health import check_http, check_tcp
+
+    if health["type"] == "none":
+        return True, "no health check"
+    if health["type"] == "tcp" or not health.get("url"):
+        result = check_tcp(health["host"], health["port"], health["timeout"])
+    else:
+        result = check_http(health["url"], health["timeout"])
+    return result.ok, result.detail
+
+
+class Keeper:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        from tts_ops.discovery.record import InstanceRecord
+
+        self.registry = spec["registry"]
+        self.health = spec["health"]
+        self.threshold = int(spec.get("unhealthy_threshold", 1))
+        self.record = InstanceRecord(**self.registry["record"])
+        self.failures = 0
+        self.store: Any = None
+        self.said = ""
+        self.done = threading.Event()
+
+    def once(self) -> None:
+        ok, detail = check(self.health)
+        self.failures = 0 if ok else self.failures + 1
+        if not ok and self.failures < self.threshold:
+            return  # not yet unhealthy: no refresh, no verdict
+        health = "passing" if ok else "critical"
+        try:
+            if self.store is None:
+                from tts_ops.discovery.registry import open_named
+
+                self.store = open_named(self.registry["name"], self.registry["location"])
+            self.store.heartbeat(self.record.id, health=health,
+                                 record=self.record if ok else None)
+        except Exception as exc:  # any registry failure: say it once, try next time
+            self.close()
+            self.say(f"heartbeat of {self.record.id} missed: {exc}")
+            return
+        if self.said:
+            self.say("")
+            print(f"tts-ops keeper: heartbeats of {self.record.id} resumed", file=sys.stderr,
+                  flush=True)
+        if not ok and health == "critical" and self.failures == self.threshold:
+            print(f"tts-ops keeper: {self.record.id} critical: {detail}", file=sys.stderr,
+                  flush=True)
+
+    def say(self, line: str) -> None:
+        if line and line != self.said:
+            print(f"tts-ops keeper: {line}", file=sys.stderr, flush=True)
+        self.said = line
+
+    def close(self) -> None:
+        store, self.store = self.store, None
+        if store is not None:
+            try:
+                store.close()
+            except Exception:  # a broken client: nothing left to save
+                pass
+
+    def run(self) -> None:
+        interval = float(self.registry["interval"])
+        try:
+            while not self.done.is_set():
+                self.once()
+                self.done.wait(interval)
+        finally:
+            self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m tts_ops.discovery.keeper SPEC.json", file=sys.stderr)
+        return 2
+    import json
+    import os
+
+    from tts_ops.statefile import open_nofollow
+
+    try:
+        with os.fdopen(open_nofollow(args[0], os.O_RDONLY), "rb") as fh:
+            spec = json.loads(fh.read())
+        if not isinstance(spec, dict):
+            raise ValueError("not a JSON object")
+        keeper = Keeper(spec)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"tts-ops keeper: {args[0]}: unusable spec ({exc}); `tts-ops start` writes it"
+              " again", file=sys.stderr)
+        return 2
+
+    def stop(signum: int, frame: Any) -> None:
+        keeper.done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    keeper.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
