@@ -450,3 +450,30 @@ def test_live_progress_shows_the_canary_samples_and_error_rate():
     assert "svc: step_10" in drawn
     assert "svc@green=10, svc@blue=90" in drawn
     assert "canary at 10%" in drawn and "samples 40/50, errors 2, error rate 0.0500" in drawn
+
+
+@pytest.mark.parametrize("command", [
+    ["status", "--watch", "--interval", "0.2"],
+    ["logs", "tail", "sigterm", "-f"],
+    ["events", "-f"],
+    ["discovery", "watch", "--from-start"],
+    ["discovery", "monitor", "--interval", "0.2", "--json"],
+])
+def test_sigterm_ends_a_following_command_with_one_line(tmp_path, command):
+    """``kill``, ``timeout`` or ``systemctl stop`` of a command that follows something:
+    it ends as Ctrl-C would, says so in one line, and exits 143 (128 + SIGTERM)."""
+    import signal
+    import subprocess
+
+    base, env = _started_dummy(tmp_path, "sigterm")
+    follower = subprocess.Popen([*base, *command], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout.readline()  # it is following (its first output came)
+        follower.send_signal(signal.SIGTERM)
+        _out, err = follower.communicate(timeout=20)
+    finally:
+        follower.kill()
+        subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
+    assert err.strip().splitlines() == ["tts-ops: terminated"], err
+    assert follower.returncode == 143

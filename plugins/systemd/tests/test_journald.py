@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,6 +82,24 @@ def test_units_log_to_the_journal_and_every_command_reads_it(journald, tmp_path)
         (stats,) = json.loads(out.stdout)
         assert stats["requests"] >= 3 and stats["levels"]["INFO"] >= 5
         assert stats["synth_ms"]["p50"] is not None
+        # logs -f follows through journalctl -f; SIGTERM ends both, in one line
+        import signal
+
+        import psutil
+
+        follower = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(cfg),
+                                     "--state-dir", str(state), "logs", "tail", name, "-f"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert follower.stdout.readline()
+            helpers = psutil.Process(follower.pid).children(recursive=True)
+            assert [p.name() for p in helpers] == ["journalctl"]
+            follower.send_signal(signal.SIGTERM)
+            _out, err = follower.communicate(timeout=20)
+        finally:
+            follower.kill()
+        assert err.strip().splitlines() == ["tts-ops: terminated"] and follower.returncode == 143
+        assert not any(p.is_running() for p in helpers)  # no journalctl -f left behind
     finally:
         backend.uninstall(svc)
         time.sleep(0.2)

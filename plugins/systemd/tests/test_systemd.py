@@ -18,6 +18,7 @@ from tts_ops_systemd.unit import (
     holder_unit,
     render,
     render_holder,
+    render_keeper,
     render_socket,
     socket_unit,
 )
@@ -60,8 +61,12 @@ def test_rendered_units_pass_systemd_analyze_verify(user_manager, state_dir, tmp
         service(name(), engine_type="espeak", port=free_port(), instances=3),
     ]
     for svc in cases:
-        plan = UnitPlan(svc, scope, True, state_dir / "logs" / f"{svc.name}.log", state_dir)
+        plan = UnitPlan(svc, scope, True, state_dir / "logs" / f"{svc.name}.log", state_dir,
+                        keeper=state_dir / "keepers" / f"{svc.name}.json")
         text = render(plan)
+        # its heartbeat keeper, verified with it (Upholds= / BindsTo= name each other)
+        (tmp_path / plan.keeper_unit).write_text(render_keeper(plan))
+        assert f"Upholds={plan.keeper_unit}" in text.partition("[Service]")[0]
         if svc.shared_address() is not None:  # its socket unit and holder, beside it
             units = ((socket_unit(svc.name), render_socket(svc.name, *svc.shared_address())),
                      (holder_unit(svc.name), render_holder(svc.name, "/bin/sleep")))
@@ -74,6 +79,10 @@ def test_rendered_units_pass_systemd_analyze_verify(user_manager, state_dir, tmp
             assert "ignoring" not in checked.stderr.lower(), checked.stderr
         out = verify(text, tmp_path, plan.unit_name)
         assert out.returncode == 0, (text, out.stderr)
+        kept = subprocess.run(["systemd-analyze", "verify", "--user",
+                               str(tmp_path / plan.unit_name), str(tmp_path / plan.keeper_unit)],
+                              capture_output=True, text=True)
+        assert kept.returncode == 0 and "ignoring" not in kept.stderr.lower(), kept.stderr
         assert "Unknown" not in out.stderr and "ignoring" not in out.stderr.lower(), out.stderr
         head, _, body = text.partition("[Service]")
         assert "StartLimitBurst=" in head and "StartLimitBurst=" not in body

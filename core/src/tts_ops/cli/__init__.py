@@ -113,7 +113,12 @@ class _Group(click.Group):
                 raise
             report_error(exc)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from tts_ops.cli.pipes import Terminated
+
+            if isinstance(exc, Terminated):
+                click.echo("tts-ops: terminated", err=True)
+                ctx.exit(143)
             click.echo("tts-ops: interrupted", err=True)
             ctx.exit(130)
         except BrokenPipeError:  # the reader went away (| head): no traceback, no more output

@@ -81,8 +81,10 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
     for t in threads:
         t.start()
     running = len(threads)
-    from tts_ops.cli.pipes import output_gone
+    from tts_ops.cli.pipes import end_on_sigterm, output_gone
 
+    if follow:
+        end_on_sigterm()
     try:
         while running:
             try:
@@ -123,7 +125,10 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
                     "critical", "passing")
                 app.host.emit("tts_ops_service_health_changed", service=svc,
                               instance=svc.name, old=old, new=new, detail=event.reason or "")
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:
+        from tts_ops.cli.pipes import Terminated
+
+        if isinstance(exc, Terminated):
+            raise
     finally:
         stop.set()

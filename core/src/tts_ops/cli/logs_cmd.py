@@ -82,11 +82,21 @@ def tail(app, name: str, lines: int, follow: bool, pm: str | None) -> None:
     """Show the last lines of a service's log, and follow it with -f."""
     svc = app.runtime(app.services((name,), False))[0]
     backend = app.backend(app.choose_backend(svc, pm))
+    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+
+    if follow:
+        end_on_sigterm()
+    found = iter(backend.logs(svc, lines, follow))
     try:
-        for line in backend.logs(svc, lines, follow):
+        for line in found:
             click.echo(line)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            raise
+    finally:  # a generator's own cleanup (a journalctl -f it runs) now, not at exit
+        close = getattr(found, "close", None)
+        if close is not None:
+            close()
 
 
 def _iso_bound(text: str | None, what: str) -> str | None:
@@ -280,7 +290,11 @@ def monitor(app, names, error_rate, pattern, latency_p95, window, duration, as_j
             click.echo(f"{when} ALERT {a['service']} {a['kind']}: {a['message']}")
 
     mon = LogMonitor(sources, Thresholds(rate, regex, latency_p95, window), alert)
+    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+
+    end_on_sigterm()
     try:
         mon.run(duration)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            raise

@@ -1,15 +1,37 @@
-"""Whether the reader of our standard output has gone (``tts-ops discovery watch | head -1``).
+"""How a command that follows something (a watch, events, a log) ends when nobody stops it
+with Ctrl-C: its reader leaves, or it is sent SIGTERM.
 
-A command that follows something (a watch, events) may have nothing to write for hours; a
-write is how a pipe's writer learns that its reader left, so without looking it would
-stay. The write end of a pipe whose reader closed reports POLLERR, which is what GNU tail
-checks too. A terminal, a file or an in-process runner never does.
+Whether the reader of our standard output has gone (``tts-ops discovery watch | head -1``):
+such a command may have nothing to write for hours; a write is how a pipe's writer learns
+that its reader left, so without looking it would stay. The write end of a pipe whose
+reader closed reports POLLERR, which is what GNU tail checks too. A terminal, a file or an
+in-process runner never does.
+
+SIGTERM (``kill``, ``systemctl stop``, ``timeout``): by default Python dies of it without a
+word or its cleanup. `end_on_sigterm` makes it end the command as Ctrl-C does (the same
+``finally`` blocks, streams shut down), then say ``tts-ops: terminated`` and exit 143.
 """
 
 from __future__ import annotations
 
 import select
+import signal
 import sys
+from typing import Any
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to a following command: everything that cleans up after Ctrl-C runs."""
+
+
+def end_on_sigterm() -> None:
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    try:
+        signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (an in-process runner): default behaviour
+        pass
 
 
 def output_gone() -> bool:

@@ -551,10 +551,16 @@ class SystemdBackend:
 
             cmd = journal_command(plan.instance_units()[0], "cat", "-n", str(lines),
                                   *(["-f"] if follow_ else []))
-            with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as proc:
-                assert proc.stdout is not None
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            assert proc.stdout is not None
+            try:
                 for line in proc.stdout:
                     yield line.rstrip("\n")
+            finally:  # ended early (SIGTERM, a closed reader): journalctl -f would stay
+                if proc.poll() is None:
+                    proc.kill()
+                proc.stdout.close()
+                proc.wait()
             return
         path = plan.log_file if not plan.templated else _instance_log(plan)
         from tts_ops.logread import follow, tail
