@@ -79,6 +79,40 @@ def test_two_instances_behind_one_port_with_manual(haproxy, tmp_path):
                                    check=lambda: _exporter(stats))
 
 
+def test_a_service_user_runs_haproxys_workers_too(haproxy, tmp_path, manual_host):
+    """The service's ``user`` reaches HAProxy: its master (root: it binds, and re-executes
+    itself on a reload) starts workers that run as the user, like the instances."""
+    import os
+    import pwd
+    import urllib.request
+
+    import psutil
+
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    nobody = pwd.getpwnam("nobody")
+    # an instance nobody can run (this venv's python lives under /root): Debian's python3
+    command = ["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+               "/", "{port}"]
+    name, port, cli = _config(tmp_path, process_manager="manual", user="nobody",
+                              command=command, notify=False, health_check="http:/")
+    try:
+        out = run_cli([*cli, "start"], host=manual_host)
+        assert out.exit_code == 0, out.output
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as resp:
+            assert resp.status == 200
+        rows = {r["name"]: r for r in json.loads(run_cli(
+            [*cli, "status", "--json"], host=manual_host).stdout)}
+        master = psutil.Process(rows[f"{name}-router"]["pid"])
+        assert master.uids().real == 0
+        workers = master.children()
+        assert workers and {w.uids().real for w in workers} == {nobody.pw_uid}
+        assert {w.gids().real for w in workers} == {nobody.pw_gid}
+        assert psutil.Process(rows[f"{name}-blue"]["pid"]).uids().real == nobody.pw_uid
+    finally:
+        run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
 def _exporter(port, at_least=20):
     """HAProxy's own Prometheus exporter on the stats port counts the requests served."""
     import urllib.request

@@ -59,6 +59,7 @@ def render(service, servers: list[RouterServer], opts: HaproxyOptions, admin: Pa
         # a stop or a reload lets requests in flight finish, for at most the stop timeout
         f"    hard-stop-after {max(1, round(service.stop_timeout))}s",
         "    log stderr format short local0 warning",
+        *_credentials(service),
         "",
         "defaults",
         "    mode http",
@@ -97,6 +98,22 @@ def render(service, servers: list[RouterServer], opts: HaproxyOptions, admin: Pa
             "    stats refresh 5s",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _credentials(service) -> list[str]:
+    """The service's ``user`` for HAProxy's workers: the master binds the address and the
+    admin socket, and stays to re-execute itself on a reload (as Debian's own haproxy
+    runs); the workers that talk to clients drop to the user and its primary group."""
+    if not service.user:
+        return []
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(service.user)
+    except KeyError:
+        raise ConfigError(f"{service.name}: user {service.user!r}: no such user on this host;"
+                          " create it, or drop the field") from None
+    return [f"    uid {entry.pw_uid}", f"    gid {entry.pw_gid}"]
 
 
 def frame(text: str) -> str:
