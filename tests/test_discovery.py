@@ -495,6 +495,9 @@ def test_the_keeper_beats_while_healthy_marks_critical_and_ends_on_sigterm(tmp_p
         listener.close()  # the service is gone: after 2 failed checks, critical
         wait_for(lambda: registry.get("kept").health == "critical", timeout=10,
                  message="critical")
+        said = registry.get("kept").last_heartbeat
+        time.sleep(1.0)  # five intervals: a down service's record is not kept alive
+        assert registry.get("kept").last_heartbeat == said
         registry.deregister_service("kept")
         listener = socket.create_server(("127.0.0.1", port))  # and back: registered again
         wait_for(lambda: registry.get("kept") and registry.get("kept").health == "passing",

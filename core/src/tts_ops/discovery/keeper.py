@@ -10,9 +10,10 @@ run this keeper beside each service, under the same process manager, bound to it
 Every ``interval`` (ttl/3) it checks the service's health (http, tcp or none, as
 configured) and heartbeats its record through the configured registry: passing
 re-registers a record that was removed; ``unhealthy_threshold`` failed checks in a row
-mark it critical and never bring a removed record back. SIGTERM or SIGINT ends it at once
-(exit 0). A registry it cannot reach is one line on stderr, said again only when the
-reason changes; the next heartbeat tries again.
+mark it critical once (never bringing a removed record back), and no heartbeat follows
+until a check passes again, so a service that stays down goes stale after ``ttl``.
+SIGTERM or SIGINT ends it at once (exit 0). A registry it cannot reach is one line on
+stderr, said again only when the reason changes; the next heartbeat tries again.
 """
 
 from __future__ import annotations
@@ -109,8 +110,11 @@ class Keeper:
     def once(self) -> None:
         ok, detail = check(self.health)
         self.failures = 0 if ok else self.failures + 1
-        if not ok and self.failures < self.threshold:
-            return  # not yet unhealthy: no refresh, no verdict
+        if not ok and self.failures != self.threshold:
+            # not yet unhealthy, or already said: no refresh, so a service that stays down
+            # goes stale after its ttl (and leaves a leased registry), as under the manual
+            # backend
+            return
         health = "passing" if ok else "critical"
         try:
             if self.store is None:
@@ -127,7 +131,7 @@ class Keeper:
             self.say("")
             print(f"tts-ops keeper: heartbeats of {self.record.id} resumed", file=sys.stderr,
                   flush=True)
-        if not ok and health == "critical" and self.failures == self.threshold:
+        if not ok:
             print(f"tts-ops keeper: {self.record.id} critical: {detail}", file=sys.stderr,
                   flush=True)
 
