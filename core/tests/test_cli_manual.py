@@ -375,6 +375,55 @@ def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
 
 
+def test_sigterm_to_top_gives_the_terminal_back(tmp_path):
+    """``kill`` of a running top: the terminal it put in cbreak mode is restored (echo and
+    line editing back), and it says why it ended."""
+    import os
+    import shlex
+    import shutil
+    import signal
+    import subprocess
+    import uuid
+
+    import psutil
+
+    from tts_ops.testing import wait_for
+
+    if shutil.which("tmux") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install tmux")
+        pytest.skip("tmux is not installed")
+    base, env = _started_dummy(tmp_path, "topterm")
+    session = f"top-{uuid.uuid4().hex[:8]}"
+    after = tmp_path / "stty.txt"
+    # the shell runs top, then records the terminal's modes once top has ended
+    script = (f"{shlex.join([*base, 'top', '--interval', '0.3'])}; echo exit=$?;"
+              f" stty -a > {shlex.quote(str(after))}; sleep 60")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "180", "-y", "30",
+                    "-e", "TTS_OPS_PLUGINS=manual", "sh", "-c", script], check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True).stdout
+
+    try:
+        wait_for(lambda: "topterm" in screen() and "running" in screen(), timeout=20,
+                 message="top showing topterm")
+        top = next(p for p in psutil.process_iter(["cmdline"])
+                   if p.info["cmdline"] and "top" in p.info["cmdline"]
+                   and str(tmp_path) in " ".join(p.info["cmdline"]))
+        top.send_signal(signal.SIGTERM)
+        wait_for(lambda: after.exists() and after.read_text(), timeout=20,
+                 message="top to end")
+        modes = after.read_text().split()
+        assert "icanon" in modes and "echo" in modes, modes  # not -icanon -echo
+        wait_for(lambda: "exit=143" in screen(), timeout=10, message="exit status")
+        assert "tts-ops: terminated" in screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
+
+
 def test_deploy_on_a_terminal_shows_live_progress_and_plain_lines_elsewhere(tmp_path):
     """Under tmux (a real terminal) the phase under way and the weights are drawn live and
     cleared; the finished phases stay as the same lines a pipe gets, with no escape codes."""

@@ -224,9 +224,12 @@ def top(app, interval: float, pm: str | None) -> None:
 
     from rich.live import Live
 
+    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+
     view = Top(app, pm, interval)
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
+    end_on_sigterm()  # SIGTERM must not leave the terminal in cbreak and the other screen
     try:
         tty.setcbreak(fd)
         view.refresh()
@@ -259,8 +262,9 @@ def top(app, interval: float, pm: str | None) -> None:
                     view.refresh()
                     next_refresh = time.monotonic() + interval
                 live.update(view.render(), refresh=True)
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, Terminated):
+            raise
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
