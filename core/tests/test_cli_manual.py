@@ -507,6 +507,7 @@ def test_live_progress_shows_the_canary_samples_and_error_rate():
     ["events", "-f"],
     ["discovery", "watch", "--from-start"],
     ["discovery", "monitor", "--interval", "0.2", "--json"],
+    ["web", "--port", "0"],
 ])
 def test_sigterm_ends_a_following_command_with_one_line(tmp_path, command):
     """``kill``, ``timeout`` or ``systemctl stop`` of a command that follows something:
@@ -518,7 +519,16 @@ def test_sigterm_ends_a_following_command_with_one_line(tmp_path, command):
     follower = subprocess.Popen([*base, *command], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
     try:
-        assert follower.stdout.readline()  # it is following (its first output came)
+        first = follower.stdout.readline()  # it is following (its first output came)
+        if command[0] == "web":  # and serving: uvicorn's own handling of SIGTERM is on
+            import urllib.request
+
+            from tts_ops.testing import wait_for
+
+            url = first.split()[2]
+            wait_for(lambda: urllib.request.urlopen(url, timeout=5).status == 200,
+                     timeout=20, message="the page served")
+        assert first
         follower.send_signal(signal.SIGTERM)
         _out, err = follower.communicate(timeout=20)
     finally:

@@ -65,6 +65,12 @@ def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str 
     loopback = _is_loopback(host)
     views = Views(app, pm, token, refresh_s)
     asgi = build(views, LOOPBACK_NAMES if loopback else None)
+    from tts_ops.cli.pipes import end_on_sigterm
+
+    # from before the address is printed: uvicorn shuts down gracefully on SIGTERM, then
+    # raises it again with the handler it found (ours), so the command ends with its one
+    # line instead of dying without a word
+    end_on_sigterm()
     where = f"[{host}]" if ":" in host else host
     mode = "actions need the token" if views.token else "read-only (no --token)"
     click.echo(f"tts-ops web: http://{where}:{sock.getsockname()[1]}/ ({mode})")
