@@ -123,3 +123,22 @@ def test_a_symlink_planted_as_the_log_file_is_refused(backend, supervisord, tmp_
         backend.start(svc)
     assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) == 0o600
     assert not list((supervisord.dir / "conf.d").glob(f"*{svc.name}*"))
+
+
+def test_the_keeper_program_reaches_supervisord_exactly(tmp_path):
+    """The heartbeat keeper's program, as supervisord reads it: its argv, its log, and the
+    user of tts-ops when that is not root."""
+    import pwd
+
+    from supervisor.datatypes import RestartUnconditionally
+    from tts_ops_supervisor.program import render_keeper
+
+    svc = service("x")
+    argv = ["/usr/bin/python3", "-m", "tts_ops.discovery.keeper", "/tmp/st ;x/keepers/x.json"]
+    [program] = parse_back(tmp_path, render_keeper(svc, argv, f"{tmp_path}/k;%.log", "nobody"))
+    assert shlex.split(program.command) == argv
+    assert program.stdout_logfile == f"{tmp_path}/k;%.log"
+    assert program.uid == pwd.getpwnam("nobody").pw_uid
+    assert program.autostart is False and program.autorestart is RestartUnconditionally
+    [as_root] = parse_back(tmp_path, render_keeper(svc, argv, f"{tmp_path}/k.log", None))
+    assert as_root.uid is None

@@ -154,7 +154,7 @@ class SupervisorBackend:
             return True
         spec_path = discovery_keeper_write(self.ctx.state_dir, service.name, spec)
         text = render_keeper(service, discovery_keeper_argv(spec_path),
-                             str(spec_path.with_suffix(".log")))
+                             str(spec_path.with_suffix(".log")), _invoking_user())
         try:
             if path.read_text() == text:
                 return False
@@ -512,6 +512,19 @@ class SupervisorBackend:
             if text:
                 *complete, partial = (partial + text).split("\n")
                 yield from complete
+
+
+def _invoking_user() -> str | None:
+    """The user running tts-ops, for the keeper's ``user=``; None for root. A supervisord
+    run by root would otherwise write this user's registry and state as root; one run by
+    this same user takes ``user=`` itself as a no-op."""
+    import os
+
+    if os.geteuid() == 0:
+        return None
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
 
 
 def _count_spawns(log: str, group: str, since: float) -> int:

@@ -38,14 +38,18 @@ def keeper_name(service: Any) -> str:
     return f"tts-ops_beat-{service.name}"
 
 
-def render_keeper(service: Any, argv: list[str], log_file: str) -> str:
+def render_keeper(service: Any, argv: list[str], log_file: str, user: str | None = None
+                  ) -> str:
     """The program of the service's heartbeat keeper (`tts_ops.discovery.keeper`), started
-    by tts-ops once the service is ready and stopped before it."""
+    by tts-ops once the service is ready and stopped before it. ``user``: who it runs as
+    (the user of tts-ops, whose registry and state dir it writes), when not supervisord's
+    own."""
     name = keeper_name(service)
     return "\n".join([
         "; Written by tts-ops: heartbeats of a service in discovery, while it runs.",
         f"[program:{name}]",
         "command=" + " ".join(_arg(a) for a in argv),
+        *([f"user={_plain(user, 'user')}"] if user else []),
         "autostart=false",
         "autorestart=true",
         "startsecs=1",
