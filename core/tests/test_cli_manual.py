@@ -330,85 +330,96 @@ def test_status_watch_follows_a_stop_and_ends_cleanly_on_ctrl_c(tmp_path):
     assert watch.returncode == 0 and "Traceback" not in err
 
 
+class Terminal:
+    """A detached tmux session: a real terminal for commands that draw on one."""
+
+    def __init__(self, *argv: str, width: int = 180, height: int = 30, plugins: str = "manual"):
+        import os
+        import shutil
+        import subprocess
+        import uuid
+
+        if shutil.which("tmux") is None:
+            if os.environ.get("CI"):
+                pytest.fail("CI must install tmux")
+            pytest.skip("tmux is not installed")
+        self.session = f"tty-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width),
+                        "-y", str(height), "-e", f"TTS_OPS_PLUGINS={plugins}", *argv],
+                       check=True)
+
+    def tmux(self, *args: str) -> None:
+        import subprocess
+
+        subprocess.run(["tmux", args[0], "-t", self.session, *args[1:]], check=True)
+
+    def screen(self) -> str:
+        import subprocess
+
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
+                              capture_output=True, text=True).stdout
+
+    def alive(self) -> bool:
+        import subprocess
+
+        return subprocess.run(["tmux", "has-session", "-t", self.session],
+                              capture_output=True).returncode == 0
+
+    def close(self) -> None:
+        import subprocess
+
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
 def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
     """In a real terminal (tmux): the service is listed with its state; s stops it, a starts
     it again, q quits."""
-    import os
-    import shutil
     import subprocess
-    import uuid
 
     from tts_ops.testing import wait_for
 
-    if shutil.which("tmux") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install tmux")
-        pytest.skip("tmux is not installed")
     base, env = _started_dummy(tmp_path, "topsvc")
-    session = f"top-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "180", "-y", "30",
-                    "-e", "TTS_OPS_PLUGINS=manual", *base, "top", "--interval", "0.3"],
-                   check=True)
-
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                              capture_output=True, text=True).stdout
+    term = Terminal(*base, "top", "--interval", "0.3")
 
     def row() -> str:
-        return next((line for line in screen().splitlines() if "topsvc" in line), "")
+        return next((line for line in term.screen().splitlines() if "topsvc" in line), "")
 
     try:
         try:
             wait_for(lambda: "running" in row(), timeout=20, message="topsvc running")
         except AssertionError:
-            raise AssertionError(screen()) from None
-        subprocess.run(["tmux", "send-keys", "-t", session, "s"], check=True)
+            raise AssertionError(term.screen()) from None
+        term.tmux("send-keys", "s")
         wait_for(lambda: "stopped" in row(), timeout=30, message="s to stop it")
-        subprocess.run(["tmux", "send-keys", "-t", session, "a"], check=True)
+        term.tmux("send-keys", "a")
         wait_for(lambda: "running" in row(), timeout=30, message="a to start it")
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        wait_for(lambda: subprocess.run(["tmux", "has-session", "-t", session],
-                                        capture_output=True).returncode != 0,
-                 timeout=10, message="q to quit")
+        term.tmux("send-keys", "q")
+        wait_for(lambda: not term.alive(), timeout=10, message="q to quit")
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        term.close()
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
 
 
 def test_sigterm_to_top_gives_the_terminal_back(tmp_path):
     """``kill`` of a running top: the terminal it put in cbreak mode is restored (echo and
     line editing back), and it says why it ended."""
-    import os
     import shlex
-    import shutil
     import signal
     import subprocess
-    import uuid
 
     import psutil
 
     from tts_ops.testing import wait_for
 
-    if shutil.which("tmux") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install tmux")
-        pytest.skip("tmux is not installed")
     base, env = _started_dummy(tmp_path, "topterm")
-    session = f"top-{uuid.uuid4().hex[:8]}"
     after = tmp_path / "stty.txt"
     # the shell runs top, then records the terminal's modes once top has ended
     script = (f"{shlex.join([*base, 'top', '--interval', '0.3'])}; echo exit=$?;"
               f" stty -a > {shlex.quote(str(after))}; sleep 60")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "180", "-y", "30",
-                    "-e", "TTS_OPS_PLUGINS=manual", "sh", "-c", script], check=True)
-
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                              capture_output=True, text=True).stdout
-
+    term = Terminal("sh", "-c", script)
     try:
-        wait_for(lambda: "topterm" in screen() and "running" in screen(), timeout=20,
-                 message="top showing topterm")
+        wait_for(lambda: "topterm" in term.screen() and "running" in term.screen(),
+                 timeout=20, message="top showing topterm")
         top = next(p for p in psutil.process_iter(["cmdline"])
                    if p.info["cmdline"] and "top" in p.info["cmdline"]
                    and str(tmp_path) in " ".join(p.info["cmdline"]))
@@ -417,10 +428,10 @@ def test_sigterm_to_top_gives_the_terminal_back(tmp_path):
                  message="top to end")
         modes = after.read_text().split()
         assert "icanon" in modes and "echo" in modes, modes  # not -icanon -echo
-        wait_for(lambda: "exit=143" in screen(), timeout=10, message="exit status")
-        assert "tts-ops: terminated" in screen()
+        wait_for(lambda: "exit=143" in term.screen(), timeout=10, message="exit status")
+        assert "tts-ops: terminated" in term.screen()
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        term.close()
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
 
 
@@ -429,16 +440,10 @@ def test_deploy_on_a_terminal_shows_live_progress_and_plain_lines_elsewhere(tmp_
     cleared; the finished phases stay as the same lines a pipe gets, with no escape codes."""
     import os
     import re
-    import shutil
     import subprocess
-    import uuid
 
     from tts_ops.testing import wait_for
 
-    if shutil.which("tmux") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install tmux")
-        pytest.skip("tmux is not installed")
     port = free_port()
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"services": [{
@@ -448,15 +453,11 @@ def test_deploy_on_a_terminal_shows_live_progress_and_plain_lines_elsewhere(tmp_
     env = {**os.environ, "TTS_OPS_PLUGINS": "manual,strategies"}
     recorded = tmp_path / "terminal.out"
     recorded.touch()  # tmux starts the pipe's cat on its own time; the file must exist first
-    session = f"dep-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40",
-                    "-e", "TTS_OPS_PLUGINS=manual,strategies"], check=True)
+    term = Terminal(width=160, height=40, plugins="manual,strategies")
     try:
-        subprocess.run(["tmux", "pipe-pane", "-t", session, "-o", f"cat >> {recorded}"],
-                       check=True)
+        term.tmux("pipe-pane", "-o", f"cat >> {recorded}")
         command = " ".join([*base, "deploy", "livedep", "--strategy", "blue_green"])
-        subprocess.run(["tmux", "send-keys", "-t", session, f"{command}; echo EXIT=$?",
-                        "Enter"], check=True)
+        term.tmux("send-keys", f"{command}; echo EXIT=$?", "Enter")
         wait_for(lambda: re.search(r"EXIT=\d", recorded.read_text(errors="replace")),
                  timeout=60, message="the deploy to finish")
         raw = recorded.read_text(errors="replace")
@@ -465,14 +466,13 @@ def test_deploy_on_a_terminal_shows_live_progress_and_plain_lines_elsewhere(tmp_
         # the live area: a spinner frame with the phase and its running time, the weights
         assert re.search(r"[\u2800-\u28ff]\s+livedep: start_new\s+\d+\.\ds", plain), plain
         assert re.search(r"^\s*weights\s+livedep@blue=100\s*$", plain, re.M), plain
-        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                capture_output=True, text=True).stdout
+        screen = term.screen()
         assert "ok   livedep: start_new" in screen
         assert not re.search(r"[\u2800-\u28ff]", screen)  # cleared when it ended
         piped = subprocess.run([*base, "deploy", "livedep", "--strategy", "blue_green"],
                                env=env, capture_output=True, text=True)
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        term.close()
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
     assert piped.returncode == 0, piped.stderr
     assert "ok   livedep: start_new" in piped.stdout and "\x1b" not in piped.stdout

@@ -82,14 +82,13 @@ _NAMES = {
     "HEALTH": "tts_ops.discovery.record",
     "discovery_heartbeat": "tts_ops.discovery.beat",
     # heartbeats for a service whose process manager sends none (systemd, supervisord)
-    "discovery_keeper_spec": "tts_ops.discovery.keeper",
-    "discovery_keeper_write": "tts_ops.discovery.keeper",
+    "discovery_keeper": "tts_ops.discovery.keeper",
     "discovery_keeper_remove": "tts_ops.discovery.keeper",
     "discovery_keeper_argv": "tts_ops.discovery.keeper",
 }
 _RENAMED = {"discovery_record": "record_for", "discovery_heartbeat": "beat",
-            "discovery_keeper_spec": "keeper_spec", "discovery_keeper_write": "write_spec",
-            "discovery_keeper_remove": "remove_spec", "discovery_keeper_argv": "keeper_argv",
+            "discovery_keeper": "prepare", "discovery_keeper_remove": "remove_spec",
+            "discovery_keeper_argv": "keeper_argv",
             "ROUTER_ROLE_LABEL": "ROLE_LABEL"}
 
 __all__ = sorted(_NAMES)

@@ -156,14 +156,10 @@ def monitor(app, interval, timeout, once, as_json) -> None:
     if once:
         tick(mon.run_once())
         return
-    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+    from tts_ops.cli.pipes import following
 
-    end_on_sigterm()
-    try:
+    with following():
         mon.run_forever(tick=tick)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            raise
 
 
 def _liveness(app):
@@ -217,16 +213,11 @@ def watch(app, service, as_json, from_start) -> None:
             click.echo(f"{change['seq']} {change['kind']} {change['id']}"
                        f" weight={rec.get('weight')} health={rec.get('health')}")
 
-    from tts_ops.cli.pipes import Terminated, end_on_sigterm, output_gone
+    from tts_ops.cli.pipes import following, output_gone
 
-    end_on_sigterm()
-    try:
+    with following():
         for change in registry.follow(seq, service, stop=output_gone):
             show(change)
             if change["seq"] > live_from and not registry.is_local(change["id"]):
                 app.host.emit("tts_ops_registry_changed", change=change)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            raise
-        return
-    raise BrokenPipeError  # the reader left: one line, as for any closed output
+        raise BrokenPipeError  # the reader left: one line, as for any closed output

@@ -81,54 +81,52 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
     for t in threads:
         t.start()
     running = len(threads)
-    from tts_ops.cli.pipes import end_on_sigterm, output_gone
 
-    if follow:
-        end_on_sigterm()
+    def handle(backend_name: str, event: Any) -> None:
+        if as_json:
+            click.echo(json.dumps({"backend": backend_name, **event.to_json()}))
+        else:
+            detail = event.reason or (f"exit {event.exit_code}" if event.exit_code is not None
+                                      else f"signal {event.exit_signal}"
+                                      if event.exit_signal else "")
+            click.echo(f"{event.ts:.3f} {event.service} {event.kind}"
+                       f"{f' pid {event.pid}' if event.pid else ''}"
+                       f"{f' ({detail})' if detail else ''}")
+        svc = by_name.get(event.service)
+        if svc is None or not follow or event.ts < since:
+            return  # history: printed, never dispatched again
+        hook = EVENT_HOOKS.get(event.kind)
+        if hook is not None:
+            state, ready = state_after(event.kind)
+            status = ServiceStatus(name=svc.name, backend=backend_name, state=state,
+                                   ready=ready, pid=event.pid,
+                                   restarts=event.restarts, exit_code=event.exit_code,
+                                   exit_signal=event.exit_signal, reason=event.reason,
+                                   host=svc.host, port=svc.port)
+            app.host.emit(hook, service=svc, backend=backend_name, status=status,
+                          reason=event.reason or event.kind, exit_code=event.exit_code,
+                          exit_signal=event.exit_signal)
+        if event.kind in ("unhealthy", "healthy"):
+            old, new = ("passing", "critical") if event.kind == "unhealthy" else (
+                "critical", "passing")
+            app.host.emit("tts_ops_service_health_changed", service=svc,
+                          instance=svc.name, old=old, new=new, detail=event.reason or "")
+
+    from tts_ops.cli.pipes import following, output_gone
+
     try:
-        while running:
-            try:
-                backend_name, event = out.get(timeout=0.5)
-            except queue.Empty:
-                if output_gone():  # | head: the reader left while nothing happened
-                    stop.set()
-                    raise BrokenPipeError from None
-                continue
-            if event is None:
-                running -= 1
-                continue
-            if as_json:
-                click.echo(json.dumps({"backend": backend_name, **event.to_json()}))
-            else:
-                detail = event.reason or (f"exit {event.exit_code}" if event.exit_code is not None
-                                          else f"signal {event.exit_signal}"
-                                          if event.exit_signal else "")
-                click.echo(f"{event.ts:.3f} {event.service} {event.kind}"
-                           f"{f' pid {event.pid}' if event.pid else ''}"
-                           f"{f' ({detail})' if detail else ''}")
-            svc = by_name.get(event.service)
-            if svc is None or not follow or event.ts < since:
-                continue  # history: printed, never dispatched again
-            hook = EVENT_HOOKS.get(event.kind)
-            if hook is not None:
-                state, ready = state_after(event.kind)
-                status = ServiceStatus(name=svc.name, backend=backend_name, state=state,
-                                       ready=ready, pid=event.pid,
-                                       restarts=event.restarts, exit_code=event.exit_code,
-                                       exit_signal=event.exit_signal, reason=event.reason,
-                                       host=svc.host, port=svc.port)
-                app.host.emit(hook, service=svc, backend=backend_name, status=status,
-                              reason=event.reason or event.kind, exit_code=event.exit_code,
-                              exit_signal=event.exit_signal)
-            if event.kind in ("unhealthy", "healthy"):
-                old, new = ("passing", "critical") if event.kind == "unhealthy" else (
-                    "critical", "passing")
-                app.host.emit("tts_ops_service_health_changed", service=svc,
-                              instance=svc.name, old=old, new=new, detail=event.reason or "")
-    except KeyboardInterrupt as exc:
-        from tts_ops.cli.pipes import Terminated
-
-        if isinstance(exc, Terminated):
-            raise
+        with following(sigterm=follow):
+            while running:
+                try:
+                    backend_name, event = out.get(timeout=0.5)
+                except queue.Empty:
+                    if output_gone():  # | head: the reader left while nothing happened
+                        stop.set()
+                        raise BrokenPipeError from None
+                    continue
+                if event is None:
+                    running -= 1
+                    continue
+                handle(backend_name, event)
     finally:
         stop.set()

@@ -82,17 +82,13 @@ def tail(app, name: str, lines: int, follow: bool, pm: str | None) -> None:
     """Show the last lines of a service's log, and follow it with -f."""
     svc = app.runtime(app.services((name,), False))[0]
     backend = app.backend(app.choose_backend(svc, pm))
-    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+    from tts_ops.cli.pipes import following
 
-    if follow:
-        end_on_sigterm()
     found = iter(backend.logs(svc, lines, follow))
     try:
-        for line in found:
-            click.echo(line)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            raise
+        with following(sigterm=follow):
+            for line in found:
+                click.echo(line)
     finally:  # a generator's own cleanup (a journalctl -f it runs) now, not at exit
         close = getattr(found, "close", None)
         if close is not None:
@@ -290,11 +286,7 @@ def monitor(app, names, error_rate, pattern, latency_p95, window, duration, as_j
             click.echo(f"{when} ALERT {a['service']} {a['kind']}: {a['message']}")
 
     mon = LogMonitor(sources, Thresholds(rate, regex, latency_p95, window), alert)
-    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+    from tts_ops.cli.pipes import following
 
-    end_on_sigterm()
-    try:
+    with following():
         mon.run(duration)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            raise

@@ -215,18 +215,14 @@ def status(app, names, pm, as_json, watch, interval) -> None:
         return
     import time
 
-    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+    from tts_ops.cli.pipes import following
 
-    end_on_sigterm()
-    try:
+    with following():
         while True:
             if not as_json:
                 click.echo(time.strftime("--- %Y-%m-%d %H:%M:%S"))
             _status_once(app, names, pm, as_json, compact=True)
             time.sleep(interval)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            raise
 
 
 def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:

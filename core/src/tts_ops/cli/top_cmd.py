@@ -11,7 +11,6 @@ Drawn with rich; needs a terminal (``status --watch`` is the non-interactive cou
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -224,47 +223,45 @@ def top(app, interval: float, pm: str | None) -> None:
 
     from rich.live import Live
 
-    from tts_ops.cli.pipes import Terminated, end_on_sigterm
+    from tts_ops.cli.pipes import following
 
     view = Top(app, pm, interval)
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
-    end_on_sigterm()  # SIGTERM must not leave the terminal in cbreak and the other screen
-    try:
-        tty.setcbreak(fd)
-        view.refresh()
-        with Live(view.render(), auto_refresh=False, screen=True) as live:
-            next_refresh = time.monotonic() + interval
-            while True:
-                key = _key(fd, max(0.0, next_refresh - time.monotonic()))
-                if key == "q":
-                    return
-                if key == "up":
-                    view.selected = max(0, view.selected - 1)
-                elif key == "down":
-                    view.selected = min(len(view.rows) - 1, view.selected + 1)
-                elif key in ("r", "s", "a"):
-                    view.message = "working ..."
-                    live.update(view.render(), refresh=True)
-                    view.act({"r": "restart", "s": "stop", "a": "start"}[key])
-                    view.refresh()
-                elif key == "l" and view.rows:
-                    live.stop()
-                    termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-                    import subprocess
+    # SIGTERM must not leave the terminal in cbreak mode on the other screen
+    with following():
+        try:
+            tty.setcbreak(fd)
+            view.refresh()
+            with Live(view.render(), auto_refresh=False, screen=True) as live:
+                next_refresh = time.monotonic() + interval
+                while True:
+                    key = _key(fd, max(0.0, next_refresh - time.monotonic()))
+                    if key == "q":
+                        return
+                    if key == "up":
+                        view.selected = max(0, view.selected - 1)
+                    elif key == "down":
+                        view.selected = min(len(view.rows) - 1, view.selected + 1)
+                    elif key in ("r", "s", "a"):
+                        view.message = "working ..."
+                        live.update(view.render(), refresh=True)
+                        view.act({"r": "restart", "s": "stop", "a": "start"}[key])
+                        view.refresh()
+                    elif key == "l" and view.rows:
+                        live.stop()
+                        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+                        import subprocess
 
-                    with contextlib.suppress(KeyboardInterrupt):
-                        subprocess.run([*view.app.argv(), "logs", view.rows[view.selected][0].name,
-                                        "-f"])
-                    tty.setcbreak(fd)
-                    live.start()
-                if time.monotonic() >= next_refresh:
-                    view.refresh()
-                    next_refresh = time.monotonic() + interval
-                live.update(view.render(), refresh=True)
-    except KeyboardInterrupt as exc:
-        if isinstance(exc, Terminated):
-            raise
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+                        name = view.rows[view.selected][0].name
+                        with following(sigterm=False):  # Ctrl-C ends the log, not top
+                            subprocess.run([*view.app.argv(), "logs", name, "-f"])
+                        tty.setcbreak(fd)
+                        live.start()
+                    if time.monotonic() >= next_refresh:
+                        view.refresh()
+                        next_refresh = time.monotonic() + interval
+                    live.update(view.render(), refresh=True)
+        finally:
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 

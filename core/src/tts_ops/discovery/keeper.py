@@ -71,6 +71,17 @@ def write_spec(state_dir: Path, name: str, spec: dict[str, Any]) -> Path:
     return path
 
 
+def prepare(state_dir: Path, service: Any, discovery: dict[str, Any] | None, backend: str
+            ) -> Path | None:
+    """The spec file of ``service``'s keeper, written when it changed; None (and no spec
+    left behind) when the service needs none. What a backend calls at every install."""
+    spec = keeper_spec(service, discovery, backend)
+    if spec is None:
+        remove_spec(state_dir, service.name)
+        return None
+    return write_spec(state_dir, service.name, spec)
+
+
 def remove_spec(state_dir: Path, name: str) -> None:
     try:
         (Path(state_dir) / KEEPER_DIR / f"{name}.json").unlink()

@@ -121,10 +121,8 @@ class SupervisorBackend:
             private_dir(Path(log_file).parent, 0o750)
         text = render(service, log_file, autostart=autostart,
                       state_dir=str(self.ctx.state_dir))
-        if text == old and path.stat().st_mode & 0o777 == PRIVATE:
+        if not _replace(path, text, old):  # it holds the env values: 0600
             return False, ""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, text.encode(), PRIVATE)  # it holds the env values
         import difflib  # a changed program only
 
         diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
@@ -136,38 +134,31 @@ class SupervisorBackend:
         file changed. supervisord sends no heartbeat of its own: without a keeper a
         service's record would go stale after its ttl (and a leased registry such as etcd
         would delete it)."""
-        from tts_ops.plugin import (
-            discovery_keeper_argv,
-            discovery_keeper_remove,
-            discovery_keeper_spec,
-            discovery_keeper_write,
-        )
+        from tts_ops.plugin import discovery_keeper, discovery_keeper_argv
 
         path = self._program_path(service).with_name(f"{keeper_name(service)}.conf")
-        spec = discovery_keeper_spec(service, self.ctx.options.get("discovery"), self.name)
-        if spec is None:
-            discovery_keeper_remove(self.ctx.state_dir, service.name)
+        spec_file = discovery_keeper(self.ctx.state_dir, service,
+                                     self.ctx.options.get("discovery"), self.name)
+        if spec_file is None:
             try:
                 path.unlink()
             except FileNotFoundError:
                 return False
             return True
-        spec_path = discovery_keeper_write(self.ctx.state_dir, service.name, spec)
-        text = render_keeper(service, discovery_keeper_argv(spec_path),
-                             str(spec_path.with_suffix(".log")), _invoking_user())
+        text = render_keeper(service, discovery_keeper_argv(spec_file),
+                             str(spec_file.with_suffix(".log")), _invoking_user())
         try:
-            if path.read_text() == text:
-                return False
+            old = path.read_text()
         except FileNotFoundError:
-            pass
-        atomic_write_bytes(path, text.encode(), PRIVATE)
-        return True
+            old = ""
+        return _replace(path, text, old)
 
-    def _keeper_call(self, client: Client, service: Any, method: str) -> None:
-        """Start or stop the keeper; nothing when it has none or it already is so."""
+    def _keeper(self, client: Client, service: Any, *, start: bool) -> None:
+        """Start or stop (waiting) the keeper; nothing when it has none or already is so."""
         name = keeper_name(service)
+        method = "supervisor.startProcess" if start else "supervisor.stopProcess"
         try:
-            self._call(client, method, f"{name}:{name}", method.endswith("stopProcess"))
+            self._call(client, method, f"{name}:{name}", not start)
         except RpcFault as exc:
             if exc.name not in ("ALREADY_STARTED", "NOT_RUNNING", "BAD_NAME"):
                 raise OperationFailed(f"{service.name}: its heartbeat keeper: {exc}") from None
@@ -176,7 +167,7 @@ class SupervisorBackend:
                       changed: list[str], removed: list[str]) -> None:
         name = keeper_name(service)
         if name in changed or name in removed:
-            self._keeper_call(client, service, "supervisor.stopProcess")
+            self._keeper(client, service, start=False)
             self._call(client, "supervisor.removeProcessGroup", name)
         if name in changed or name in added:
             try:
@@ -219,7 +210,7 @@ class SupervisorBackend:
     def uninstall(self, service: Any) -> None:
         client = self.client(service)
         group = program_name(service)
-        self._keeper_call(client, service, "supervisor.stopProcess")
+        self._keeper(client, service, start=False)
         self._stop_group(client, service)
         for name in (group, keeper_name(service)):
             try:
@@ -295,7 +286,7 @@ class SupervisorBackend:
         self.install(service)
         procs = self._processes(client, service)
         if procs and all(p["statename"] == "RUNNING" for p in procs) and self._ready_now(service):
-            self._keeper_call(client, service, "supervisor.startProcess")
+            self._keeper(client, service, start=True)
             return self._status(service, procs, None)
         self._check_command(service)
         from tts_ops.sockets import SocketUnavailable, hold_for  # socket: not for a status
@@ -318,7 +309,7 @@ class SupervisorBackend:
                 self._start_failed(client, service, self._explain(client, service, exc),
                                    stop=cannot_run)
         self._wait_ready(client, service)
-        self._keeper_call(client, service, "supervisor.startProcess")
+        self._keeper(client, service, start=True)
         status = self.status([service])[0]
         return status
 
@@ -405,7 +396,7 @@ class SupervisorBackend:
     def stop(self, service: Any, *, force: bool = False) -> ServiceStatus:
         client = self.client(service)
         # the keeper first: a heartbeat after the CLI deregistered would register it again
-        self._keeper_call(client, service, "supervisor.stopProcess")
+        self._keeper(client, service, start=False)
         if self._known(client, service):
             self._stop_group(client, service, force=force)
         self._remember(service, failure=None)
@@ -512,6 +503,16 @@ class SupervisorBackend:
             if text:
                 *complete, partial = (partial + text).split("\n")
                 yield from complete
+
+
+def _replace(path: Path, text: str, old: str) -> bool:
+    """Write ``text`` to ``path`` (0600, atomically) unless ``old``, what it holds, is the
+    same and its mode right; whether it was written."""
+    if text == old and path.stat().st_mode & 0o777 == PRIVATE:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode(), PRIVATE)
+    return True
 
 
 def _invoking_user() -> str | None:

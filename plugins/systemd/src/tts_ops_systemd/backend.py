@@ -117,7 +117,7 @@ class SystemdBackend:
                         self.ctx.state_dir)
 
     def install(self, service: Any) -> str | None:
-        """Write the unit and reload; returns a diff when an existing unit changed."""
+        """Write the unit (and its keeper's) and reload; a diff when an existing unit changed."""
         ctl = self._ctl(service)
         self._require(ctl)
         plan = self.plan(service)
@@ -130,70 +130,54 @@ class SystemdBackend:
                 from tts_ops.logwriter import claim_log_file
 
                 claim_log_file(plan.log_file, plan.service.name)
-        path = ctl.unit_dir() / plan.unit_name
+        changed, old = self._write_unit(ctl, plan.unit_name, text)  # Environment=: secrets
+        if changed or keeper_changed:
+            self._reload(ctl)
+        if not changed or old is None:
+            return None
+        import difflib
+
+        path = str(ctl.unit_dir() / plan.unit_name)
+        return "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
+                                            path, path))
+
+    def _write_unit(self, ctl: Systemctl, name: str, text: str) -> tuple[bool, str | None]:
+        """Write unit ``name`` (0600) unless it already says ``text``: (whether it was
+        written, what it said before, None when new)."""
+        path = ctl.unit_dir() / name
         try:
-            old = path.read_text()
+            old: str | None = path.read_text()
         except FileNotFoundError:
             old = None
         except PermissionError:
             raise OperationFailed(f"cannot read {path}: permission denied; use --scope user or"
                                   " run as root") from None
         if old == text and path.stat().st_mode & 0o777 == PRIVATE:
-            if keeper_changed:
-                self._reload(ctl)
-            return None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, text.encode(), PRIVATE)  # Environment= holds secrets
-        except PermissionError:
-            raise OperationFailed(f"cannot write {path}: permission denied; use --scope user"
-                                  " or run as root") from None
-        self._reload(ctl)
-        if old is None:
-            return None
-        import difflib
-
-        return "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True),
-                                            str(path), str(path)))
-
-    def _install_keeper(self, plan: UnitPlan, ctl: Systemctl) -> bool:
-        """Write (or remove) the unit of the service's heartbeat keeper; whether it changed.
-
-        systemd sends no heartbeat of its own: without a keeper a service's record would
-        go stale after its ttl (and be deleted by a leased registry such as etcd)."""
-        from tts_ops.plugin import (
-            discovery_keeper_remove,
-            discovery_keeper_spec,
-            discovery_keeper_write,
-        )
-
-        svc = plan.service
-        path = ctl.unit_dir() / plan.keeper_unit
-        spec = discovery_keeper_spec(svc, self.ctx.options.get("discovery"), self.name)
-        if spec is None:
-            discovery_keeper_remove(self.ctx.state_dir, svc.name)
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                return False
-            return True
-        plan.keeper = discovery_keeper_write(self.ctx.state_dir, svc.name, spec)
-        text = render_keeper(plan)
-        try:
-            if path.read_text() == text:
-                return False
-        except FileNotFoundError:
-            pass
-        except PermissionError:
-            raise OperationFailed(f"cannot read {path}: permission denied; use --scope user or"
-                                  " run as root") from None
+            return False, old
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, text.encode(), PRIVATE)
         except PermissionError:
             raise OperationFailed(f"cannot write {path}: permission denied; use --scope user"
                                   " or run as root") from None
-        return True
+        return True, old
+
+    def _install_keeper(self, plan: UnitPlan, ctl: Systemctl) -> bool:
+        """Write (or remove) the unit of the service's heartbeat keeper; whether it changed.
+
+        systemd sends no heartbeat of its own: without a keeper a service's record would
+        go stale after its ttl (and be deleted by a leased registry such as etcd)."""
+        from tts_ops.plugin import discovery_keeper
+
+        plan.keeper = discovery_keeper(self.ctx.state_dir, plan.service,
+                                       self.ctx.options.get("discovery"), self.name)
+        if plan.keeper is None:
+            try:
+                (ctl.unit_dir() / plan.keeper_unit).unlink()
+            except FileNotFoundError:
+                return False
+            return True
+        return self._write_unit(ctl, plan.keeper_unit, render_keeper(plan))[0]
 
     def _keeper_units(self, service: Any, ctl: Systemctl) -> list[str]:
         """The keeper's unit when one is installed (a stop takes it down with the service)."""
@@ -300,19 +284,10 @@ class SystemdBackend:
 
         owner = service.owner
         sleep = shutil.which("sleep") or "/bin/sleep"
-        changed = False
-        for name, text in ((socket_unit(owner), render_socket(owner, *shared)),
-                           (holder_unit(owner), render_holder(owner, sleep))):
-            path = ctl.unit_dir() / name
-            try:
-                same = path.read_text() == text
-            except FileNotFoundError:
-                same = False
-            if not same:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(path, text.encode(), PRIVATE)
-                changed = True
-        if changed:  # a new address is bound when the socket next starts (after a stop)
+        written = [self._write_unit(ctl, name, text)[0] for name, text in (
+            (socket_unit(owner), render_socket(owner, *shared)),
+            (holder_unit(owner), render_holder(owner, sleep)))]
+        if any(written):  # a new address is bound when the socket next starts (after a stop)
             self._reload(ctl)
         proc = ctl.run("start", socket_unit(owner), holder_unit(owner), check=False)
         if proc.returncode != 0:
