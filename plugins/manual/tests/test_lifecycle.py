@@ -394,3 +394,35 @@ def test_the_long_line_check_says_what_the_regex_says():
         assert has_long_line(data, limit) == (regex.search(data) is not None)
 
     check()
+
+
+def test_stop_works_on_a_full_state_disk(tiny_disk, tmp_path):
+    """A full disk is when an operator stops things: the record of the intent (for the
+    orchestration monitor) cannot be written, and the stop goes on with a warning."""
+    import json
+    import subprocess
+
+    from tts_ops.testing import DUMMY, free_port
+
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": "full", "port": port, "notify": True, "process_manager": "manual",
+        "log_file": str(tmp_path / "full.log"), "command": [*DUMMY, "--port", str(port)]}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tiny_disk / "state")]
+    started = subprocess.run([*base, "start"], capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    pid = json.loads(subprocess.run([*base, "status", "--json"], capture_output=True,
+                                    text=True).stdout)[0]["pid"]
+    fill(tiny_disk)
+    try:
+        stopped = subprocess.run([*base, "stop", "--all"], capture_output=True, text=True,
+                                 timeout=60)
+    finally:
+        (tiny_disk / "filler").unlink()
+        subprocess.run([*base, "stop", "--all"], capture_output=True, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "tts-ops: warning: cannot record that full was stopped" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert not psutil.pid_exists(pid)

@@ -228,7 +228,20 @@ class App:
         from tts_ops.config.paths import ensure_writable_dir
 
         ensure_writable_dir(self.state_dir)
-        intent.record(self.state_dir, [s.name for s in services], wanted)
+        try:
+            intent.record(self.state_dir, [s.name for s in services], wanted)
+        except OSError as exc:
+            from tts_ops.logwriter import DISK_ERRORS
+
+            if wanted != intent.STOPPED or exc.errno not in DISK_ERRORS:
+                raise
+            # a full disk is when an operator stops things: the record only tells the
+            # orchestration monitor not to start them again, so it must not prevent the stop
+            import sys
+
+            print(f"tts-ops: warning: cannot record that {', '.join(s.name for s in services)}"
+                  f" was stopped ({exc.strerror}); the orchestration monitor may start it"
+                  " again", file=sys.stderr)
 
     def recover_deploys(self) -> None:
         """Finish (complete or reverse) deploys whose process died; say so in one line each."""
