@@ -354,9 +354,17 @@ def test_an_interrupted_deploy_ends_with_the_old_release_serving_and_nothing_hid
     stderr = proc.stderr.read()
     if how == "SIGKILL":
         assert proc.returncode == -9
-        # the next command finds the dead deploy's journal and reverses it, in one line
+        # a read-only command says so and changes nothing: both generations still run
+        pids = {r["name"]: r["pid"] for r in env.status()}
         status = env.cli("status", "--json")
-        assert "was interrupted" in status.stderr and "rolled back" in status.stderr
+        assert "was interrupted" in status.stderr and "tts-ops recover" in status.stderr
+        assert {r["name"]: r["pid"] for r in json.loads(status.stdout)} == pids
+        assert set(pids) == during and all(pids.values())
+        # recover finds the dead deploy's journal and reverses it, in one line
+        recovered = env.cli("recover")
+        assert recovered.exit_code == 0, recovered.stderr
+        assert "was interrupted" in recovered.stderr and "rolled back" in recovered.stderr
+        assert "was interrupted" not in env.cli("status").stderr
     else:
         assert proc.returncode == 1, stderr
         why = "its output was closed" if how == "closed-stdout" else how
@@ -385,7 +393,12 @@ def test_a_killed_direct_deploy_is_reversed_to_the_release_that_served(env):
     proc.kill()
     proc.wait(timeout=30)
     status = env.cli("status", "--json")
-    assert "was interrupted" in status.stderr and "rolled back" in status.stderr
+    assert "was interrupted" in status.stderr and "rolled back" not in status.stderr
+    # any command that changes the service finishes it first: here a start
+    started = env.cli("start", "tts")
+    assert started.exit_code == 0, started.stderr
+    assert "was interrupted" in started.stderr and "rolled back" in started.stderr
+    status = env.cli("status", "--json")
     [row] = json.loads(status.stdout)
     assert row["state"] == "running"
     environ = psutil.Process(row["pid"]).environ()
@@ -512,3 +525,50 @@ def test_the_reference_servers_options_pass_through_the_config(env, tmp_path):
     out = run_cli(["-c", str(bad), "config", "validate"])
     assert out.exit_code == 2
     assert "services[0].workers" in out.stderr and "services[0].wyoming_port" in out.stderr
+
+
+def _servers_of(state) -> set[int]:
+    """Every process a supervisor of this state dir runs (the servers on the address)."""
+    import psutil
+
+    out = set()
+    for pid in _supervisors(state):
+        try:  # not the supervisor's own forks (its heartbeat writer)
+            out |= {c.pid for c in psutil.Process(pid).children()
+                    if "tts_ops_manual.supervise" not in c.cmdline()}
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+@pytest.mark.slow
+def test_an_interrupted_restart_at_any_point_leaves_no_process_status_does_not_list(env):
+    """SIGTERM or SIGINT at 12 points of a zero-downtime restart (0.5 s to 2.5 s in): the
+    slot being started is rolled back whatever its start reached, so every server that
+    runs is one `status` lists, and `stop --all` then `start` work (no address held)."""
+    env.write(deploy={**env.service["deploy"], "drain_seconds": 0.3})
+    assert env.cli("start", "tts").exit_code == 0
+    points = [0.5 + i * 2.0 / 11 for i in range(12)]
+    for i, delay in enumerate(points):
+        proc = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg),
+                                 "--state-dir", str(env.state), "restart", "tts"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            proc.wait(timeout=delay)  # the interruption point (the restart may end first)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM if i % 2 == 0 else signal.SIGINT)
+        _out, err = proc.communicate(timeout=90)
+        assert "Traceback" not in err, err
+        listed = {r["pid"] for r in env.status() if r["pid"]}
+        running = _servers_of(env.state)
+        assert running <= listed, (delay, err, running, listed)
+        supervisors = set(_supervisors(env.state))
+        import psutil
+
+        roots = {p for p in supervisors if psutil.Process(p).ppid() not in supervisors}
+        assert len(roots) == len(listed), (delay, err)
+    assert env.cli("stop", "--all").exit_code == 0
+    assert _supervisors(env.state) == []
+    started = env.cli("start", "tts")
+    assert started.exit_code == 0, started.stderr
+    assert env.cli("stop", "--all").exit_code == 0

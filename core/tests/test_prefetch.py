@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zlib
 
 import pytest
 
@@ -81,7 +80,37 @@ def test_plans_are_kept_for_the_latest_command_lines_only(tmp_path, monkeypatch)
     assert sorted(p.name for p in directory.iterdir()) == ["2.plan", "3.plan", "4.plan"]
 
 
-def test_the_plan_name_is_the_keys_checksum(tmp_path):
+def test_the_plan_name_is_the_keys_digest(tmp_path):
     key, plan = _plan_path(tmp_path, ["status"])
-    assert os.path.basename(plan) == f"{zlib.crc32(key.encode()):08x}.plan"
+    assert os.path.basename(plan) == f"{key[:8]}.plan"
     assert plan.startswith(str(tmp_path))
+
+
+def test_a_plan_holds_no_environment_value(tmp_path):
+    """The key is a digest of the environment: the token and the etcd password that the
+    environment holds are never written to the state dir."""
+    secret = "s3cret-" + os.urandom(8).hex()
+    env = {**_env(tmp_path), "TTS_OPS_WEB_TOKEN": secret, "TTS_OPS_ETCD_PASSWORD": secret}
+    code = ("from tts_ops import prefetch; prefetch.start(['status']);"
+            " prefetch._wanted.append(['systemctl', 'show', 'x.service'])")
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, check=True)
+    [plan] = (tmp_path / "cache" / "prefetch").iterdir()
+    body = plan.read_bytes()
+    assert b"systemctl\0show\0x.service" in body  # the plan was written
+    assert secret.encode() not in body and b"TTS_OPS_WEB_TOKEN" not in body
+
+
+@pytest.mark.parametrize(("age", "answer"), [(0.0, "early"), (prefetch.FRESH_S + 1, "now")])
+def test_an_answer_started_long_ago_is_not_used(monkeypatch, age, answer):
+    """``web`` asks minutes after it started: a query started then is not its answer (the
+    early process says "early"; a query run now says "now")."""
+    import time
+
+    argv = [sys.executable, "-c", "print('now')"]
+    early = subprocess.Popen([sys.executable, "-c", "print('early')"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    monkeypatch.setattr(prefetch, "_environ", dict(os.environ))
+    monkeypatch.setattr(prefetch, "_key", None)
+    monkeypatch.setattr(prefetch, "_early", {tuple(argv): (time.monotonic() - age, early)})
+    assert prefetch.run(argv, 30).stdout == f"{answer}\n"
+    early.wait(timeout=30)

@@ -76,6 +76,7 @@ _NAMES = {
     "FileSink": "tts_ops.logs.sinks",
     # what backends need of the core's config and discovery
     "ensure_writable_dir": "tts_ops.config.paths",
+    "with_overrides": "tts_ops.config.models",  # a service under one environment's overrides
     "discovery_record": "tts_ops.discovery.autoregister",
     # registry stores
     "InstanceRecord": "tts_ops.discovery.record",

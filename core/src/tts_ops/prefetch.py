@@ -22,8 +22,9 @@ from one. Standard library only.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
-import zlib
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,7 +37,9 @@ _key: str | None = None  # this invocation's key, once `start` ran
 _plan_file: str | None = None
 _planned: list[list[str]] = []  # what the plan said
 _wanted: list[list[str]] = []  # what `run` was asked this time
-_early: dict[tuple[str, ...], subprocess.Popen] = {}
+_early: dict[tuple[str, ...], tuple[float, subprocess.Popen]] = {}
+#: an answer started longer ago than this is not used (``web`` asks minutes later)
+FRESH_S = 2.0
 _environ: dict[str, str] = {}
 
 
@@ -46,9 +49,11 @@ def start(argv: list[str]) -> None:
     global _key, _plan_file
     try:
         state_dir = _state_dir(argv)
-        _key = "\0".join([PLAN_VERSION, os.getcwd(), str(os.geteuid()), *argv, "\0env",
-                          *(f"{k}={v}" for k, v in sorted(os.environ.items()))])
-        name = f"{zlib.crc32(_key.encode()):08x}.plan"
+        # a digest, never the values: the environment holds secrets (TTS_OPS_WEB_TOKEN)
+        _key = hashlib.sha256("\0".join([
+            PLAN_VERSION, os.getcwd(), str(os.geteuid()), *argv, "\0env",
+            *(f"{k}={v}" for k, v in sorted(os.environ.items()))]).encode()).hexdigest()
+        name = f"{_key[:8]}.plan"
         _plan_file = os.path.join(state_dir, "cache", "prefetch", name)
         _planned[:] = _read_plan(_plan_file, _key)
     except Exception:  # an unreadable plan is no plan, never the end of the command
@@ -62,9 +67,9 @@ def start(argv: list[str]) -> None:
     _environ.update(os.environ)
     for query in _planned:
         try:
-            _early[tuple(query)] = subprocess.Popen(
+            _early[tuple(query)] = (time.monotonic(), subprocess.Popen(
                 query, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True)
+                stderr=subprocess.PIPE, text=True))
         except OSError:
             continue
 
@@ -77,9 +82,9 @@ def run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
 
     if _key is not None and read_only(argv) and list(argv) not in _wanted:
         _wanted.append(list(argv))
-    proc = _early.pop(tuple(argv), None)
+    began, proc = _early.pop(tuple(argv), (0.0, None))
     if proc is not None:
-        if dict(os.environ) == _environ:
+        if dict(os.environ) == _environ and time.monotonic() - began <= FRESH_S:
             try:
                 out, err = proc.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -87,14 +92,14 @@ def run(argv: list[str], timeout: float) -> subprocess.CompletedProcess:
                 proc.communicate()
                 raise subprocess.TimeoutExpired(argv, timeout) from None
             return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-        _kill(proc)  # the environment changed since: its answer may not be this one's
+        _kill(proc)  # the environment changed since, or it is old: not this one's answer
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
 
 def invalidate() -> None:
     """Drop every answer started early: the caller is about to change what they report."""
     while _early:
-        _kill(_early.popitem()[1])
+        _kill(_early.popitem()[1][1])
 
 
 def read_only(argv: list[str]) -> bool:
@@ -140,7 +145,7 @@ def _state_dir(argv: list[str]) -> str:
 
 
 def _encode(key: str, queries: list[list[str]]) -> bytes:
-    return "\n".join([key.replace("\n", "\\n"), *("\0".join(q) for q in queries)]).encode()
+    return "\n".join([key, *("\0".join(q) for q in queries)]).encode()
 
 
 def _read_plan(path: str, key: str) -> list[list[str]]:
@@ -154,7 +159,7 @@ def _read_plan(path: str, key: str) -> list[list[str]]:
         return []
     with os.fdopen(fd, "rb") as fh:
         lines = fh.read(1 << 20).decode().split("\n")
-    if lines[0] != key.replace("\n", "\\n"):
+    if lines[0] != key:
         return []  # another invocation's plan under the same name
     queries = [line.split("\0") for line in lines[1:] if line]
     return [q for q in queries if read_only(q)]

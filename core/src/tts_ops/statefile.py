@@ -147,14 +147,92 @@ def append_line(path: Path, line: str, mode: int = PRIVATE) -> None:
         os.close(fd)
 
 
-def read_json(path: Path) -> Any | None:
-    """The parsed file, or None when it does not exist. Corrupt files raise ValueError."""
+class UntrustedState(ConfigError):
+    """State another user wrote or may write: never read, whatever it says (exit 2)."""
+
+
+def owner_name(uid: int) -> str:
+    import pwd
+
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def trusted_uid(uid: int) -> bool:
+    """Files of ours or root's: nobody else may decide what tts-ops reads as its state."""
+    return uid in (os.geteuid(), 0)
+
+
+def read_json(path: Path) -> Any | None:
+    """The parsed file, or None when it does not exist. Corrupt files raise ValueError.
+
+    State decides what runs (a manifest holds a command), so the file must be a regular
+    file of ours (or root's) that no one else may write, reached without a symlink in its
+    last component; anything else raises `UntrustedState` before a byte is parsed.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UntrustedState(f"{path}: is a symbolic link; tts-ops reads its state only"
+                                 " from its own files: remove it") from None
+        raise
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UntrustedState(f"{path}: is not a regular file; remove it")
+        if not trusted_uid(st.st_uid):
+            raise UntrustedState(f"{path}: belongs to {owner_name(st.st_uid)}, not to"
+                                 f" {owner_name(os.geteuid())}; tts-ops does not read state"
+                                 " another user wrote: remove it or choose another --state-dir")
+        if st.st_mode & 0o022:
+            raise UntrustedState(f"{path}: other users may write to it (mode"
+                                 f" {st.st_mode & 0o7777:04o}); remove it or run chmod go-w")
+        os.set_blocking(fd, True)
+        raw = fh.read()
     return json.loads(raw)
+
+
+def untrusted_path(path: Path | str) -> str | None:
+    """Why ``path`` (a directory tts-ops keeps state in) cannot be trusted, or None.
+
+    Every existing component, and every component of where its symlinks lead, must belong
+    to us or root; a directory on the way that others may write must be sticky (``/tmp``),
+    and the last one no one else may write at all. Whoever could rename or replace a
+    component could plant the journal or manifest a later command acts on.
+    """
+    seen: set[str] = set()
+    todo = [os.path.abspath(path)]
+    while todo:
+        target = todo.pop()
+        if target in seen or len(seen) > 40:
+            continue
+        seen.add(target)
+        parts = [p for p in target.split("/") if p]
+        current = "/"
+        for i, part in enumerate(parts):
+            current = os.path.join(current, part)
+            try:
+                st = os.lstat(current)
+            except (FileNotFoundError, NotADirectoryError):
+                break  # tts-ops creates the rest itself, 0700
+            last = i == len(parts) - 1
+            if not trusted_uid(st.st_uid):
+                return f"{current} belongs to {owner_name(st.st_uid)}"
+            if stat.S_ISLNK(st.st_mode):  # its owner is trusted: check where it leads
+                todo.append(os.path.realpath(target))
+                break
+            if last and st.st_mode & 0o022:
+                return (f"{current}: other users may write to it (mode"
+                        f" {st.st_mode & 0o7777:04o})")
+            if not last and st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                return (f"{current}: other users may write to it and it is not sticky (mode"
+                        f" {st.st_mode & 0o7777:04o})")
+    return None
 
 
 @contextlib.contextmanager

@@ -33,6 +33,8 @@ def parse_args(argv: list[str] | None = None):
                    help="Seconds a client has to send a request's headers.")
     p.add_argument("--body-timeout", type=float, default=30.0,
                    help="Seconds a client has to send a request's body.")
+    p.add_argument("--wyoming-idle-timeout", type=float, default=60.0,
+                   help="Seconds a Wyoming connection may wait between events.")
     p.add_argument("--max-connections", type=int, default=1000,
                    help="Open connections per worker beyond which idle ones are closed, else 503.")
     p.add_argument("--max-requests-per-connection", type=int, default=100,
@@ -76,6 +78,7 @@ def parse_args(argv: list[str] | None = None):
     for name, low, high in (("port", 0, 65535), ("max_text", 1, 10**7), ("max_queue", 1, 10**6),
                             ("workers", 1, 64), ("max_body_bytes", 1, 2**31),
                             ("header_timeout", 0.001, 3600), ("body_timeout", 0.001, 3600),
+                            ("wyoming_idle_timeout", 0.001, 3600),
                             ("drain_timeout", 0, 3600), ("max_connections", 1, 10**6),
                             ("max_requests_per_connection", 1, 10**9), ("threads", 0, 1024)):
         value = getattr(args, name)
@@ -111,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                                       header_timeout=args.header_timeout,
                                       body_timeout=args.body_timeout,
                                       max_connections=args.max_connections,
-                                      max_requests=args.max_requests_per_connection))
+                                      max_requests=args.max_requests_per_connection,
+                                      wyoming_idle_timeout=args.wyoming_idle_timeout))
     try:
         code = run(settings)
     finally:

@@ -53,6 +53,47 @@ class Limits:
     body_timeout: float = 30.0
     max_connections: int = 1000
     max_requests: int = 100  # per keep-alive connection
+    #: a Wyoming connection with no event under way is closed after this long
+    wyoming_idle_timeout: float = 60.0
+
+
+class Budget:
+    """One connection budget for every protocol a worker serves (HTTP and Wyoming).
+
+    ``waiting`` holds the connections that may be closed to make room, oldest first:
+    idle ones and ones still sending a request's head (HTTP headers, a Wyoming event).
+    Each has ``evict()``.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.waiting: OrderedDict[Any, None] = OrderedDict()
+        self.count = 0  # connections open now, of every protocol
+
+    def admit(self) -> str:
+        """Room for one more connection: "ok", "evicted" (the oldest waiting one was
+        closed for it) or "busy" (none could be: refuse the new one)."""
+        if self.count < self.limit:
+            self.count += 1
+            return "ok"
+        victim = next(iter(self.waiting), None)
+        if victim is None:
+            return "busy"
+        self.waiting.pop(victim, None)
+        victim.evict()
+        self.count += 1
+        return "evicted"
+
+    def wait(self, conn: Any) -> None:
+        self.waiting[conn] = None
+        self.waiting.move_to_end(conn)
+
+    def busy(self, conn: Any) -> None:
+        self.waiting.pop(conn, None)
+
+    def leave(self, conn: Any) -> None:
+        self.waiting.pop(conn, None)
+        self.count = max(0, self.count - 1)
 
 
 def raise_fd_limit() -> int:
@@ -74,14 +115,15 @@ def _canned(status: int, reason: str, message: str) -> bytes:
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
-def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
+def protocol_class(limits: Limits, on_reject: Any = None,
+                   budget: Budget | None = None) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a header timeout and a connection cap.
 
     ``on_reject(kind)`` is called for every connection closed by a limit ("busy",
-    "evicted", "header_timeout"), for the metrics.
+    "evicted", "header_timeout"), for the metrics. ``budget``: the cap shared with the
+    worker's other protocols (Wyoming).
     """
-    # connections that are idle or have not finished their headers, oldest first
-    waiting: OrderedDict[GuardedH11, None] = OrderedDict()
+    budget = budget or Budget(limits.max_connections)
     busy = _canned(503, "Service Unavailable", "too many connections; retry shortly")
     slow = _canned(408, "Request Timeout",
                    f"request headers not received within {limits.header_timeout:g}s")
@@ -95,6 +137,7 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
         _draining = False
         _requests = 0
         _counted: Any = None
+        _admitted = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -103,30 +146,32 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
                 # h11 sends the head and the body in two writes: with Nagle on, the body
                 # waits for the ACK a keep-alive client delays by 40 ms
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if len(self.connections) > limits.max_connections:
-                victim = next(iter(waiting), None)
-                if victim is None:
-                    count("busy")
-                    transport.write(busy)
-                    transport.close()
-                    return
+            admitted = budget.admit()
+            if admitted == "busy":
+                count("busy")
+                transport.write(busy)
+                transport.close()
+                return
+            self._admitted = True
+            if admitted == "evicted":
                 count("evicted")
-                victim._forget()  # now: its close completes only on the loop's next pass
-                victim.transport.close()
             self._await_headers(start_timer=True)
+
+        def evict(self) -> None:
+            self._forget()  # now: its close completes only on the loop's next pass
+            self.transport.close()
 
         def _idle(self) -> bool:
             return self.cycle is None or self.cycle.response_complete
 
         def _await_headers(self, start_timer: bool) -> None:
-            waiting[self] = None
-            waiting.move_to_end(self)
+            budget.wait(self)
             if start_timer and self._header_timer is None:
                 self._header_timer = self.loop.call_later(limits.header_timeout,
                                                           self._headers_late)
 
         def _forget(self) -> None:
-            waiting.pop(self, None)
+            budget.busy(self)
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
@@ -171,6 +216,9 @@ def protocol_class(limits: Limits, on_reject: Any = None) -> type[H11Protocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._forget()
+            if self._admitted:
+                self._admitted = False
+                budget.leave(self)
             super().connection_lost(exc)
 
     return GuardedH11

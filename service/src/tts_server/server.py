@@ -28,7 +28,7 @@ from tts_server.app import ServerState, create_app
 from tts_server.audio import check_speech, encode_wav
 from tts_server.engines import create_engine
 from tts_server.engines.base import EngineUnavailable
-from tts_server.guard import ACCEPT_BATCH, Limits, protocol_class, raise_fd_limit
+from tts_server.guard import ACCEPT_BATCH, Budget, Limits, protocol_class, raise_fd_limit
 from tts_server.metrics import worker_died
 from tts_server.notify import Notifier
 from tts_server.sockets import LISTEN_BACKLOG, listening_sockets
@@ -91,10 +91,12 @@ def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
                         max_queue=settings.max_queue, voice_map=dict(settings.voice_map))
     app = create_app(state, settings.limits, settings.cors_origins)
     closed = state.metrics.connections_closed
+    budget = Budget(settings.limits.max_connections)  # HTTP's and Wyoming's connections
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
                             backlog=ACCEPT_BATCH,
                             http=protocol_class(settings.limits,
-                                                lambda kind: closed.labels(kind).inc()),
+                                                lambda kind: closed.labels(kind).inc(),
+                                                budget),
                             timeout_graceful_shutdown=settings.drain_timeout,
                             log_level=settings.log_level.lower())
     server = _Server(config)
@@ -113,10 +115,11 @@ def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
         if settings.wyoming_sock is not None:
             from tts_server import wyoming_server
 
-            wyoming = await wyoming_server.serve(state, settings.wyoming_sock)
+            wyoming = await wyoming_server.serve(state, settings.wyoming_sock,
+                                                 settings.limits, budget)
         # asyncio listened with the small accept batch as the backlog: give the kernel
         # queue its full size back (the batch stays small)
-        for sock in socks:
+        for sock in [*socks, *([settings.wyoming_sock] if wyoming is not None else [])]:
             sock.listen(LISTEN_BACKLOG)
         if not shared:
             try:

@@ -233,7 +233,8 @@ _COMMANDS = {
     "backends": ("tts_ops.cli.plugins_cmd", "backends"),
     "config": ("tts_ops.cli.config_cmd", "config"),
     **{name: ("tts_ops.cli.service_cmd", name) for name in (
-        "start", "stop", "restart", "status", "install", "uninstall", "enable", "disable")},
+        "start", "stop", "restart", "status", "install", "uninstall", "enable", "disable",
+        "recover")},
     "reload": ("tts_ops.cli.service_cmd", "restart"),  # pm2's name for a zero-downtime restart
     "logs": ("tts_ops.cli.logs_cmd", "logs"),
     "events": ("tts_ops.cli.events_cmd", "events"),

@@ -157,9 +157,9 @@ class App:
 
     @cached_property
     def state_dir(self) -> Path:
-        from tts_ops.config.paths import resolve_state_dir
+        from tts_ops.config.paths import trusted_state_dir
 
-        return resolve_state_dir(self.state_dir_option)
+        return trusted_state_dir(self.state_dir_option)
 
     # --- services ---
 
@@ -185,7 +185,7 @@ class App:
         from tts_ops.deploy import journal
         from tts_ops.deploy.slots import runtime_services
 
-        self.recover_deploys()
+        self.report_interrupted()
         deploying = set(journal.pending(self.state_dir))  # one listing, not a read per service
         out: list[Any] = []
         for svc in services:
@@ -243,8 +243,21 @@ class App:
                   f" was stopped ({exc.strerror}); the orchestration monitor may start it"
                   " again", file=sys.stderr)
 
-    def recover_deploys(self) -> None:
-        """Finish (complete or reverse) deploys whose process died; say so in one line each."""
+    def recover_deploys(self, names: list[str] | None = None) -> int:
+        """Finish (complete or reverse) deploys whose process died, of ``names`` or all;
+        say so in one line each. Only commands that change state call this: a read-only
+        one (`runtime`) reports them instead. Returns how many were finished."""
+        from tts_ops.deploy import journal
+
+        if not journal.pending(self.state_dir):
+            return 0
+        lines = journal.recover(self, names)
+        for line in lines:
+            print(f"tts-ops: {line}", file=sys.stderr)
+        return len(lines)
+
+    def report_interrupted(self) -> None:
+        """Say, once, which deploys died unfinished; start, stop and route nothing."""
         if self._recovered:
             return
         self._recovered = True
@@ -252,10 +265,8 @@ class App:
 
         if not journal.pending(self.state_dir):
             return
-        import click
-
-        for line in journal.recover(self):
-            click.echo(f"tts-ops: {line}", err=True)
+        for line in journal.interrupted(self.state_dir):
+            print(f"tts-ops: {line}", file=sys.stderr)
 
     # --- backends ---
 

@@ -88,6 +88,7 @@ def start(app, names, all_, pm, as_json) -> None:
     """Start services; return when each is ready (exit 1 if one is not)."""
     app.require_valid()
     configured = app.services(names, all_)
+    app.recover_deploys([s.name for s in configured])
     app.record_intent(configured, "running")
     routed = [svc for svc in configured if svc.router]
     if routed:
@@ -129,6 +130,7 @@ def stop(app, names, all_, pm, force, as_json) -> None:
     """Stop services; return when no process of them is left."""
     configured = app.services(names, all_)
     app.record_intent(configured, "stopped")  # first: a monitor must not race the stop
+    app.recover_deploys([s.name for s in configured])
     services = app.runtime(configured)
     stopped = _run_each(app, services, pm, "stop", force=force)
     app.release_addresses(configured, pm, every=all_)
@@ -154,6 +156,7 @@ def restart(app, names, all_, pm, as_json) -> None:
     """
     app.require_valid()
     configured = app.services(names, all_)
+    app.recover_deploys([s.name for s in configured])
     app.record_intent(configured, "running")
     seamless = [svc for svc in configured if (svc.socket_mode == "inherit" or svc.router)
                 and _any_running(app, svc, pm)]
@@ -319,3 +322,19 @@ install = _one_service_command("install", "Install services into a process manag
 uninstall = _one_service_command("uninstall", "Stop services and remove what install created.")
 enable = _one_service_command("enable", "Start services automatically with the process manager.")
 disable = _one_service_command("disable", "Stop starting services automatically.")
+
+
+@click.command()
+@click.argument("names", nargs=-1, shell_complete=completion.service_names)
+@click.pass_obj
+def recover(app, names) -> None:
+    """Finish deploys whose process died (SIGKILL, a crash, a power cut).
+
+    A deploy that had switched to its new release is completed; any other is reversed:
+    the old release serves again and the new generation stops. `start`, `stop`, `restart`,
+    `deploy` and `rollback` do the same for their services; `status`, `events`, `logs`,
+    `top` and `web` only say that one is waiting.
+    """
+    chosen = [s.name for s in app.services(names, not names)] if names else None
+    if app.recover_deploys(chosen) == 0:
+        click.echo("no interrupted deploy" + (f" of {', '.join(names)}" if names else ""))

@@ -17,6 +17,20 @@ def resolve_state_dir(explicit: str | None = None) -> Path:
     return Path(state_dir_name(explicit))
 
 
+def trusted_state_dir(explicit: str | None = None) -> Path:
+    """`resolve_state_dir`, refused (exit 2) when another user owns or may write it or a
+    directory above it: what it holds decides what tts-ops runs."""
+    from tts_ops.statefile import untrusted_path
+
+    path = resolve_state_dir(explicit)
+    problem = untrusted_path(path)
+    if problem is not None:
+        raise ConfigError(f"state dir {path}: {problem}; tts-ops does not read or write state"
+                          " another user could change: use a directory of your own"
+                          " (--state-dir or TTS_OPS_STATE_DIR)")
+    return path
+
+
 def state_dir_name(explicit: str | None = None) -> str:
     """`resolve_state_dir` as a string, with ``os.path`` only (the ``tts-ops`` entry point
     needs it before anything heavier is imported)."""

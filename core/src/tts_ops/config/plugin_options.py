@@ -25,9 +25,10 @@ def option_models(host: Any) -> dict[str, Callable[[], type]]:
             continue  # their options are the discovery section's and deploy.<strategy>
         register = host.registrations(kind)
         for name in register.names():
-            loader = register.get(name).info.get("options")
-            if loader is not None:
-                models[name] = loader
+            info = register.get(name).info
+            loader = info.get("options")
+            if loader is not None:  # ``section=``: a command's section named otherwise
+                models[info.get("section", name)] = loader
     return models
 
 

@@ -59,11 +59,13 @@ class DeployContext:
     def start(self, svc: Any) -> Any:
         """Start a new instance; behind a router it is added at its initial weight."""
         self.check_deadline()
+        # recorded before its start begins: an interrupt at any point of the start (the
+        # process may already serve on the inherited socket) is stopped by the rollback
+        self.started.append(svc)
         try:
             status = self.backend.start(svc)
         except StartFailed as exc:
             raise DeployFailed(f"{svc.name} did not start: {exc.reason}", exc.log_tail) from None
-        self.started.append(svc)
         self._route(svc, int(svc.labels.get("tts-ops/initial-weight", 100)))
         return status
 

@@ -44,11 +44,83 @@ def clear(state_dir: Path, name: str) -> None:
 
 
 def read(state_dir: Path, name: str) -> dict[str, Any] | None:
+    """The journal of ``name``: a regular file of ours (`read_json` refuses anything else)
+    whose fields have the shapes a deploy writes, or None."""
     try:
         data = read_json(journal_path(state_dir, name))
     except ValueError:
         return None
-    return data if isinstance(data, dict) else None
+    return data if entry_problem(data) is None else None
+
+
+_GENERATIONS = ("plain", "blue", "green")
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "deploy_id": (str,), "service": (str,), "strategy": (str,), "environment": (str,),
+    "backend": (str,), "started_at": (int, float), "old_generation": (str, type(None)),
+    "old_release": (str, type(None)), "old_ports": (list, type(None)),
+    "new_generation": (str,), "release": (str, type(None)),
+    "new_ports": (list, type(None)), "pid": (int,), "written_at": (int, float)}
+
+
+def entry_problem(data: Any) -> str | None:
+    """What is wrong with a journal's content, or None: a journal names the processes the
+    next command starts or stops, so only the shapes a deploy writes are accepted."""
+    from tts_ops.deploy.releases import valid_release_id
+
+    if not isinstance(data, dict):
+        return "not an object"
+    for key, value in data.items():
+        kinds = _FIELDS.get(key)
+        if kinds is None:
+            return f"unknown field {key[:40]!r}"
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return f"{key}: wrong type"
+    missing = [k for k in ("backend", "new_generation", "release", "pid") if k not in data]
+    if missing:
+        return f"{missing[0]}: missing"
+    for key in ("old_generation", "new_generation"):
+        if data.get(key) not in (None, *_GENERATIONS):
+            return f"{key}: not a generation"
+    for key in ("old_release", "release"):
+        if data.get(key) is not None and not valid_release_id(data[key]):
+            return f"{key}: not a release id"
+    for key in ("old_ports", "new_ports"):
+        ports = data.get(key) or []
+        if len(ports) > 256 or not all(type(p) is int and 0 < p < 65536 for p in ports):
+            return f"{key}: not a list of ports"
+    if data["pid"] <= 0:
+        return "pid: not a pid"
+    return None
+
+
+def interrupted(state_dir: Path) -> list[str]:
+    """One line per deploy whose process died, for commands that change nothing."""
+    import fcntl
+
+    from tts_ops.deploy.lock import DeployLock
+    from tts_ops.statefile import open_nofollow
+
+    lines = []
+    for name in pending(state_dir):
+        entry = read(state_dir, name)
+        if entry is None:
+            continue
+        try:
+            fd = open_nofollow(DeployLock(state_dir, name).path, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        try:
+            if fd is not None:  # a live deploy holds it: a shared lock is refused then
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        finally:
+            if fd is not None:
+                os.close(fd)
+        lines.append(f"{name}: deploy {entry.get('deploy_id')} was interrupted (pid"
+                     f" {entry['pid']} died); run 'tts-ops recover' or any deploy/start/stop"
+                     " of it to finish it")
+    return lines
 
 
 def pending(state_dir: Path) -> list[str]:
@@ -89,10 +161,12 @@ def in_flight(state_dir: Path, name: str, base: Any = None) -> list[Any]:
                                entry.get("release"), entry.get("new_ports"), base)
 
 
-def recover(app: Any) -> list[str]:
-    """Finish every deploy whose process died; one line each, for the operator."""
+def recover(app: Any, names: list[str] | None = None) -> list[str]:
+    """Finish every deploy whose process died (of ``names``, or all); one line each."""
     lines = []
     for name in pending(app.state_dir):
+        if names is not None and name not in names:
+            continue
         line = _recover_one(app, name)
         if line:
             lines.append(line)
@@ -126,7 +200,15 @@ def _recover_one(app: Any, name: str) -> str | None:
     try:
         entry = read(state_dir, name)
         if entry is None:
-            return None
+            path = journal_path(state_dir, name)
+            if not os.path.lexists(path):
+                return None
+            try:
+                problem = entry_problem(read_json(path))
+            except ValueError:
+                problem = "not JSON"
+            return (f"{name}: {path} is not a deploy journal ({problem}); nothing was"
+                    " started or stopped from it: remove it")
         backend = app.backend(entry["backend"])
         old_gen, new_gen = entry.get("old_generation"), entry["new_generation"]
         configured = app.config.get(name)

@@ -9,6 +9,7 @@ directory, a copy of it plus the output of its ``install`` command. States: ``pr
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,9 +18,55 @@ from pathlib import Path
 from typing import Any
 
 from tts_ops.errors import OperationFailed
-from tts_ops.statefile import atomic_write_json, read_json
+from tts_ops.statefile import UntrustedState, atomic_write_json, read_json
 
 GOOD = ("active", "superseded")
+STATES = ("prepared", "active", "superseded", "failed", "rolled_back")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def valid_release_id(rid: Any) -> bool:
+    """A release id names a directory under the service's releases: no path in it."""
+    return isinstance(rid, str) and _ID.fullmatch(rid) is not None
+
+
+def manifest_problem(data: Any, service: str, rid: str) -> str | None:
+    """What is wrong with a manifest, or None. Its ``config`` is run by the next start, so
+    it goes through the config's own model (`ServiceConfig`), as the config file did."""
+    if not isinstance(data, dict):
+        return "not an object"
+    unknown = set(data) - _RELEASE_FIELDS
+    if unknown:
+        return f"unknown field {sorted(unknown)[0][:40]!r}"
+    if data.get("id") != rid or data.get("service") != service:
+        return "its id or service is not the one it is filed under"
+    if data.get("state") not in STATES:
+        return "state: not a release state"
+    for key in ("strategy", "environment", "dir"):
+        if not isinstance(data.get(key, ""), str):
+            return f"{key}: not a string"
+    for key in ("source", "install_log", "reason"):
+        if not isinstance(data.get(key), str | None):
+            return f"{key}: not a string"
+    created = data.get("created_at")
+    if not isinstance(created, int | float) or isinstance(created, bool):
+        return "created_at: not a time"
+    config = data.get("config")
+    if not isinstance(config, dict):
+        return "config: not an object"
+    from pydantic import ValidationError
+
+    from tts_ops.config.models import ServiceConfig
+
+    try:
+        checked = ServiceConfig.model_validate(config)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return f"config.{where}: {first['msg']}"
+    if checked.name != service:
+        return "config.name: not the service it is filed under"
+    return None
 
 
 @dataclass
@@ -38,6 +85,9 @@ class Release:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_RELEASE_FIELDS = {f for f in Release.__dataclass_fields__}
 
 
 class ReleaseStore:
@@ -91,11 +141,21 @@ class ReleaseStore:
         return release
 
     def get(self, rid: str) -> Release | None:
+        """The release, or None if there is none; a manifest that is not one (another
+        user's, a link, a config its model refuses) raises `UntrustedState` (exit 2)."""
+        if not valid_release_id(rid):
+            return None
         try:
             data = read_json(self._manifest(rid))
         except ValueError:
             return None
-        return Release(**data) if isinstance(data, dict) else None
+        if data is None:
+            return None
+        problem = manifest_problem(data, self.service, rid)
+        if problem is not None:
+            raise UntrustedState(f"{self._manifest(rid)}: not a release manifest ({problem});"
+                                 " nothing was started from it: remove it")
+        return Release(**data)
 
     def all(self) -> list[Release]:
         if not self.root.is_dir():

@@ -107,6 +107,7 @@ class Orchestrator:
     # --- start ---
 
     def start(self) -> list[Outcome]:
+        self.app.recover_deploys(list(self.graph.services))
         outcomes = {name: Outcome(name, i) for i, phase in enumerate(self.graph.phases)
                     for name in phase}
         for i, phase in enumerate(self.graph.phases):
@@ -204,6 +205,7 @@ class Orchestrator:
     # --- stop ---
 
     def stop(self) -> list[tuple[str, str]]:
+        self.app.recover_deploys(list(self.graph.services))
         done: list[tuple[str, str]] = []
         for phase in reversed(self.graph.phases):
             def one(name: str) -> tuple[str, str]:
@@ -288,6 +290,9 @@ class Orchestrator:
                        held: set[str]) -> None:
         from tts_ops import intent
 
+        # the daemon changes state: it finishes a deploy that died (a read-only view only
+        # reports one)
+        self.app.recover_deploys(list(self.graph.services))
         left_stopped = intent.stopped(self.app.state_dir)
         for phase in self.graph.phases:
             for name in phase:

@@ -162,8 +162,16 @@ class ManualBackend:
                 )
             # hold the lock until the supervisor has said who it is: a second start that
             # got the lock sooner would find no status, and spawn a second supervisor
-            while proc.poll() is None and self.read_status(service.name) is None:
-                time.sleep(POLL)
+            try:
+                while proc.poll() is None and self.read_status(service.name) is None:
+                    time.sleep(POLL)
+            except BaseException:
+                # interrupted before it said who it is: no stop could find it, so end it
+                # here (SIGTERM: it stops whatever it started, as on any stop)
+                if proc.poll() is None and self.read_status(service.name) is None:
+                    proc.terminate()
+                    proc.wait(timeout=service.stop_timeout + 15)
+                raise
         return self._wait_ready(service, None, proc)
 
     def _wait_ready(self, service: Any, st: dict | None, proc: Any) -> ServiceStatus:

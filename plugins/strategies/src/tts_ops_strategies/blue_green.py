@@ -19,8 +19,8 @@ class BlueGreen:
             ctx.step("start_new", lambda: [ctx.start(s) for s in ctx.new])
             ctx.step("verify", lambda: [ctx.verify(s) for s in ctx.new])
             weights = {s.name: 100 for s in ctx.new} | {s.name: 0 for s in ctx.old}
+            switched = True  # from its first weight on: a rollback gives the old ones theirs
             ctx.step("switch", ctx.set_weights, weights)
-            switched = True
         except (DeployFailed, KeyboardInterrupt):
             self.rollback(ctx, switched)
             raise
