@@ -36,10 +36,11 @@ def site(tmp_path):
     subprocess.run([*base, "start", "--all"], env=env, check=True, capture_output=True)
     servers: list[subprocess.Popen] = []
 
-    def serve(*args: str, extra_env: dict[str, str] | None = None) -> str:
-        proc = subprocess.Popen([*base, "web", "--port", "0", *args], env={**env, **(extra_env
-                                or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+    def serve(*args: str, extra_env: dict[str, str] | None = None,
+              prefix: tuple[str, ...] = ()) -> str:
+        proc = subprocess.Popen([*prefix, *base, "web", "--port", "0", *args],
+                                env={**env, **(extra_env or {})}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         servers.append(proc)
         first = proc.stdout.readline()
         assert first.startswith("tts-ops web: http://"), first + proc.stderr.read()
@@ -128,6 +129,49 @@ def test_on_loopback_other_host_names_are_refused(site):
     assert _request(f"{url}/api/status", host="localhost")[0] == 200
 
 
+def test_on_a_wildcard_address_the_host_header_is_checked_too(site):
+    """With --host 0.0.0.0 it was not checked at all: the bound address, loopback names and
+    --allow-host names are answered, any other Host is 400."""
+    serve, _cli = site
+    url = serve("--host", "0.0.0.0", "--allow-host", "tts.example")
+    port = url.rsplit(":", 1)[1]
+    local = f"http://127.0.0.1:{port}"
+    assert _request(f"{local}/api/status", host="attacker.example")[0] == 400
+    assert _request(f"{local}/api/status", host=f"tts.example:{port}")[0] == 200
+    assert _request(f"{local}/api/status", host="127.0.0.1")[0] == 200
+
+
+@pytest.mark.slow
+def test_1500_slow_header_connections_under_1024_descriptors(site):
+    """Half a header each, under a 1,024-descriptor limit: the oldest are closed to make
+    room, /api/status still answers within 2 s, and the log is not flooded."""
+    import socket
+    import time
+
+    serve, _cli = site
+    url = serve(prefix=("prlimit", "--nofile=1024:1024"))
+    host, port = url.split("//")[1].rsplit(":", 1)
+    held = []
+    try:
+        for _ in range(1500):
+            sock = socket.socket()
+            sock.settimeout(20)
+            try:
+                sock.connect((host, int(port)))
+                sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            except OSError:
+                sock.close()
+                continue
+            held.append(sock)
+        started = time.monotonic()
+        code, data = _request(f"{url}/api/status")
+        assert code == 200 and {s["name"] for s in data["services"]} == {"web0", "web1"}
+        assert time.monotonic() - started < 2
+    finally:
+        for sock in held:
+            sock.close()
+
+
 def test_a_taken_port_or_bad_host_is_one_line(site):
     serve, cli = site
     url = serve()
@@ -137,6 +181,8 @@ def test_a_taken_port_or_bad_host_is_one_line(site):
     assert f"--port {port}" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     done = cli("web", "--host", "no such host", "--port", "0")
     assert done.returncode == 2 and "--host" in done.stderr and "Traceback" not in done.stderr
+    done = cli("web", "--port", "0", "--allow-host", "evil.example/path")
+    assert done.returncode == 2 and "--allow-host" in done.stderr
 
 
 @pytest.fixture

@@ -142,7 +142,16 @@ def test_a_deploy_killed_after_its_switch_is_recovered_behind_the_router(haproxy
         deploy.wait()
         status = subprocess.run([*base, "status", "--json"], env=env, capture_output=True,
                                 text=True, timeout=120)
-        assert "recovered" in status.stderr or "interrupted" in status.stderr, status.stderr
+        # a read-only command says so and re-routes nothing: the router still sends green
+        assert "interrupted" in status.stderr and "tts-ops recover" in status.stderr
+        assert {r["name"] for r in json.loads(status.stdout)} == {
+            f"{name}-blue", f"{name}-green", f"{name}-router"}
+        assert set(who("127.0.0.1", port, 10)) == {f"{name}@green"}
+        recovered = subprocess.run([*base, "recover"], env=env, capture_output=True,
+                                   text=True, timeout=120)
+        assert recovered.returncode == 0 and "rolled back" in recovered.stderr, recovered
+        status = subprocess.run([*base, "status", "--json"], env=env, capture_output=True,
+                                text=True, timeout=120)
         rows = {r["name"]: r["state"] for r in json.loads(status.stdout)}
         assert rows == {f"{name}-blue": "running", f"{name}-router": "running"}, rows
         state = json.loads(subprocess.run([*base, "router", "status", "--json"], env=env,

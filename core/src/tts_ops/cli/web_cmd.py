@@ -38,8 +38,23 @@ def _bind(host: str, port: int) -> Any:
         sock.close()
         raise ConfigError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror});"
                           " choose another with --port") from None
-    sock.listen(128)
+    sock.listen(1024)
     return sock
+
+
+def _allowed_hosts(host: str, loopback: bool, extra: tuple[str, ...]) -> list[str]:
+    """Host header names the page answers (DNS rebinding): loopback's names, the bound
+    address, and ``--allow-host``; on a wildcard address also this machine's names."""
+    import socket
+
+    from tts_ops.web.server import LOOPBACK_NAMES
+
+    names = [*LOOPBACK_NAMES, *extra]
+    if not loopback:
+        names.append(f"[{host}]" if ":" in host else host)
+        if host in ("0.0.0.0", "::", ""):
+            names += [socket.gethostname(), socket.getfqdn()]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 @click.command()
@@ -52,19 +67,30 @@ def _bind(host: str, port: int) -> Any:
                    " Bearer). Prefer $TTS_OPS_WEB_TOKEN: other users can read argv.")
 @click.option("--refresh", "refresh_s", type=click.FloatRange(0.25, 3600), default=2.0,
               show_default=True, help="Seconds between the page's updates.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests whose Host header is NAME (a name clients use for"
+                   " this machine); loopback names and the bound address always are.")
 @click.option("--process-manager", "pm", default=None, help="As for status.")
 @click.pass_obj
-def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str | None) -> None:
+def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str | None,
+        allow_hosts: tuple[str, ...]) -> None:
     """A status page that refreshes itself, with /api/status JSON; actions need a token."""
     import uvicorn
 
-    from tts_ops.web.server import LOOPBACK_NAMES, Views, build
+    from tts_ops.web.guard import ACCEPT_BATCH, connection_cap, limit_error_logs, protocol_class
+    from tts_ops.web.server import Views, build
 
+    for name in allow_hosts:
+        if not name or any(c.isspace() or c in "/@?#" for c in name) or len(name) > 253:
+            raise ConfigError(f"--allow-host {name[:80]!r}: give a host name or address as"
+                              " clients send it in Host (no port, path or spaces)")
     app.config  # a bad config is one line now, not a 500 on every request  # noqa: B018
     sock = _bind(host, port)
     loopback = _is_loopback(host)
     views = Views(app, pm, token, refresh_s)
-    asgi = build(views, LOOPBACK_NAMES if loopback else None)
+    allowed = _allowed_hosts(host, loopback, allow_hosts)
+    asgi = build(views, allowed)
+    limit_error_logs()
     from tts_ops.cli.pipes import end_on_sigterm
 
     # from before the address is printed: uvicorn shuts down gracefully on SIGTERM, then
@@ -77,7 +103,12 @@ def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str 
     if not loopback:
         click.echo(f"tts-ops: warning: listening on {host}: anyone who can reach it reads"
                    " status and logs", err=True)
+        click.echo(f"tts-ops web: answering Host {', '.join(allowed)} (more with"
+                   " --allow-host)", err=True)
+    # a small accept batch and a cap under the descriptor limit: a flood of slow clients
+    # closes the oldest of them, never the page (see tts_ops.web.guard)
     server = uvicorn.Server(uvicorn.Config(asgi, log_level="warning", access_log=False,
-                                           lifespan="off"))
+                                           lifespan="off", backlog=ACCEPT_BATCH,
+                                           http=protocol_class(connection_cap())))
     server.run(sockets=[sock])
 
