@@ -359,6 +359,12 @@ def test_cli_register_list_resolve_deregister(tmp_path):
     out = run_cli([*base, "discovery", "register", "--id", "ext@a", "--host", "127.0.0.1",
                    "--port", "9300", "--label", "zone=a"])
     assert out.exit_code == 0, out.output
+    # the file registry is the owner's only, as every file that steers clients
+    import stat
+
+    db = tmp_path / "st" / "registry.db"
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in db.parent.glob("registry.db*"))
     assert run_cli([*base, "discovery", "resolve", "ext"]).output.strip() == \
         "http://127.0.0.1:9300"
     rows = json.loads(run_cli([*base, "discovery", "list", "--json"]).stdout)
@@ -510,10 +516,19 @@ def test_the_keeper_beats_while_healthy_marks_critical_and_ends_on_sigterm(tmp_p
         listener.close()
 
 
-@pytest.mark.parametrize("plant", ["symlink", "garbage", "missing"])
+@pytest.mark.parametrize("plant", ["symlink", "garbage", "missing", "interval 1e-9",
+                                   "interval NaN", "timeout -1", "threshold 0", "port x"])
 def test_a_keeper_spec_it_cannot_trust_is_one_line_and_exit_2(tmp_path, plant):
     path = _keeper_spec(tmp_path, free_port())
-    if plant == "symlink":
+    if " " in plant:  # a number out of its range: an interval of 1e-9 spun a core
+        spec = json.loads(path.read_text())
+        key, value = plant.split()
+        where = {"interval": spec["registry"], "timeout": spec["health"],
+                 "port": spec["health"], "threshold": spec}[key]
+        where[{"threshold": "unhealthy_threshold"}.get(key, key)] = (
+            value if key == "port" else float(value))
+        path.write_text(json.dumps(spec))  # json writes NaN as NaN, and reads it back
+    elif plant == "symlink":
         target = tmp_path / "elsewhere.json"
         path.rename(target)
         path.symlink_to(target)

@@ -339,6 +339,7 @@ def test_hostile_router_settings_are_one_line_config_errors(haproxy, tmp_path, m
         ({"router_scope": "galaxy"}, "router_scope"),
         ({"options": {"haproxy": {"stats_port": "9101 ssl crt /x"}}}, "stats_port"),
         ({"options": {"haproxy": {"maxconn": -1}}}, "maxconn"),
+        ({"options": {"haproxy": {"maxconn": 1_000_000}}}, "file descriptors and this host"),
         ({"options": {"haproxy": {"global": "lua-load /tmp/x.lua"}}}, "global"),
         ({"host": "127.0.0.1:80 ssl"}, "cannot be written into haproxy.cfg"),
     ):
@@ -353,6 +354,22 @@ def test_hostile_router_settings_are_one_line_config_errors(haproxy, tmp_path, m
     (tmp_path / "c.json").write_text(json.dumps(data))
     out = run_cli([*cli, "start"], host=manual_host)
     assert out.exit_code == 2 and "is the service's own port" in out.output, out.output
+
+
+def test_the_largest_maxconn_validation_allows_starts(haproxy, tmp_path, manual_host):
+    """The bound `config validate` puts on maxconn is what HAProxy can really take here: at
+    the bound it starts and serves (1,000,000 passed validation and failed at start)."""
+    from tts_ops_haproxy.options import FD_MARGIN, descriptor_limit
+
+    most = (descriptor_limit() - FD_MARGIN) // 2
+    name, port, cli = _config(tmp_path, process_manager="manual",
+                              options={"haproxy": {"maxconn": most}})
+    try:
+        out = run_cli([*cli, "start"], host=manual_host)
+        assert out.exit_code == 0, out.output
+        assert set(who("127.0.0.1", port, 3)) == {f"{name}@blue"}
+    finally:
+        run_cli([*cli, "stop", "--all"], host=manual_host)
 
 
 def test_top_scrapes_the_instances_and_not_the_router(haproxy, tmp_path, manual_host):

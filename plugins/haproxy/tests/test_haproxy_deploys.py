@@ -12,6 +12,8 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+
 from tts_ops.testing import free_port, make_host, run_cli
 
 
@@ -162,3 +164,59 @@ def test_a_deploy_killed_after_its_switch_is_recovered_behind_the_router(haproxy
         subprocess.run([*base, "stop", "--all"], env=env, capture_output=True, timeout=120)
     left = subprocess.run(["pgrep", "-f", str(tmp_path / "s")], capture_output=True)
     assert left.stdout == b""
+
+
+@pytest.mark.slow
+def test_a_router_restart_during_a_canary_step_restarts_its_sample(haproxy, tmp_path):
+    """HAProxy killed during the 100% step: its counters begin again at 0, and the step
+    counted -2162 requests and passed. Counters that go backwards restart the sample."""
+    import signal
+    import threading
+
+    import psutil
+
+    name, port, base, env = _routed(tmp_path, "cb", {"progress_deadline_seconds": 120,
+                                                     "canary": {"steps": [50, 100],
+                                                                "min_samples": 600,
+                                                                "step_pause_seconds": 0}})
+    done = threading.Event()
+
+    def traffic() -> None:  # a client through the router, errors and all, until told
+        while not done.is_set():
+            try:
+                _identity(f"127.0.0.1:{port}")
+            except OSError:
+                done.wait(0.05)
+
+    try:
+        first = subprocess.run([*base, "start"], env=env, capture_output=True, text=True,
+                               timeout=120)
+        assert first.returncode == 0, first.stderr
+        client = threading.Thread(target=traffic, daemon=True)
+        client.start()
+        deploy = subprocess.Popen([*base, "deploy", name, "--strategy", "canary", "--json",
+                                   "--skip-tests"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        lines = []
+        for line in deploy.stdout:
+            lines.append(line)
+            event = json.loads(line)
+            if event["event"] == "weights" and 100 in event["weights"].values() and \
+                    len(event["weights"]) > 1:
+                # the step's counters were read: the router's begin again now
+                for proc in psutil.process_iter(["name", "cmdline"]):
+                    if proc.info["name"] == "haproxy" and any(
+                            str(tmp_path) in a for a in proc.info["cmdline"] or []):
+                        proc.send_signal(signal.SIGKILL)
+                break
+        out, err = deploy.communicate(timeout=180)
+        done.set()
+        client.join(timeout=60)
+        text = "".join(lines) + out
+        assert deploy.returncode == 0, err + text
+        assert "counters went backwards (a restart); the step's sample starts again" in text
+        counted = [int(n) for n in re.findall(r"router counted (-?\d+) requests", text)]
+        assert counted and all(n >= 0 for n in counted), counted
+    finally:
+        done.set()
+        subprocess.run([*base, "stop", "--all"], env=env, capture_output=True, timeout=120)

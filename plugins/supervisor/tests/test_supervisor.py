@@ -221,3 +221,22 @@ def test_a_service_keeps_its_discovery_record_past_its_ttl(supervisord, tmp_path
     from tts_ops.testing.heartbeats import check_record_outlives_ttl
 
     check_record_outlives_ttl(tmp_path, "supervisor", ["--supervisor-conf", str(supervisord.conf)])
+
+
+def test_deploy_prechecks_reach_the_supervisord_of_options_supervisor_conf(supervisord,
+                                                                           tmp_path):
+    """The pre-checks asked the default supervisord (/var/run/supervisor.sock) and refused a
+    deploy whose service names its own in options.supervisor.conf."""
+    from tts_ops_strategies import plugin as strategies
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"services": [{
+        "name": name(), "command": [sys.executable, "-c", "import time; time.sleep(60)"],
+        "notify": False, "health_check": "none", "process_manager": "supervisor",
+        "options": {"supervisor": {"conf": str(supervisord.conf)}}}]}))
+    env = {k: v for k, v in os.environ.items() if k != "TTS_OPS_SUPERVISOR_CONF"}
+    result = run_cli(["-c", str(cfg), "--state-dir", str(tmp_path / "s"), "deploy",
+                      "--dry-run"], host=make_host(plugin, strategies),
+                     env={**env, "TTS_OPS_SUPERVISOR_CONF": ""})
+    assert result.exit_code == 0, result.output
+    assert "not reachable" not in result.output

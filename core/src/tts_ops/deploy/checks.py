@@ -40,7 +40,10 @@ def espeak_source() -> str | None:
 
 def predeploy_problems(service: Any, new: list[Any], backend: Any, state_dir: Path) -> list[str]:
     problems = []
-    ok, why = backend.available()
+    # a backend whose manager depends on the service's own options (supervisor's
+    # options.supervisor.conf) answers for that service
+    for_service = getattr(backend, "available_for", None)
+    ok, why = for_service(service) if for_service is not None else backend.available()
     if not ok:
         problems.append(f"backend {backend.name} is not reachable: {why}")
     for svc in new:

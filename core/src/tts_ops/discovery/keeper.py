@@ -93,6 +93,37 @@ def keeper_argv(spec_path: Path, python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "tts_ops.discovery.keeper", str(spec_path)]
 
 
+def spec_problem(spec: Any) -> str | None:
+    """What is wrong with a spec, or None: its numbers decide how often the keeper wakes
+    (an interval of 1e-9 spun a core), so each is held to its range."""
+    import math
+
+    def number(value: Any, low: float, high: float) -> bool:
+        return (isinstance(value, int | float) and not isinstance(value, bool)
+                and math.isfinite(value) and low <= value <= high)
+
+    if not isinstance(spec, dict):
+        return "not a JSON object"
+    registry, health = spec.get("registry"), spec.get("health")
+    if not isinstance(registry, dict) or not isinstance(health, dict):
+        return "registry and health must be objects"
+    if not number(registry.get("interval"), 0.1, 3600):
+        return "registry.interval must be 0.1-3600 seconds"
+    if not isinstance(registry.get("record"), dict):
+        return "registry.record must be an object"
+    if health.get("type") not in ("http", "tcp", "none"):
+        return "health.type must be http, tcp or none"
+    if not number(health.get("timeout"), 0.001, 300):
+        return "health.timeout must be 0.001-300 seconds"
+    if health["type"] != "none" and not (isinstance(health.get("port"), int)
+                                         and 0 < health["port"] < 65536):
+        return "health.port must be 1-65535"
+    threshold = spec.get("unhealthy_threshold", 1)
+    if not (isinstance(threshold, int) and 1 <= threshold <= 10_000):
+        return "unhealthy_threshold must be 1-10000"
+    return None
+
+
 def check(health: dict[str, Any]) -> tuple[bool, str]:
     from tts_ops.health import check_http, check_tcp
 
@@ -182,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with os.fdopen(open_nofollow(args[0], os.O_RDONLY), "rb") as fh:
             spec = json.loads(fh.read())
-        if not isinstance(spec, dict):
-            raise ValueError("not a JSON object")
+        problem = spec_problem(spec)
+        if problem is not None:
+            raise ValueError(problem)
         keeper = Keeper(spec)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"tts-ops keeper: {args[0]}: unusable spec ({exc}); `tts-ops start` writes it"

@@ -60,8 +60,14 @@ class SqliteStore:
         else:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                # owner only (SQLite gives its -wal and -shm files the same mode): records
+                # hold addresses and labels, and whoever writes them steers clients
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+            except FileExistsError:
+                pass  # another process created it meanwhile
             except OSError as exc:
-                raise OperationFailed(f"registry {self.path}: cannot create its directory"
+                raise OperationFailed(f"registry {self.path}: cannot create it"
                                       f" ({exc.strerror})") from None
         self.readonly = False
         try:

@@ -6,7 +6,20 @@ Prometheus exporter (``/metrics``) and its stats page (``/``) on ``host:stats_po
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import resource
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+#: descriptors HAProxy needs beside two per connection (listeners, servers, logs, checks)
+FD_MARGIN = 1024
+
+
+def descriptor_limit() -> int:
+    """How many descriptors HAProxy may raise itself to: the hard limit it inherits (2.6
+    raises its soft limit only, root or not: "Cannot raise FD limit ..., limit is N")."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return hard if hard != resource.RLIM_INFINITY else 1 << 20
 
 
 class HaproxyOptions(BaseModel):
@@ -20,6 +33,18 @@ class HaproxyOptions(BaseModel):
     server_timeout: float = Field(default=120.0, ge=1, le=3600)
     #: connections the frontend accepts at once
     maxconn: int = Field(default=4096, ge=16, le=1_000_000)
+
+    @field_validator("maxconn")
+    @classmethod
+    def _fits_the_host(cls, value: int) -> int:
+        # HAProxy needs two descriptors per connection and refuses to start without them
+        most = max(16, (descriptor_limit() - FD_MARGIN) // 2)
+        if value > most:
+            raise PydanticCustomError(
+                "maxconn", "{got} needs about {need} file descriptors and this host allows"
+                " {limit}: use at most {most}", {"got": value, "need": 2 * value + FD_MARGIN,
+                                                "limit": descriptor_limit(), "most": most})
+        return value
 
 
 def options_of(service) -> HaproxyOptions:

@@ -15,6 +15,12 @@ from tts_ops.plugin import DeployContext, DeployFailed
 from tts_ops_strategies.settings import CanarySettings
 
 
+def _backwards(before: list, after: list) -> bool:
+    """Whether any counter is lower than it was (its process started counting again)."""
+    return any(a is not None and b is not None and (a[0] < b[0] or a[1] < b[1])
+               for a, b in zip(after, before, strict=True))
+
+
 class Canary:
     name = "canary"
     same_slot = False
@@ -49,18 +55,23 @@ class Canary:
         time.sleep(min(opts.step_pause_seconds, max(0.0, ctx.deadline - time.monotonic())))
         while True:
             after = [ctx.counters(n) for n in ctx.new]
+            routed_after = [ctx.router_counters(n) for n in ctx.new]
+            if _backwards(before, after) or _backwards(routed_before, routed_after):
+                # an instance or the router restarted and its counters began again: what
+                # was counted is lost, never a (negative) sample that passes
+                ctx.log(f"canary at {percent}%: counters went backwards (a restart); the"
+                        " step's sample starts again")
+                before, routed_before = after, routed_after
+                self._wait(ctx, percent, 0, opts.min_samples)
+                continue
             total = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
             errors = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
             ctx.progress("samples", step=percent, samples=total, need=opts.min_samples,
                          errors=errors)
             if total >= opts.min_samples:
                 break
-            if time.monotonic() > ctx.deadline:
-                raise DeployFailed(f"canary at {percent}%: inconclusive, {total} requests"
-                                   f" reached it (need {opts.min_samples}) before the deadline")
-            time.sleep(0.5)  # not ctx.pause: this loop reports the deadline itself
+            self._wait(ctx, percent, total, opts.min_samples)
         rate = errors / total
-        routed_after = [ctx.router_counters(n) for n in ctx.new]
         if all(r is not None for r in (*routed_before, *routed_after)):
             # the router's own count: it also sees what the instance never answered
             seen = sum(a[0] - b[0] for a, b in zip(routed_after, routed_before, strict=True))
@@ -82,6 +93,13 @@ class Canary:
         if rate > opts.max_error_rate:
             raise DeployFailed(f"canary at {percent}%: error rate {rate:.4f} ({errors}/{total})"
                                f" above max {opts.max_error_rate:.4f}")
+
+    @staticmethod
+    def _wait(ctx: DeployContext, percent: int, total: int, need: int) -> None:
+        if time.monotonic() > ctx.deadline:
+            raise DeployFailed(f"canary at {percent}%: inconclusive, {total} requests"
+                               f" reached it (need {need}) before the deadline")
+        time.sleep(0.5)  # not ctx.pause: this loop reports the deadline itself
 
     def rollback(self, ctx: DeployContext) -> None:
         if ctx.started:

@@ -77,9 +77,13 @@ class SupervisorBackend:
         except Unreachable as exc:
             raise BackendUnavailable(str(exc)) from None
 
-    def available(self) -> tuple[bool, str]:
+    def available_for(self, service: Any) -> tuple[bool, str]:
+        """`available` for the supervisord ``service`` names (``options.supervisor.conf``)."""
+        return self.available(service)
+
+    def available(self, service: Any | None = None) -> tuple[bool, str]:
         try:
-            conf = self.conf()
+            conf = self.conf(service)
             state = Client(conf).call("supervisor.getState")
         except (BackendUnavailable, Unreachable, ConfigError) as exc:
             return False, str(exc)
