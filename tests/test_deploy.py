@@ -572,3 +572,21 @@ def test_an_interrupted_restart_at_any_point_leaves_no_process_status_does_not_l
     started = env.cli("start", "tts")
     assert started.exit_code == 0, started.stderr
     assert env.cli("stop", "--all").exit_code == 0
+
+
+def test_a_deleted_holder_socket_does_not_break_the_next_restart_or_deploy(env):
+    """A tmp cleaner deleted <state>/sockets/NAME.sock: every restart and deploy failed until
+    stop + start. The holder makes it again (the address never closed meanwhile)."""
+    assert env.cli("start", "tts").exit_code == 0
+    path = env.state / "sockets" / "tts.sock"
+    assert path.is_socket()
+    path.unlink()
+    restarted = env.cli("restart", "tts")
+    assert restarted.exit_code == 0, restarted.output
+    assert path.is_socket()
+    path.unlink()
+    deployed = env.cli("deploy", "--strategy", "blue_green")
+    assert deployed.exit_code == 0, deployed.output
+    [row] = env.status()
+    assert row["state"] == "running"
+    assert env.cli("stop", "--all").exit_code == 0

@@ -389,3 +389,34 @@ def test_top_scrapes_the_instances_and_not_the_router(haproxy, tmp_path, manual_
                            f"{name}-router": False}
     finally:
         run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
+def test_a_never_started_routed_service_deploys_with_direct(haproxy, tmp_path, manual_host):
+    """Its own router held the port and the plain service tried to bind it ("already in use
+    by haproxy ... the old release is still serving", though nothing was)."""
+    name, port, cli = _config(tmp_path, process_manager="manual")
+    try:
+        out = run_cli([*cli, "deploy", "--strategy", "direct"], host=manual_host)
+        assert out.exit_code == 0, out.output
+        assert set(who("127.0.0.1", port, 3)) == {f"{name}@blue"}
+        again = run_cli([*cli, "deploy", "--strategy", "direct"], host=manual_host)
+        assert again.exit_code == 0, again.output
+        assert set(who("127.0.0.1", port, 3)) == {f"{name}@blue"}
+    finally:
+        run_cli([*cli, "stop", "--all"], host=manual_host)
+
+
+def test_a_failed_first_deploy_does_not_say_an_old_release_serves(haproxy, tmp_path,
+                                                                   manual_host):
+    import sys
+
+    _name, _port, cli = _config(tmp_path, process_manager="manual", start_timeout=5,
+                               command=[sys.executable, "-c", "raise SystemExit(3)"],
+                               notify=False, health_check="tcp")
+    try:
+        out = run_cli([*cli, "deploy", "--strategy", "direct"], host=manual_host)
+        assert out.exit_code == 1
+        assert "the old release is still serving" not in out.output
+        assert "nothing served it before, and no instance of it was left running" in out.output
+    finally:
+        run_cli([*cli, "stop", "--all"], host=manual_host)

@@ -156,7 +156,10 @@ class DeployEngine:
             old = slots.slot_services(old_base, active, current.id if current else None,
                                       current.source if current else None, 100,
                                       gen_state.get("ports")) if active else []
-            new_gen = (active or "plain") if strat.same_slot else slots.next_generation(active)
+            # a routed service always runs as slots behind its router, which owns the
+            # address: even a strategy that replaces in place starts on private ports
+            first = "blue" if svc.router else "plain"
+            new_gen = (active or first) if strat.same_slot else slots.next_generation(active)
             new_preview = slots.slot_services(svc, new_gen, None, None, strat.initial_weight)
             self.out.event("start", id=deploy_id, operation=kind, service=svc.name, strategy=name,
                            environment=environment, old=active or "nothing", new=new_gen,
@@ -266,8 +269,9 @@ class DeployEngine:
                 if not isinstance(exc, DeployFailed | KeyboardInterrupt | BrokenPipeError):
                     raise  # a bug: rolled back and recorded, and it keeps its traceback
                 tail = exc.log_tail if isinstance(exc, DeployFailed) else []
-                raise DeployFailed(f"{svc.name}: {reason}; the old release is still serving",
-                                   tail) from None
+                after = ("the old release is still serving" if old else
+                         "nothing served it before, and no instance of it was left running")
+                raise DeployFailed(f"{svc.name}: {reason}; {after}", tail) from None
             if release is not None:
                 store.activate(release)
             if release is not None and previous is not None and previous.id != release.id \

@@ -82,7 +82,14 @@ def ensure_holder(state_dir: Path, name: str, host: str, port: int,
     with locked(where / f".{name}.lock"):
         info = holder_info(state_dir, name)
         if info is not None and info.get("address") == address:
-            return socket_path(state_dir, name)
+            path = socket_path(state_dir, name)
+            if not path.is_socket():  # deleted (a tmp cleaner): the holder makes it again
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(info["pid"], signal.SIGUSR1)
+                deadline = time.monotonic() + STOP_WAIT_S
+                while not path.is_socket() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            return path
         if info is not None:  # the configured address changed: the old one is let go
             _stop(info)
         argv = [sys.executable, "-m", "tts_ops.sockets.holder", name, host, str(port),

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 BACKLOG = 1024
+CHECK_S = 5.0  # how often the holder makes sure its unix socket is still there
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -48,18 +49,35 @@ def main(argv: list[str]) -> int:
         return 1
     directory = Path(where)
     path = directory / f"{name}.sock"
-    tmp = directory / f".{name}.{os.getpid()}.sock"
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old_umask = os.umask(0o177)
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        unix.bind(str(tmp))
-    finally:
-        os.umask(old_umask)
-    unix.listen(64)
-    os.replace(tmp, path)
-    inode = os.stat(path).st_ino
+    current = {"unix": None, "inode": None}
+
+    def publish() -> None:
+        """(Re)create ``path``: a tmp cleaner may delete it, and every later restart or
+        deploy needs it to fetch the socket (the address itself stays open meanwhile)."""
+        tmp = directory / f".{name}.{os.getpid()}.sock"
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            unix.bind(str(tmp))
+        finally:
+            os.umask(old_umask)
+        unix.listen(64)
+        unix.settimeout(CHECK_S)
+        os.replace(tmp, path)
+        previous = current["unix"]
+        current["unix"], current["inode"] = unix, os.stat(path).st_ino
+        if previous is not None:
+            previous.close()
+
+    def missing() -> bool:
+        try:
+            return os.stat(path).st_ino != current["inode"]
+        except OSError:
+            return True
+
+    publish()
     from tts_ops.procinfo import start_ticks
     from tts_ops.statefile import atomic_write_json
 
@@ -68,22 +86,32 @@ def main(argv: list[str]) -> int:
         "socket": str(path)})
 
     def finish(_signum: int, _frame: object) -> None:
-        with contextlib.suppress(OSError):
-            if os.stat(path).st_ino == inode:  # a newer holder's socket is not ours to remove
+        if not missing():  # a newer holder's socket is not ours to remove
+            with contextlib.suppress(OSError):
                 os.unlink(path)
         os._exit(0)
 
+    def republish(_signum: int, _frame: object) -> None:
+        if missing():
+            with contextlib.suppress(OSError):
+                publish()
+
     signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGUSR1, republish)  # a command found the path gone: at once
     print("ready", flush=True)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.close(devnull)
     while True:
         try:
-            conn, _addr = unix.accept()
-        except InterruptedError:
+            conn, _addr = current["unix"].accept()  # type: ignore[union-attr]
+        except TimeoutError:
+            republish(0, None)
             continue
+        except OSError:
+            continue  # interrupted, or the socket was replaced under it by republish
         with conn:
+            conn.settimeout(None)
             try:
                 if _peer_uid(conn) in allowed:
                     socket.send_fds(conn, [b"http"], [listener.fileno()])
