@@ -240,3 +240,45 @@ def test_deploy_prechecks_reach_the_supervisord_of_options_supervisor_conf(super
                      env={**env, "TTS_OPS_SUPERVISOR_CONF": ""})
     assert result.exit_code == 0, result.output
     assert "not reachable" not in result.output
+
+
+def test_a_service_stopped_behind_its_socket_holder_leaves_passing(supervisord, tmp_path):
+    """socket: inherit keeps the address open while the service is down, so a tcp check
+    passed and the record stayed passing: the keeper asks supervisord too."""
+    from tts_ops_supervisor.program import program_name
+
+    from tts_ops.config.models import ServiceConfig
+
+    port = free_port()
+    svc_name = name()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"discovery": {"ttl": 3}, "services": [{
+        "name": svc_name, "engine_type": "espeak", "port": port, "workers": 1,
+        "health_check": "tcp", "process_manager": "supervisor", "unhealthy_threshold": 2}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tmp_path / "s")]
+    flags = ["--supervisor-conf", str(supervisord.conf)]
+
+    def health() -> str | None:
+        out = subprocess.run([*base, "discovery", "list", "--all", "--json"],
+                             capture_output=True, text=True, timeout=60).stdout
+        rows = {r["service"]: r["effective_health"] for r in json.loads(out or "[]")}
+        return rows.get(svc_name)
+
+    import subprocess
+
+    try:
+        started = subprocess.run([*base, "start", *flags], capture_output=True, text=True,
+                                 timeout=120)
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: health() == "passing", timeout=20, message="passing")
+        program = program_name(ServiceConfig(name=svc_name))
+        rpc(supervisord).call("supervisor.stopProcess", program)  # behind tts-ops' back
+        import socket as sockets
+
+        with sockets.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the holder still accepts: a tcp check alone passes
+        wait_for(lambda: health() not in ("passing", None), timeout=20,
+                 message="not passing once its process is stopped")
+    finally:
+        subprocess.run([*base, "stop", "--all", *flags], capture_output=True, timeout=120)

@@ -29,10 +29,14 @@ from typing import Any
 KEEPER_DIR = "keepers"
 
 
-def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str
-                ) -> dict[str, Any] | None:
+def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str,
+                alive: list[str] | None = None) -> dict[str, Any] | None:
     """What a keeper needs for ``service``: None when discovery is off for it (no
-    ``discovery`` options given to the backend, or the process is a router's own)."""
+    ``discovery`` options given to the backend, or the process is a router's own).
+
+    ``alive``: a read-only command of the backend's that exits 0 only while the service's
+    process runs, asked before each health check: an address that outlives the process
+    (a socket holder) passes a ``tcp`` check while nothing serves it."""
     from tts_ops.routing import is_router_process
 
     if not discovery or is_router_process(service):
@@ -48,6 +52,7 @@ def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str
         "health": {"type": hc.type, "host": host, "port": service.port,
                    "url": record.meta.get("health_url"), "timeout": hc.timeout},
         "unhealthy_threshold": max(1, service.unhealthy_threshold),
+        **({"alive": list(alive)} if alive else {}),
     }
 
 
@@ -71,11 +76,12 @@ def write_spec(state_dir: Path, name: str, spec: dict[str, Any]) -> Path:
     return path
 
 
-def prepare(state_dir: Path, service: Any, discovery: dict[str, Any] | None, backend: str
-            ) -> Path | None:
+def prepare(state_dir: Path, service: Any, discovery: dict[str, Any] | None, backend: str,
+            alive: list[str] | None = None) -> Path | None:
     """The spec file of ``service``'s keeper, written when it changed; None (and no spec
-    left behind) when the service needs none. What a backend calls at every install."""
-    spec = keeper_spec(service, discovery, backend)
+    left behind) when the service needs none. What a backend calls at every install
+    (``alive``: see `keeper_spec`)."""
+    spec = keeper_spec(service, discovery, backend, alive)
     if spec is None:
         remove_spec(state_dir, service.name)
         return None
@@ -118,6 +124,10 @@ def spec_problem(spec: Any) -> str | None:
     if health["type"] != "none" and not (isinstance(health.get("port"), int)
                                          and 0 < health["port"] < 65536):
         return "health.port must be 1-65535"
+    alive = spec.get("alive")
+    if alive is not None and not (isinstance(alive, list) and alive and len(alive) < 64
+                                  and all(isinstance(a, str) for a in alive)):
+        return "alive must be an argv list"
     threshold = spec.get("unhealthy_threshold", 1)
     if not (isinstance(threshold, int) and 1 <= threshold <= 10_000):
         return "unhealthy_threshold must be 1-10000"
@@ -143,14 +153,32 @@ class Keeper:
         self.registry = spec["registry"]
         self.health = spec["health"]
         self.threshold = int(spec.get("unhealthy_threshold", 1))
+        self.alive: list[str] | None = spec.get("alive")
         self.record = InstanceRecord(**self.registry["record"])
         self.failures = 0
         self.store: Any = None
         self.said = ""
         self.done = threading.Event()
 
+    def running(self) -> tuple[bool, str]:
+        """Whether the backend says the process runs (no ``alive`` command: assumed)."""
+        if not self.alive:
+            return True, ""
+        import subprocess
+
+        try:
+            done = subprocess.run(self.alive, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=float(self.health["timeout"]) + 10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return False, f"its backend could not be asked ({exc})"
+        if done.returncode == 0:
+            return True, ""
+        return False, f"its process is not running ({done.stderr.strip()[:200]})"
+
     def once(self) -> None:
-        ok, detail = check(self.health)
+        ok, detail = self.running()
+        if ok:
+            ok, detail = check(self.health)
         self.failures = 0 if ok else self.failures + 1
         if not ok and self.failures != self.threshold:
             # not yet unhealthy, or already said: no refresh, so a service that stays down

@@ -10,6 +10,7 @@ supervisord considers a program stopped once its main process exits.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,8 +142,12 @@ class SupervisorBackend:
         from tts_ops.plugin import discovery_keeper, discovery_keeper_argv
 
         path = self._program_path(service).with_name(f"{keeper_name(service)}.conf")
+        # the keeper asks supervisord too: a FATAL service behind its socket holder still
+        # passes a tcp check
+        alive = [sys.executable, "-m", "tts_ops_supervisor.alive",
+                 str(self.conf(service).path), program_name(service)]
         spec_file = discovery_keeper(self.ctx.state_dir, service,
-                                     self.ctx.options.get("discovery"), self.name)
+                                     self.ctx.options.get("discovery"), self.name, alive)
         if spec_file is None:
             try:
                 path.unlink()
