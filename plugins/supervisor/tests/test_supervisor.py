@@ -282,3 +282,43 @@ def test_a_service_stopped_behind_its_socket_holder_leaves_passing(supervisord, 
                  message="not passing once its process is stopped")
     finally:
         subprocess.run([*base, "stop", "--all", *flags], capture_output=True, timeout=120)
+
+
+def test_a_keeper_that_cannot_run_shows_in_status(supervisord, tmp_path):
+    """The record dropped out of discovery while status said running and ready: a keeper
+    in BACKOFF or FATAL is on the service's row."""
+    import subprocess
+
+    from tts_ops_supervisor.program import keeper_name
+
+    from tts_ops.config.models import ServiceConfig
+
+    svc_name = name()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"discovery": {"ttl": 3}, "services": [{
+        "name": svc_name, "command": [sys.executable, "-c", "import time; time.sleep(600)"],
+        "notify": False, "health_check": "none", "process_manager": "supervisor"}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tmp_path / "s")]
+    flags = ["--supervisor-conf", str(supervisord.conf)]
+    try:
+        started = subprocess.run([*base, "start", *flags], capture_output=True, text=True,
+                                 timeout=120)
+        assert started.returncode == 0, started.stderr
+        (tmp_path / "s" / "keepers" / f"{svc_name}.json").write_text("{garbage")
+        keeper = keeper_name(ServiceConfig(name=svc_name))
+        rpc(supervisord).call("supervisor.signalProcess", f"{keeper}:{keeper}", "KILL")
+
+        def row() -> dict:
+            out = subprocess.run([*base, "status", "--json", *flags], capture_output=True,
+                                 text=True, timeout=60)
+            return json.loads(out.stdout)[0]
+
+        wait_for(lambda: row()["extra"].get("keeper") in ("BACKOFF", "FATAL"), timeout=30,
+                 message="the keeper's trouble on the row")
+        table = subprocess.run([*base, "status", *flags], capture_output=True, text=True,
+                               timeout=60).stdout
+        assert "its discovery keeper is" in table and "not kept alive" in table, table
+        assert row()["state"] == "running"
+    finally:
+        subprocess.run([*base, "stop", "--all", *flags], capture_output=True, timeout=120)

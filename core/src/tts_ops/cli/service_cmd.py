@@ -248,7 +248,8 @@ def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:
         click.echo(f"{r.name:<20} {r.backend:<10} {r.state!s:<10} {r.pid or '-':>7} "
                    f"{'yes' if r.ready else 'no':<5} {uptime:>8} {r.restarts:>8} {cpu:>6}"
                    f" {rss:>9}  {addr}")
-        if r.reason and r.state in ("failed", "backoff", "unhealthy"):
+        if r.reason and (r.state in ("failed", "backoff", "unhealthy")
+                         or (r.extra or {}).get("degraded")):
             click.echo(f"{'':<20} {r.reason}")
     if app.verbose:
         for svc in services:

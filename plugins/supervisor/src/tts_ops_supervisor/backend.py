@@ -438,7 +438,21 @@ class SupervisorBackend:
             for svc in group:
                 procs = [p for p in infos if p["group"] == program_name(svc)]
                 out[svc.name] = self._status(svc, procs, log)
+                keepers = [p for p in infos if p["group"] == keeper_name(svc)]
+                if keepers:
+                    self._keeper_state(svc, out[svc.name], keepers[0])
         return [out[svc.name] for svc in services]
+
+    def _keeper_state(self, service: Any, status: ServiceStatus, keeper: dict[str, Any]
+                      ) -> None:
+        """A running service whose keeper is not running has no heartbeats: its record
+        leaves discovery while it serves. Say so on its row."""
+        status.extra["keeper"] = keeper["statename"]
+        if status.state == State.RUNNING and keeper["statename"] != "RUNNING":
+            status.extra["degraded"] = True
+            status.reason = (f"its discovery keeper is {keeper['statename']}: its record is"
+                             " not kept alive (see"
+                             f" {self.ctx.state_dir}/keepers/{service.name}.log)")
 
     def _status(self, service: Any, procs: list[dict[str, Any]], log: str | None
                 ) -> ServiceStatus:
