@@ -172,6 +172,12 @@ def read_json(path: Path) -> Any | None:
     file of ours (or root's) that no one else may write, reached without a symlink in its
     last component; anything else raises `UntrustedState` before a byte is parsed.
     """
+    raw = read_trusted(path)
+    return None if raw is None else json.loads(raw)
+
+
+def read_trusted(path: Path) -> bytes | None:
+    """The bytes of a state file (`read_json`'s checks), or None when it does not exist."""
     try:
         fd = os.open(path, os.O_RDONLY | _NOFOLLOW | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
@@ -193,8 +199,7 @@ def read_json(path: Path) -> Any | None:
             raise UntrustedState(f"{path}: other users may write to it (mode"
                                  f" {st.st_mode & 0o7777:04o}); remove it or run chmod go-w")
         os.set_blocking(fd, True)
-        raw = fh.read()
-    return json.loads(raw)
+        return fh.read()
 
 
 def untrusted_path(path: Path | str) -> str | None:

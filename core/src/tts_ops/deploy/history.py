@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tts_ops.statefile import locked, open_nofollow
+from tts_ops.statefile import locked, open_nofollow, read_trusted
 
 
 def append(state_dir: Path, record: dict[str, Any]) -> None:
@@ -21,11 +21,10 @@ def append(state_dir: Path, record: dict[str, Any]) -> None:
 
 
 def read(state_dir: Path) -> list[dict[str, Any]]:
-    path = state_dir / "deploys.jsonl"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    raw = read_trusted(state_dir / "deploys.jsonl")
+    if raw is None:
         return []
+    lines = raw.decode("utf-8", errors="replace").splitlines()
     out = []
     for line in lines:
         try:
