@@ -415,3 +415,44 @@ def test_a_service_keeps_its_discovery_record_past_its_ttl(user_manager, tmp_pat
     from tts_ops.testing.heartbeats import check_record_outlives_ttl
 
     check_record_outlives_ttl(tmp_path, "systemd", ["--scope", "user"])
+
+
+def test_a_keeper_that_cannot_run_shows_in_status(user_manager, tmp_path):
+    """The record dropped out of discovery while status said running and ready: a keeper
+    restarting or failed is on the service's row."""
+    import subprocess
+    import sys
+
+    from tts_ops.testing import DUMMY, free_port, wait_for
+
+    port = free_port()
+    svc = f"kp{uuid.uuid4().hex[:6]}"
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"discovery": {"ttl": 3}, "services": [{
+        "name": svc, "port": port, "notify": True, "process_manager": "systemd",
+        "command": [*DUMMY, "--port", str(port)]}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tmp_path / "s")]
+
+    def row() -> dict:
+        out = subprocess.run([*base, "status", "--json"], capture_output=True, text=True,
+                             timeout=60)
+        return json.loads(out.stdout)[0]
+
+    try:
+        started = subprocess.run([*base, "start", "--scope", "user"], capture_output=True,
+                                 text=True, timeout=120)
+        assert started.returncode == 0, started.stderr
+        wait_for(lambda: row()["extra"].get("keeper", "").startswith("active"), timeout=20,
+                 message="its keeper running")
+        (tmp_path / "s" / "keepers" / f"{svc}.json").write_text("{garbage")
+        subprocess.run(["systemctl", "--user", "kill", "-s", "KILL",
+                        f"tts-ops_beat-{svc}.service"], check=True)
+        wait_for(lambda: row()["extra"].get("degraded"), timeout=30,
+                 message="the keeper's trouble on the row")
+        assert row()["state"] == "running"
+        table = subprocess.run([*base, "status"], capture_output=True, text=True,
+                               timeout=60).stdout
+        assert f"its discovery keeper tts-ops_beat-{svc}.service is" in table, table
+    finally:
+        subprocess.run([*base, "stop", "--all"], capture_output=True, timeout=120)

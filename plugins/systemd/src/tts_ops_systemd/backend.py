@@ -421,14 +421,31 @@ class SystemdBackend:
         for scope, group in by_scope.items():
             ctl = Systemctl(scope)
             units = [u for svc in group for u in instance_units(svc)]
+            # the heartbeat keepers too (their spec exists when one is installed): a
+            # service whose keeper cannot run leaves discovery while it serves
+            kept = [svc for svc in group if (self.ctx.state_dir / "keepers"
+                                             / f"{svc.name}.json").exists()]
             try:
-                props = ctl.show(units)  # one call for every unit of the scope
+                props = ctl.show([*units, *(keeper_unit(svc) for svc in kept)])
             except SystemctlError:
                 self._require(ctl)  # says why the manager is unreachable
                 raise
             for svc in group:
                 out[svc.name] = self._status(svc, props)
+                if svc in kept:
+                    self._keeper_state(svc, out[svc.name], props.get(keeper_unit(svc), {}))
         return [out[svc.name] for svc in services]
+
+    def _keeper_state(self, service: Any, status: ServiceStatus, p: dict[str, str]) -> None:
+        active = p.get("ActiveState") or "inactive"
+        status.extra["keeper"] = f"{active} ({p.get('SubState', '?')})"
+        # a keeper starts once its service is active (Upholds=): "inactive" right after a
+        # start is not trouble; auto-restart and failed are
+        if status.state == State.RUNNING and (active == "failed" or
+                                              p.get("SubState") == "auto-restart"):
+            status.extra["degraded"] = True
+            status.reason = (f"its discovery keeper {keeper_unit(service)} is"
+                             f" {status.extra['keeper']}: its record is not kept alive")
 
     def _status(self, service: Any, props: dict[str, dict[str, str]]) -> ServiceStatus:
         units = instance_units(service)
