@@ -590,3 +590,36 @@ def test_a_deleted_holder_socket_does_not_break_the_next_restart_or_deploy(env):
     [row] = env.status()
     assert row["state"] == "running"
     assert env.cli("stop", "--all").exit_code == 0
+
+
+def test_stop_all_of_one_config_leaves_another_configs_service_serving(env, tmp_path):
+    """Two configs, one state dir (root's default is shared): `-c a.json stop --all` let go
+    of b.json's address holder, and b's next restart failed with Address already in use."""
+    other = tmp_path / "b.json"
+    b_port = ports(4)
+    other.write_text(json.dumps({"services": [{**env.service, "name": "other",
+                                               "port": b_port}]}))
+
+    def b(*args):
+        return run_cli(["-c", str(other), "--state-dir", str(env.state), *args,
+                        *(["--process-manager", "manual"] if args[0] == "start" else [])],
+                       host=env.host)
+
+    assert b("start", "other").exit_code == 0
+    assert env.cli("start", "tts").exit_code == 0
+    stopped = env.cli("stop", "--all")
+    assert stopped.exit_code == 0
+    assert "left 1 address holder(s) of services not in this config alone" in stopped.stderr
+    with urllib.request.urlopen(f"http://127.0.0.1:{b_port}/health", timeout=10) as resp:
+        assert resp.status == 200
+    restarted = b("restart", "other")
+    assert restarted.exit_code == 0, restarted.output
+    assert b("stop", "--all").exit_code == 0
+    # a holder no process uses (its service gone from every config) is let go
+    from tts_ops import sockets
+
+    sockets.ensure_holder(env.state, "ghost", "127.0.0.1", ports(1))
+    assert sockets.holder_info(env.state, "ghost") is not None
+    stopped = env.cli("stop", "--all")
+    assert stopped.exit_code == 0 and "left" not in stopped.stderr
+    assert sockets.holder_info(env.state, "ghost") is None

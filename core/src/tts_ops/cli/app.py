@@ -218,9 +218,18 @@ class App:
             self.backend(self.choose_backend(svc, pm)).release_socket(svc)
         if every:
             known = {s.name for s in services}
+            left = []
             for name in sockets.holders(self.state_dir):
-                if name not in known:
-                    sockets.release(self.state_dir, name)
+                if name in known:
+                    continue
+                if sockets.in_use(self.state_dir, name):
+                    left.append(name)  # its processes serve: another config's service
+                else:
+                    sockets.release(self.state_dir, name)  # left by a service now gone
+            if left:
+                print(f"tts-ops: left {len(left)} address holder(s) of services not in this"
+                      f" config alone, as processes still serve them ({', '.join(left)});"
+                      " stop them with the config that names them", file=sys.stderr)
 
     def record_intent(self, services: list[Any], wanted: str) -> None:
         """What the operator wants of these services (see `tts_ops.intent`)."""

@@ -139,6 +139,35 @@ def fetch(path: Path | str, timeout: float = 5.0) -> int:
     return fds[0]
 
 
+def in_use(state_dir: Path, name: str) -> bool:
+    """Whether a process other than ``name``'s holder has its listening socket (a
+    generation inherited it): the address serves someone's service. Processes whose
+    descriptors cannot be read are another user's, which this user cannot have started."""
+    info = holder_info(state_dir, name)
+    if info is None:
+        return False
+    pid = info["pid"]
+    try:
+        ours = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+    except OSError:
+        return True
+    sockets_held = {link for link in ours if link.startswith("socket:")}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pid:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue  # it exited meanwhile, or it is another user's
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in sockets_held:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def release(state_dir: Path, name: str) -> bool:
     """Stop ``name``'s holder (the address closes); True if one was running."""
     where = directory(state_dir)
