@@ -133,7 +133,11 @@ class ProcessBackend(Protocol):
     name: str
 
     def available(self) -> tuple[bool, str]:
-        """Whether the process manager is reachable, and a one-line reason either way."""
+        """Whether the process manager is reachable, and a one-line reason either way.
+
+        A backend whose manager depends on a service's own options (supervisor's
+        ``options.supervisor.conf``) may also define ``available_for(service)``, which the
+        deploy pre-checks ask instead."""
         ...
 
     def capabilities(self) -> dict[str, Support]:

@@ -34,8 +34,9 @@ def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str,
     """What a keeper needs for ``service``: None when discovery is off for it (no
     ``discovery`` options given to the backend, or the process is a router's own).
 
-    ``alive``: a read-only command of the backend's that exits 0 only while the service's
-    process runs, asked before each health check: an address that outlives the process
+    ``alive``: a read-only command of the backend's that exits 0 while the service's
+    process runs and 1 when it does not (anything else: it could not tell), asked before
+    each health check: an address that outlives the process
     (a socket holder) passes a ``tcp`` check while nothing serves it."""
     from tts_ops.routing import is_router_process
 
@@ -171,9 +172,10 @@ class Keeper:
                                   text=True, timeout=float(self.health["timeout"]) + 10)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return False, f"its backend could not be asked ({exc})"
-        if done.returncode == 0:
-            return True, ""
-        return False, f"its process is not running ({done.stderr.strip()[:200]})"
+        if done.returncode == 1:
+            return False, f"its process is not running ({done.stderr.strip()[:200]})"
+        # 0: it runs; anything else: the manager could not say, and the health check decides
+        return True, ""
 
     def once(self) -> None:
         ok, detail = self.running()

@@ -14,11 +14,13 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m tts_ops_supervisor.alive CONF PROGRAM", file=sys.stderr)
         return 2
+    from pathlib import Path
+
     from tts_ops_supervisor.conf import read_conf
     from tts_ops_supervisor.rpc import Client
 
     try:
-        info = Client(read_conf(argv[0])).call("supervisor.getProcessInfo", argv[1])
+        info = Client(read_conf(Path(argv[0]))).call("supervisor.getProcessInfo", argv[1])
     except Exception as exc:  # unreachable, a fault, a conf it cannot read: one line
         print(f"cannot ask supervisord about {argv[1]}: {exc}", file=sys.stderr)
         return 3
