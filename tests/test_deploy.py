@@ -623,3 +623,18 @@ def test_stop_all_of_one_config_leaves_another_configs_service_serving(env, tmp_
     stopped = env.cli("stop", "--all")
     assert stopped.exit_code == 0 and "left" not in stopped.stderr
     assert sockets.holder_info(env.state, "ghost") is None
+
+
+def test_the_platform_line_names_the_engine_and_a_change_of_engine_is_said(env):
+    """A restart silently switched the hybrid service from espeak-ng to piper while every
+    deploy's platform line said espeak-ng."""
+    pytest.importorskip("piper")
+    first = env.cli("deploy", "--strategy", "blue_green")
+    assert first.exit_code == 0, first.output
+    assert "engine espeak," in first.output and "engine changes" not in first.output
+    env.write(engine_type="piper")
+    second = env.cli("deploy", "--strategy", "blue_green", "--skip-tests")
+    assert second.exit_code == 0, second.output
+    assert "engine piper," in second.output
+    assert ("engine changes: the serving generation runs espeak, the new one will run piper"
+            in second.output)

@@ -139,10 +139,10 @@ def test_full_queue_answers_503_with_retry_after(start_server):
     text = "A long sentence that takes a while to synthesize. " * 90
     results = []
 
-    def fire():
-        results.append(synth(server, text))
+    def fire(i: int):  # each its own text: identical ones would share one synthesis
+        results.append(synth(server, f"{text} {i}"))
 
-    threads = [threading.Thread(target=fire) for _ in range(12)]
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(12)]
     for t in threads:
         t.start()
     for t in threads:

@@ -42,6 +42,8 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     lock: asyncio.Lock | None = None
     voice_map: dict[str, str] = field(default_factory=dict)  # OpenAI voice name -> ours
+    crowd: Any = None  # syntheses in flight in the whole server (`tts_server.server._Crowd`)
+    cache: Any = None  # `tts_server.cache.AudioCache`, None when --cache-bytes 0
 
     async def synthesize(self, text: str, voice: str | None, rate: int | None) -> Any:
         """One synthesis in a worker thread, counted against the queue; raises `Unavailable`
@@ -53,6 +55,8 @@ class ServerState:
             raise Unavailable("too many requests queued")
         self.waiting += 1
         self.metrics.in_flight.inc()
+        if self.crowd is not None:
+            self.crowd.add(1)
         started = time.perf_counter()
         try:
             audio = await asyncio.to_thread(self.engine.synthesize, text, voice, rate)
@@ -65,6 +69,8 @@ class ServerState:
         finally:
             self.waiting -= 1
             self.metrics.in_flight.dec()
+            if self.crowd is not None:
+                self.crowd.add(-1)
         self.metrics.synthesis.observe(time.perf_counter() - started)
         return audio
 
@@ -77,7 +83,47 @@ class ServerState:
             "uptime_s": round(time.monotonic() - self.started, 3),
             "pid": os.getpid(),
             "release": os.environ.get("TTS_OPS_RELEASE"),  # set by a tts-ops deploy
+            **({"threads": self.engine.choice()} if hasattr(self.engine, "choice") else {}),
+            "cache": ({"max_bytes": self.cache.max_bytes} if self.cache is not None
+                      else None),
         }
+
+    async def cached(self, key_parts: tuple, make: Any) -> tuple[bytes, str | None]:
+        """(the answer's bytes, its ETag): from the cache or an identical request's
+        synthesis when there is one, else ``await make()`` (and stored). Without a cache,
+        ``make()`` and no ETag."""
+        if self.cache is None:
+            return await make(), None
+        from tts_server.cache import key_of
+
+        key = key_of(self.engine.name, *key_parts)
+        data, _shared = await self.cache.get_or_make(key, make)
+        return data, f'"{key[:40]}"'
+
+    def cache_get(self, key_parts: tuple) -> tuple[bytes, str] | None:
+        """A stored answer and its ETag, or None (no cache, or not stored)."""
+        if self.cache is None:
+            return None
+        from tts_server.cache import key_of
+
+        key = key_of(self.engine.name, *key_parts)
+        data = self.cache.get(key)
+        self.cache.count(hit=data is not None)
+        return None if data is None else (data, f'"{key[:40]}"')
+
+    def cache_keeper(self, key_parts: tuple) -> Any:
+        """What stores a streamed answer once complete (None without a cache)."""
+        if self.cache is None:
+            return None
+        from tts_server.cache import key_of
+
+        key = key_of(self.engine.name, *key_parts)
+        return lambda data: self.cache.put(key, data)
+
+    def fingerprint(self, voice: str | None) -> str:
+        """The engine's identity of ``voice`` (a model's digest) for the cache's key."""
+        fingerprint = getattr(self.engine, "fingerprint", None)
+        return fingerprint(voice) if fingerprint else f"{self.engine.name} {voice}"
 
 
 class Unavailable(Exception):
@@ -174,8 +220,19 @@ def create_app(state: ServerState, limits: Limits | None = None,
             return _error(400, "stream must be true or false", "stream")
         started = time.perf_counter()
         parts = sentences(text) if stream else [text]
+
+        async def whole() -> bytes:
+            audio = await state.synthesize(text, voice, rate)
+            return encode_wav(audio.pcm, audio.sample_rate)
+
         try:
-            audio = await state.synthesize(parts[0], voice, rate)
+            fingerprint = state.fingerprint(voice)
+            if not stream:
+                body, etag = await state.cached(("wav", fingerprint, text, rate), whole)
+            else:
+                found = state.cache_get(("wav-stream", fingerprint, text, rate))
+                if found is None:
+                    audio = await state.synthesize(parts[0], voice, rate)
         except Unavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=503,
                                 headers={"Retry-After": "1"})
@@ -185,10 +242,13 @@ def create_app(state: ServerState, limits: Limits | None = None,
             return _error(500, str(exc))
         request.scope["tts_log"] = {"text_chars": len(text),
                                     "synth_ms": round((time.perf_counter() - started) * 1000, 2)}
-        if stream:  # sentence by sentence, a WAV of unknown length
-            return StreamingResponse(stream_speech(state, audio, parts[1:], voice, rate, "wav"),
-                                     media_type="audio/wav")
-        return Response(encode_wav(audio.pcm, audio.sample_rate), media_type="audio/wav")
+        if stream:  # sentence by sentence, a WAV of unknown length; cached once complete
+            if found is not None:
+                return _cached_answer(request, *found, "audio/wav")
+            keep = state.cache_keeper(("wav-stream", fingerprint, text, rate))
+            return StreamingResponse(stream_speech(state, audio, parts[1:], voice, rate, "wav",
+                                                   keep), media_type="audio/wav")
+        return _cached_answer(request, body, etag, "audio/wav")
 
     from tts_server.openai_api import routes as openai_routes
 
@@ -216,25 +276,44 @@ def sentences(text: str) -> list[str]:
     return [p for p in parts if p] or [text]
 
 
+def _cached_answer(request: Request, body: bytes, etag: str | None, media_type: str
+                   ) -> Response:
+    """The answer, with its ETag when it is cacheable (304 when the client has it)."""
+    if etag is None:
+        return Response(body, media_type=media_type)
+    headers = {"ETag": etag}
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media_type, headers=headers)
+
+
 async def stream_speech(state: ServerState, first: Any, rest: list[str], voice: str | None,
-                        rate: int | None, fmt: str) -> Any:
+                        rate: int | None, fmt: str, keep: Any = None) -> Any:
     """Encode ``first`` (already synthesized), then synthesize and send each sentence of
-    ``rest``; a client that leaves stops it before the next sentence."""
+    ``rest``; a client that leaves stops it before the next sentence. ``keep(bytes)``
+    stores the whole answer once every sentence was sent (never a stream cut short)."""
     from tts_server.encode import StreamEncoder
 
     encoder = StreamEncoder(fmt, first.sample_rate)
     done = 0
+    sent: list[bytes] = []
     try:
         chunk = encoder.feed(first.pcm)
         if chunk:
+            sent.append(chunk)
             yield chunk
         for part in rest:
             audio = await state.synthesize(part, voice, rate)
             done += 1
             chunk = encoder.feed(audio.pcm)
             if chunk:
+                sent.append(chunk)
                 yield chunk
-        yield encoder.close()
+        last = encoder.close()
+        sent.append(last)
+        yield last
+        if keep is not None:
+            keep(b"".join(sent))
     except (Unavailable, SynthesisFailed, BadRequest) as exc:
         # the status line is gone: end the stream early, and say so in the log
         log.warning(f"stream ended early: {exc}", extra={"event": "stream_failed"})

@@ -33,6 +33,10 @@ def parse_args(argv: list[str] | None = None):
                    help="Seconds a client has to send a request's headers.")
     p.add_argument("--body-timeout", type=float, default=30.0,
                    help="Seconds a client has to send a request's body.")
+    p.add_argument("--cache-bytes", type=int, default=64 * 1024 * 1024,
+                   help="Bound of the audio cache shared by the workers, least recently used"
+                        " out (default 64 MiB); 0 turns it off, and with it the one synthesis"
+                        " for identical requests at once.")
     p.add_argument("--wyoming-idle-timeout", type=float, default=60.0,
                    help="Seconds a Wyoming connection may wait between events.")
     p.add_argument("--max-connections", type=int, default=1000,
@@ -79,6 +83,7 @@ def parse_args(argv: list[str] | None = None):
                             ("workers", 1, 64), ("max_body_bytes", 1, 2**31),
                             ("header_timeout", 0.001, 3600), ("body_timeout", 0.001, 3600),
                             ("wyoming_idle_timeout", 0.001, 3600),
+                            ("cache_bytes", 0, 2**40),
                             ("drain_timeout", 0, 3600), ("max_connections", 1, 10**6),
                             ("max_requests_per_connection", 1, 10**9), ("threads", 0, 1024)):
         value = getattr(args, name)
@@ -108,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                         max_queue=args.max_queue, workers=args.workers,
                         drain_timeout=args.drain_timeout, espeak_source=args.espeak_source,
                         voices_dir=args.voices_dir, voice_map=args.voice_map,
-                        threads=args.threads,
+                        threads=args.threads, cache_bytes=args.cache_bytes,
                         cors_origins=tuple(args.cors_origin), wyoming_uri=args.wyoming_uri,
                         limits=Limits(max_body=args.max_body_bytes,
                                       header_timeout=args.header_timeout,

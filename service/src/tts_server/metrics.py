@@ -60,6 +60,14 @@ class Metrics:
                            registry=self.registry, multiprocess_mode="livemin")
         self.rejected = Counter("tts_rejected", "Requests refused because the queue was full",
                                 registry=self.registry)
+        self.cache_hits = Counter("tts_cache_hits", "Answers served from the audio cache or"
+                                  " from an identical request's synthesis",
+                                  registry=self.registry)
+        self.cache_misses = Counter("tts_cache_misses", "Answers the engine had to synthesize",
+                                    registry=self.registry)
+        # every worker sees the same directory: the latest count is the cache's size
+        self.cache_bytes = Gauge("tts_cache_bytes", "Bytes the audio cache holds",
+                                 registry=self.registry, multiprocess_mode="mostrecent")
         self.connections_closed = Counter(
             "tts_connections_closed", "Connections closed by a limit (busy, evicted,"
             " header_timeout)", ["reason"], registry=self.registry)

@@ -50,6 +50,7 @@ def routes(state: Any) -> list[Route]:
             SynthesisFailed,
             Unavailable,
             _bad_text,
+            _cached_answer,
             sentences,
             stream_speech,
         )
@@ -97,6 +98,10 @@ def routes(state: Any) -> list[Route]:
         parts = sentences(text)
         started = time.perf_counter()
         try:
+            key = ("openai", fmt, state.fingerprint(ours), text, rate)
+            found = state.cache_get(key)
+            if found is not None:  # the whole answer, stored when it was first streamed
+                return _cached_answer(request, *found, FORMATS[fmt].media_type)
             first = await state.synthesize(parts[0], ours, rate)
         except Unavailable as exc:
             response = error(503, str(exc), kind="server_error", code="overloaded")
@@ -109,7 +114,8 @@ def routes(state: Any) -> list[Route]:
         request.scope["tts_log"] = {"text_chars": len(text), "format": fmt,
                                     "synth_ms": round((time.perf_counter() - started) * 1000,
                                                       2)}
-        return StreamingResponse(stream_speech(state, first, parts[1:], ours, rate, fmt),
+        return StreamingResponse(stream_speech(state, first, parts[1:], ours, rate, fmt,
+                                               state.cache_keeper(key)),
                                  media_type=FORMATS[fmt].media_type)
 
     return [Route("/v1/audio/speech", speech, methods=["POST"]),

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
 
@@ -55,6 +56,9 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     voices_dir: str | None = None
     threads: int = 0  # per worker's engine; 0: the cores divided among the workers
+    cache_bytes: int = 0  # the audio cache's bound (0: no cache, no coalescing)
+    cache_dir: str | None = None  # made by run(), shared by the workers
+    crowd: Any = None  # syntheses in flight in the whole server (shared memory, by run())
     wyoming_uri: str | None = None
     wyoming_sock: socket.socket | None = None  # bound by run(), shared by the workers
 
@@ -83,12 +87,24 @@ def warm_up(state: ServerState) -> None:
 
 def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
           on_ready=None, shared: bool = False) -> None:
+    crowd = settings.crowd if settings.crowd is not None else _Crowd()
+    # explicit --threads: fixed; by default a lone request may take every core (piper)
+    solo = 0 if settings.threads else (os.cpu_count() or 1)
     engine, note = create_engine(settings.engine, enable_coqui=settings.enable_coqui,
                                  coqui_model=settings.coqui_model,
                                  espeak_source=settings.espeak_source,
-                                 voices_dir=settings.voices_dir, threads=settings_threads(settings))
+                                 voices_dir=settings.voices_dir, threads=settings_threads(settings),
+                                 solo_threads=solo, crowd=crowd.value)
+    cache = None
+    if settings.cache_bytes and settings.cache_dir:
+        from tts_server.cache import AudioCache
+
+        cache = AudioCache(settings.cache_dir, settings.cache_bytes)
     state = ServerState(engine=engine, engine_note=note, max_text=settings.max_text,
-                        max_queue=settings.max_queue, voice_map=dict(settings.voice_map))
+                        max_queue=settings.max_queue, voice_map=dict(settings.voice_map),
+                        crowd=crowd, cache=cache)
+    if cache is not None:
+        cache.metrics = state.metrics
     app = create_app(state, settings.limits, settings.cors_origins)
     closed = state.metrics.connections_closed
     budget = Budget(settings.limits.max_connections)  # HTTP's and Wyoming's connections
@@ -157,6 +173,27 @@ async def _warm_up_or_exit(state: ServerState) -> None:
         raise SystemExit(1) from None
 
 
+class _Crowd:
+    """Syntheses in flight in the whole server: a counter in memory shared by the workers
+    (made before they fork), or this process's own with one worker."""
+
+    def __init__(self, shared: bool = False) -> None:
+        import multiprocessing
+
+        self._shared = multiprocessing.Value("i", 0) if shared else None
+        self._own = 0
+
+    def add(self, n: int) -> None:
+        if self._shared is None:
+            self._own += n
+            return
+        with self._shared.get_lock():
+            self._shared.value += n
+
+    def value(self) -> int:
+        return self._own if self._shared is None else self._shared.value
+
+
 def settings_threads(settings: Settings) -> int:
     """Threads each engine may use: the cores shared among the workers (no oversubscription)."""
     if settings.threads:
@@ -171,6 +208,7 @@ def _address(sock: socket.socket) -> str:
 
 def run(settings: Settings) -> int:
     notifier = Notifier()
+    master = os.getpid()
     usable = raise_fd_limit()
     if settings.limits.max_connections > usable:
         log.warning(f"max connections lowered to {usable}: the descriptor limit allows no more",
@@ -192,6 +230,13 @@ def run(settings: Settings) -> int:
         print(f"tts-server: error: cannot listen on {settings.host}:{settings.port}:"
               f" {exc.strerror}", file=sys.stderr)
         return 1
+    if settings.cache_bytes and settings.cache_dir is None:
+        from tts_server.cache import make_directory
+
+        settings.cache_dir = made = make_directory()  # before the fork: shared
+    else:
+        made = None
+    settings.crowd = _Crowd(shared=settings.workers > 1)
     try:
         if settings.workers <= 1:
             serve(settings, socks, notifier, shared=shared)
@@ -200,6 +245,11 @@ def run(settings: Settings) -> int:
     except EngineUnavailable as exc:
         print(f"tts-server: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if made is not None and os.getpid() == master:
+            import shutil
+
+            shutil.rmtree(made, ignore_errors=True)
 
 
 RESPAWN_LIMIT = 5  # worker deaths within RESPAWN_WINDOW seconds before the master gives up
@@ -231,7 +281,9 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
     master = os.getpid()
     children: set[int] = set()
 
-    def fork_worker(warm_first: bool = shared) -> None:
+    # every worker warms before it accepts, at first start as on respawn: a fresh server's
+    # cold worker answered 503 after another one's /ready said 200
+    def fork_worker(warm_first: bool = True) -> None:
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)

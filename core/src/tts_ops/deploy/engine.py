@@ -20,7 +20,7 @@ from typing import Any
 
 from tts_ops.config.plugin_options import strategy_options
 from tts_ops.deploy import history, journal, slots
-from tts_ops.deploy.checks import platform_report, predeploy_problems
+from tts_ops.deploy.checks import platform_report, predeploy_problems, serving_engine
 from tts_ops.deploy.context import DeployContext, DeployFailed
 from tts_ops.deploy.lock import DeployLock
 from tts_ops.deploy.releases import Release, ReleaseStore
@@ -79,9 +79,11 @@ class Reporter:
                       f" ({data['environment']}), {data['old']} -> {data['new']}")
         elif kind == "platform":
             p = data["platform"]
+            engine = f"engine {p['engine']}, " if "engine" in p else ""
             self.echo(f"  platform: init {p['init_system']}, process manager"
-                      f" {p['process_manager']} ({p['process_manager_reason']}), espeak-ng"
-                      f" {p['espeak_ng']}, Python {p['python']}, {p['free_disk_mib']} MiB free")
+                      f" {p['process_manager']} ({p['process_manager_reason']}), {engine}"
+                      f"espeak-ng {p['espeak_ng']}, Python {p['python']},"
+                      f" {p['free_disk_mib']} MiB free")
         elif kind == "result":
             self.echo(f"{data['service']}: {data['result']} in {data['duration_s']:.2f}s"
                       + (f"; downtime {data['downtime_s']:.2f}s" if data.get("downtime_s")
@@ -164,8 +166,14 @@ class DeployEngine:
             self.out.event("start", id=deploy_id, operation=kind, service=svc.name, strategy=name,
                            environment=environment, old=active or "nothing", new=new_gen,
                            release=release.id if release is not None else None)
-            self.out.event("platform", service=svc.name, platform=platform_report(
-                backend_name, self.app.backend_reasons.get(svc.name, ""), state_dir))
+            platform = platform_report(backend_name, self.app.backend_reasons.get(svc.name, ""),
+                                       state_dir, svc)
+            self.out.event("platform", service=svc.name, platform=platform)
+            serving = serving_engine([o for o in old if self._running(backend, o)])
+            if serving and serving != platform["engine"]:
+                self.out.event("log", service=svc.name, message=(
+                    f"engine changes: the serving generation runs {serving}, the new one will"
+                    f" run {platform['engine']}"))
             deploy_info = {"id": deploy_id, "services": [svc.name], "strategy": name,
                            "environment": environment}
 

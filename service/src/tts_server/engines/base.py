@@ -40,3 +40,9 @@ class Engine(Protocol):
     def synthesize(self, text: str, voice: str | None, rate: int | None) -> Audio:
         """Blocking synthesis; called from a worker thread, one call at a time per engine."""
         ...
+
+    def fingerprint(self, voice: str | None) -> str:
+        """What identifies the audio ``voice`` makes (the engine, its library or model
+        file's digest): a part of the audio cache's key. Raises `BadRequest` for an
+        unknown voice."""
+        ...

@@ -151,6 +151,10 @@ class EspeakEngine:
         samples = array.array("h", audio.pcm[: len(audio.pcm) // 2 * 2])
         return bool(samples) and max(map(abs, samples)) >= SILENCE_PEAK
 
+    def fingerprint(self, voice: str | None) -> str:
+        # the library and its data decide the audio: the description names both
+        return f"espeak-ng {self.description} voice={voice or ''}"
+
     def voices(self) -> list[Voice]:
         return list(self._voices)
 

