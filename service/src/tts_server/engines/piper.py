@@ -103,7 +103,9 @@ class PiperEngine:
         piper_config = PiperConfig.from_dict(json.loads(config.read_text()))
         voice = {"shared": _session(model, piper_config, self.threads)}
         if self.solo_threads:
-            voice["solo"] = _session(model, piper_config, self.solo_threads)
+            # it runs alone: its threads may spin between operations (they stop when the
+            # run ends; the shared sessions, which run side by side, never spin)
+            voice["solo"] = _session(model, piper_config, self.solo_threads, spin=True)
         self._loaded[name] = voice
         while len(self._loaded) > MAX_LOADED:
             self._loaded.popitem(last=False)
@@ -152,7 +154,7 @@ class PiperEngine:
         return Audio(pcm, rate_hz)
 
 
-def _session(model: Path, config: Any, threads: int) -> Any:
+def _session(model: Path, config: Any, threads: int, spin: bool = False) -> Any:
     import onnxruntime
     from piper import PiperVoice
 
@@ -160,8 +162,8 @@ def _session(model: Path, config: Any, threads: int) -> Any:
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    # idle threads sleep instead of spinning: workers sharing the cores do not steal each
-    # other's CPU between their operations, and an idle server costs nothing
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # without ``spin`` idle threads sleep: workers sharing the cores do not steal each
+    # other's CPU between their operations
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return PiperVoice(config=config, session=onnxruntime.InferenceSession(
         str(model), sess_options=options, providers=["CPUExecutionProvider"]))
