@@ -26,7 +26,7 @@ from typing import Any
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event, async_write_event
+from wyoming.event import Event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
@@ -228,21 +228,39 @@ class Handler(AsyncEventHandler):
 
 async def serve(state: Any, sock: socket.socket, limits: Any = None,
                 budget: Any = None) -> asyncio.Server:
-    """Serve Wyoming on ``sock`` within ``budget``, the connection budget shared with HTTP."""
+    """Serve Wyoming on ``sock`` within ``budget``, the connection budget shared with HTTP.
+
+    A connection is admitted (or refused, or an idle one evicted for it) the moment it is
+    accepted, in the protocol's ``connection_made``, as HTTP's are: waiting for the
+    handler's task would let a flood hold descriptors before any is counted.
+    """
+    import io
+
+    from wyoming.event import write_event
+
     from tts_server.guard import ACCEPT_BATCH, Budget, Limits
 
     limits = limits or Limits()
     budget = budget or Budget(limits.max_connections)
+    loop = asyncio.get_running_loop()
+    refusal = io.BytesIO()
+    write_event(Error(text="too many connections; retry shortly", code="Busy").event(),
+                refusal)
+    busy = refusal.getvalue()
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if budget.admit() == "busy":
-            with contextlib.suppress(Exception):
-                await async_write_event(Error(text="too many connections; retry shortly",
-                                              code="Busy").event(), writer)
-                writer.close()
-            return
         await Handler(state, reader, writer, limits, budget).run()
 
+    class Admitting(asyncio.StreamReaderProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            if budget.admit() == "busy":
+                transport.write(busy)  # type: ignore[attr-defined]
+                transport.close()
+                return  # no handler: the connection ends here
+            super().connection_made(transport)
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        return Admitting(asyncio.StreamReader(limit=MAX_HEADER, loop=loop), client, loop=loop)
+
     # a small accept batch, as for HTTP: a flood is admitted (or refused) a batch at a time
-    return await asyncio.start_server(client, sock=sock, limit=MAX_HEADER,
-                                      backlog=ACCEPT_BATCH)
+    return await loop.create_server(factory, sock=sock, backlog=ACCEPT_BATCH)
