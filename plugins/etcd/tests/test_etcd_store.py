@@ -208,3 +208,63 @@ def test_bad_discovery_settings_are_one_line_naming_the_field(tmp_path, discover
     assert out.exit_code == 2, out.output
     assert message in out.stderr and "hunter2" not in out.stderr
     assert "Traceback" not in out.stderr
+
+
+BAD_VALUES = {
+    "garbage": "not json{",
+    "a list": "[1,2]",
+    "no record": json.dumps({"kind": "registered", "ts": 1.0}),
+    "a computed field": json.dumps({"kind": "registered", "ts": 1.0, "record": {
+        "id": "tts:evil", "service": "tts", "host": "127.0.0.1", "port": 9,
+        "effective_health": "passing"}}),
+    "a bad host": json.dumps({"kind": "registered", "ts": 1.0, "record": {
+        "id": "tts:evil", "service": "tts", "host": "-oProxyCommand=x", "port": 9}}),
+    "too large": json.dumps({"kind": "registered", "ts": 1.0, "record": {
+        "id": "tts:big", "service": "tts", "host": "127.0.0.1", "port": 9,
+        "labels": {"x": "y" * 1_400_000}}}),
+}
+
+
+def etcdctl_put(cluster, key: str, value: str) -> None:
+    """`etcdctl put KEY` with the value on stdin (1.4 MB is past an argv's limit)."""
+    import os
+
+    subprocess.run(["etcdctl", "--endpoints", ",".join(cluster.endpoints), "put", key],
+                   input=value, text=True, check=True, capture_output=True,
+                   env={**os.environ, "ETCDCTL_API": "3"})
+
+
+@pytest.mark.parametrize("shape", list(BAD_VALUES))
+def test_a_malformed_key_leaves_list_resolve_watch_and_clients_working(cluster, prefix,
+                                                                       tmp_path, shape):
+    """`etcdctl put /tts-ops/instances/tts/evil:x 'not json{'` (and each other shape) broke
+    discovery list, resolve, cleanup, watch and every client's get_endpoint(), on every
+    host: the registry is untrusted input, and a bad key is skipped with one warning."""
+    good = store_for(cluster, prefix, "h1")
+    good.register(rec("tts", port=9001))
+    etcdctl_put(cluster, f"{prefix}/instances/tts/evil:x", BAD_VALUES[shape])
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"discovery": {"registry": "etcd", "endpoints":
+                                             cluster.endpoints, "prefix": prefix,
+                                             "node": "h1"}, "services": [
+        {"name": "tts", "command": ["/bin/true"], "port": 9001}]}))
+    base = [sys.executable, "-m", "tts_ops", "-c", str(cfg), "--state-dir",
+            str(tmp_path / "s")]
+    for args in (["discovery", "list", "--json"], ["discovery", "resolve", "tts"],
+                 ["discovery", "cleanup"]):
+        done = subprocess.run([*base, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+        warnings = [ln for ln in done.stderr.splitlines() if "skipped" in ln]
+        assert len(warnings) == 1 and "evil:x" in warnings[0], done.stderr
+    listed = json.loads(subprocess.run([*base, "discovery", "list", "--json"],
+                                       capture_output=True, text=True).stdout)
+    assert [r["id"] for r in listed] == ["tts:h1"]
+    registry = ServiceRegistry(cluster.url(prefix))
+    assert TTSServiceDiscovery(registry).get_endpoint() == "http://127.0.0.1:9001"
+    # a watch skips it too: a change after it still arrives
+    since = good.last_seq()
+    etcdctl_put(cluster, f"{prefix}/instances/tts/evil:y", BAD_VALUES[shape])
+    good.update("tts", weight=40)
+    changes = good.changes(since)
+    assert [c["id"] for c in changes] == ["tts:h1"] and changes[0]["record"]["weight"] == 40

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tts_ops.plugin import InstanceRecord, OperationFailed
 from tts_ops_etcd.cluster import b64, prefix_end, unb64
+from tts_ops_etcd.values import decode
 
 if TYPE_CHECKING:
     from tts_ops_etcd.store import EtcdStore
@@ -65,15 +66,16 @@ def to_change(event: dict[str, Any], service: str | None) -> dict[str, Any] | No
         return None
     seq = int(kv["mod_revision"])
     if event.get("type") == "DELETE":
-        prev = json.loads(unb64(event["prev_kv"]["value"])) if "prev_kv" in event else None
+        prev = (decode(unb64(kv["key"]), unb64(event["prev_kv"]["value"]))
+                if "prev_kv" in event else None)
         if prev is None:
             return None
         kind = "deregistered" if prev["kind"] == "deregistered" else "stale_removed"
         value, ts = prev, time.time()
     else:
-        value = json.loads(unb64(kv["value"]))
-        if value["kind"] == "deregistered":
-            return None  # the delete that follows is the change
+        value = decode(unb64(kv["key"]), unb64(kv["value"]))
+        if value is None or value["kind"] == "deregistered":
+            return None  # not a record (warned once), or the delete that follows is it
         kind, ts = value["kind"], value["ts"]
     record = InstanceRecord.from_row(value["record"])
     if service is not None and record.service != service:

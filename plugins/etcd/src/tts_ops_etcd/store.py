@@ -21,6 +21,7 @@ from typing import Any
 from tts_ops.plugin import HEALTH, ConfigError, InstanceRecord, OperationFailed
 from tts_ops_etcd.cluster import Cluster, b64, prefix_end, unb64
 from tts_ops_etcd.options import EtcdOptions, from_url
+from tts_ops_etcd.values import decode
 
 UPDATABLE = ("weight", "health", "release")
 _RETRIES = 20
@@ -74,8 +75,8 @@ class EtcdStore:
             self._seen.pop(key, None)
             return None
         kv = kvs[0]
-        value = json.loads(unb64(kv["value"]))
-        if value["kind"] == "deregistered":  # its deregister is finishing
+        value = decode(unb64(kv["key"]), unb64(kv["value"]))
+        if value is None or value["kind"] == "deregistered":  # bad, or being deregistered
             return None
         self._seen[key] = (int(kv.get("lease", 0)), int(kv["mod_revision"]), value)
         return value, kv
@@ -116,9 +117,9 @@ class EtcdStore:
             for kv in kvs:
                 if unb64(kv["key"]).endswith(b"/~sync"):
                     continue  # where history reads put their end marker
-                value = json.loads(unb64(kv["value"]))
-                if value.get("kind") == "deregistered":
-                    continue  # a deregister finishing
+                value = decode(unb64(kv["key"]), unb64(kv["value"]))
+                if value is None or value.get("kind") == "deregistered":
+                    continue  # not a record (warned once), or a deregister finishing
                 records.append(InstanceRecord.from_row(value["record"]))
             records.sort(key=lambda r: r.id)
             self._lists[base] = (int(answer["header"]["revision"]), len(kvs), records)
@@ -193,7 +194,7 @@ class EtcdStore:
         for _ in range(_RETRIES):
             _rev, kvs = self._range(key)
             kv = kvs[0] if kvs else None
-            old = json.loads(unb64(kv["value"])) if kv else None
+            old = decode(unb64(kv["key"]), unb64(kv["value"])) if kv else None
             kind = "updated" if old and old["kind"] != "deregistered" else "registered"
             seq = self._put(key, kv, {"record": asdict(rec), "kind": kind, "ts": now}, lease)
             if seq is not None:
@@ -279,8 +280,8 @@ class EtcdStore:
         for kv in kvs:
             if unb64(kv["key"]).endswith(b"/~sync"):
                 continue
-            value = json.loads(unb64(kv["value"]))
-            if value.get("kind") == "deregistered":
+            value = decode(unb64(kv["key"]), unb64(kv["value"]))
+            if value is not None and value.get("kind") == "deregistered":
                 self._revoke(int(kv.get("lease", 0)))
         return []
 
