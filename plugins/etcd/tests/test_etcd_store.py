@@ -268,3 +268,31 @@ def test_a_malformed_key_leaves_list_resolve_watch_and_clients_working(cluster, 
     good.update("tts", weight=40)
     changes = good.changes(since)
     assert [c["id"] for c in changes] == ["tts:h1"] and changes[0]["record"]["weight"] == 40
+
+
+def test_a_weight_survives_its_record_expiring(cluster, prefix):
+    """A partition longer than the ttl: the lease ran out, the heartbeat registered the
+    record again from its spec (a blue_green slot's initial weight, 0), and resolve found
+    no instance with weight > 0 until the next deploy. The weight set is kept."""
+    host = store_for(cluster, prefix, "h1")
+    spec = rec("tts@green", port=9002, ttl=2, weight=0, release="r1")
+    host.register(spec)
+    host.update("tts@green", weight=100)  # the deploy's switch
+    # no keep-alive for longer than the ttl (the host cut off): etcd deletes the record
+    deadline = time.monotonic() + 15
+    while host.get("tts@green") is not None:
+        assert time.monotonic() < deadline, "the record outlived its lease"
+        time.sleep(0.2)
+    ok, change = host.heartbeat("tts@green", record=spec)  # back: registered again
+    assert not ok and change is not None
+    assert host.get("tts@green").weight == 100
+    # a new incarnation (another release, or registered anew) starts from its own weight
+    assert host.heartbeat("tts@green", record=spec)[0] is True
+    host.deregister("tts@green")
+    host.heartbeat("tts@green", record=spec)
+    assert host.get("tts@green").weight == 0
+    other = rec("tts@green", port=9002, ttl=2, weight=0, release="r2")
+    host.update("tts@green", weight=100)
+    host.deregister("tts@green")
+    host.register(other)
+    assert host.get("tts@green").weight == 0

@@ -40,6 +40,10 @@ class EtcdStore:
         self.node = options.node
         self.cluster = Cluster(options)
         self.root = options.prefix.rstrip("/") + "/instances/"
+        # the weight an operator or a deploy set, per instance, outside its lease: a record
+        # that expired (an outage past its ttl) is registered again with it, not with the
+        # initial weight its spec carries (a blue_green slot's 0)
+        self.weights = options.prefix.rstrip("/") + "/weights/"
         self.marker = self.root + "~sync"
         self._beats = 0
         self._seen: dict[str, tuple[int, int, dict[str, Any]]] = {}  # key: lease, mod, value
@@ -185,7 +189,34 @@ class EtcdStore:
         return {"seq": seq, "ts": now, "kind": kind, "id": record.id,
                 "service": record.service, "record": record.to_json(now)}
 
+    def _kept_weight(self, rid: str, release: str | None) -> int | None:
+        """The weight last set for this incarnation of ``rid`` (same release), or None."""
+        _rev, kvs = self._range(self.weights + self.qualify(rid))
+        if not kvs:
+            return None
+        try:
+            kept = json.loads(unb64(kvs[0]["value"]))
+            weight = kept["weight"]
+        except (ValueError, KeyError, TypeError):
+            return None  # not ours to trust: the record's own weight stands
+        if kept.get("release") != release or type(weight) is not int or \
+                not 0 <= weight <= 1000:
+            return None
+        return weight
+
+    def _keep_weight(self, rid: str, weight: int | None, release: str | None) -> None:
+        key = b64(self.weights + self.qualify(rid))
+        if weight is None:
+            self.cluster.call("/kv/deleterange", {"key": key})
+        else:
+            self.cluster.call("/kv/put", {"key": key, "value": b64(json.dumps(
+                {"weight": weight, "release": release}))})
+
     def register(self, record: InstanceRecord) -> dict[str, Any]:
+        self._keep_weight(record.id, None, None)  # a new incarnation: its own weight
+        return self._register(record)
+
+    def _register(self, record: InstanceRecord) -> dict[str, Any]:
         now = time.time()
         rec = InstanceRecord(**{**asdict(record), "id": self.qualify(record.id),
                                 "last_heartbeat": now})
@@ -214,6 +245,7 @@ class EtcdStore:
             if seq is None:
                 continue
             self._seen.pop(key, None)
+            self._keep_weight(rid, None, None)
             deleted = self._revoke(lease)
             if deleted is None:  # a record without a lease
                 deleted = int(self.cluster.call("/kv/deleterange",
@@ -235,8 +267,11 @@ class EtcdStore:
                 if found is None:
                     if record is None:
                         return False, None
-                    rec = InstanceRecord(**{**asdict(record), "health": health or record.health})
-                    return False, self.register(rec)
+                    # gone (its lease ran out): back with the weight last set for it
+                    kept = self._kept_weight(record.id, record.release)
+                    rec = InstanceRecord(**{**asdict(record), "health": health or record.health,
+                                            **({"weight": kept} if kept is not None else {})})
+                    return False, self._register(rec)
                 seen = self._seen[key]
                 if not self._keepalive(seen[0]):
                     self._seen.pop(key, None)
@@ -269,6 +304,8 @@ class EtcdStore:
             seq = self._put(key, kv, {"record": asdict(rec), "kind": kind, "ts": now},
                             int(kv.get("lease", 0)))
             if seq is not None:
+                if "weight" in fields:
+                    self._keep_weight(rid, rec.weight, rec.release)
                 return self._change(kind, rec, seq, now)
         raise self._busy(rid)
 
