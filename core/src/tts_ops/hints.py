@@ -15,6 +15,7 @@ FOLDERS = {
     "tts-ops-systemd": "plugins/systemd",
     "tts-ops-supervisor": "plugins/supervisor",
     "tts-ops-strategies": "plugins/strategies",
+    "tts-ops-kubernetes": "plugins/kubernetes",
     "tts-server": "service",
 }
 

@@ -251,3 +251,16 @@ def test_a_hostile_service_still_gives_valid_yaml(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text(result.stdout)
     validate(path, VERSIONS[-1])
+
+
+def test_without_the_plugin_export_names_it(tmp_path):
+    """`pip install ./core` alone: the command says which plugin to install (exit 3)."""
+    import os
+
+    result = subprocess.run([sys.executable, "-m", "tts_ops", "--state-dir",
+                             str(tmp_path / "s"), "export", "kubernetes", "--image", "r/t:1"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "TTS_OPS_PLUGINS": "manual"})
+    assert result.returncode == 3
+    [line] = result.stderr.splitlines()
+    assert "comes with tts-ops-kubernetes" in line and "plugins/kubernetes" in line

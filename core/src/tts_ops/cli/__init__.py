@@ -14,9 +14,11 @@ from typing import Any
 import click
 
 from tts_ops import __version__
-from tts_ops.errors import TtsOpsError, printable
+from tts_ops.errors import MissingComponent, TtsOpsError, printable
 
 _HOST = "tts_ops.host"
+#: commands first-party plugins add, to name the plugin when it is not installed
+PLUGIN_COMMANDS = {"export": "tts-ops-kubernetes"}
 
 
 class _Group(click.Group):
@@ -55,6 +57,12 @@ class _Group(click.Group):
         register = self._plugin_commands(ctx)
         found = register.get(cmd_name) if register is not None else None
         if found is None:
+            if cmd_name in PLUGIN_COMMANDS:  # a documented command whose plugin is missing
+                from tts_ops.hints import install_hint
+
+                dist = PLUGIN_COMMANDS[cmd_name]
+                raise MissingComponent(f"'tts-ops {cmd_name}' comes with {dist}; install it"
+                                       f" with: {install_hint(dist)}")
             return None
         try:
             command = found.factory()
