@@ -8,7 +8,7 @@ import pytest
 
 from tts_ops import hookimpl
 from tts_ops.errors import PluginError
-from tts_ops.testing import make_host, run_cli
+from tts_ops.testing import free_port, make_host, run_cli
 
 
 class Backends:
@@ -373,9 +373,11 @@ def test_a_strategy_s_own_settings_live_under_deploy_its_name(tmp_path):
     host = make_host(manual, ShadowPlugin())
     cfg = tmp_path / "c.json"
 
+    port = free_port()  # not the default 9000: the README's own service may hold it
+
     def config(deploy):
         cfg.write_text(json.dumps({"services": [{"name": "a", "command": ["true"],
-                                                 "deploy": deploy}]}))
+                                                 "port": port, "deploy": deploy}]}))
         return run_cli(["config", "validate", "-c", str(cfg), "--state-dir",
                         str(tmp_path / "st")], host=host)
 
