@@ -44,7 +44,7 @@ class App:
         #: or install something (`require_valid`), never stop, status or logs
         self.policy_problems: list[str] = []
         self.policy_enforced = False
-        self._recovered = False
+        self._reported = False  # the interrupted deploys were said (once per command)
         self._backends: dict[str, ProcessBackend] = {}
         #: per backend, the values of the flags it registered (``--scope``): its own only
         self.backend_options: dict[str, dict[str, Any]] = {}
@@ -267,9 +267,9 @@ class App:
 
     def report_interrupted(self) -> None:
         """Say, once, which deploys died unfinished; start, stop and route nothing."""
-        if self._recovered:
+        if self._reported:
             return
-        self._recovered = True
+        self._reported = True
         from tts_ops.deploy import journal
 
         if not journal.pending(self.state_dir):
