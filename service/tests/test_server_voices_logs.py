@@ -73,13 +73,12 @@ def test_metrics_with_two_workers_add_up_and_never_go_back(start_server):
             # new connections: the scrapes land on either worker
             seen.append(_synth_count(httpx.get(f"{server.url}/metrics").text))
     assert seen == sorted(seen) and seen[-1] == 12, seen
-    from tts_ops.testing import wait_for
+    from tts_ops.testing import live_children, wait_for
 
     master = psutil.Process(server.proc.pid)
     for worker in master.children():  # both of them, one by one: their counts stay in the sum
         os.kill(worker.pid, signal.SIGKILL)
-        wait_for(lambda w=worker: len([c for c in master.children() if c.pid != w.pid
-                                       and c.status() != psutil.STATUS_ZOMBIE]) == 2,
+        wait_for(lambda w=worker: len(live_children(master.pid) - {w.pid}) == 2,
                  message="a replacement worker")
     wait_for(lambda: httpx.get(f"{server.url}/ready").status_code == 200)
     after = [_synth_count(httpx.get(f"{server.url}/metrics").text) for _ in range(6)]

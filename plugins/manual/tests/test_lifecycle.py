@@ -256,7 +256,7 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_serving(backend):
 
     import httpx
 
-    from tts_ops.testing import free_port, service, wait_for
+    from tts_ops.testing import free_port, live_children, service, wait_for
 
     port = free_port()
     svc = service("respawn", port=port, engine_type="espeak",
@@ -270,8 +270,7 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_serving(backend):
         assert len(workers) == 2
         victim = sorted(workers)[0]
         os.kill(victim, signal.SIGKILL)
-        now = wait_for(lambda: (w := {p.pid for p in master.children()
-                                      if p.status() != psutil.STATUS_ZOMBIE})
+        now = wait_for(lambda: (w := live_children(master.pid))
                        and len(w) == 2 and victim not in w and w, timeout=20,
                        message="a new worker in place of the killed one")
         assert len(now - workers) == 1

@@ -76,6 +76,24 @@ def free_port_run(count: int) -> int:
     raise RuntimeError(f"no {count} consecutive free ports below {low}")
 
 
+def live_children(pid: int) -> set[int]:
+    """Pids of a process's children that still run: zombies and those reaped meanwhile left out.
+
+    A child can be reaped between listing it and reading its state; that is a child gone,
+    not an error.
+    """
+    import psutil
+
+    alive = set()
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.add(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
              message: str = "condition") -> Any:
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout``."""
