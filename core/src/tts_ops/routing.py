@@ -172,7 +172,7 @@ def prepare_start(app: Any, service: Any, pm: str | None) -> None:
     takes them live, and reloads if its own settings changed)."""
     from tts_ops.deploy.slots import claim_generation, runtime_services
 
-    claim_generation(app.state_dir, service)
+    claim_generation(app.state_dir, service, app.private_host(service))
     router = app.router(service)
     servers = [server_of(s, 100) for s in runtime_services(app.state_dir, service)]
     if router.sync(service, servers + remote_servers(app, service)):

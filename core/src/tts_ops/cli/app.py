@@ -96,6 +96,20 @@ class App:
         return self._registry
 
     @cached_property
+    def advertised(self) -> str | None:
+        """The address other hosts reach this host's instances at; None with a registry of
+        this host alone (`tts_ops.discovery.advertise`)."""
+        from tts_ops.discovery.advertise import advertised
+
+        return advertised(self.config.discovery)
+
+    def private_host(self, service: Any) -> str:
+        """Where the private ports of ``service``'s slots bind."""
+        from tts_ops.discovery.advertise import private_host
+
+        return private_host(service.host, self.advertised)
+
+    @cached_property
     def loaded(self) -> LoadedConfig:
         from tts_ops.config.loader import load_config
 
@@ -293,7 +307,8 @@ class App:
                 options["discovery"] = {"registry": settings.registry,
                                         "location": self.registry_location(),
                                         "ttl": settings.ttl,
-                                        "service_type": settings.service_type}
+                                        "service_type": settings.service_type,
+                                        "advertise": self.advertised}
             context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
                                      options=options)
             from tts_ops.lifecycle import Lifecycle

@@ -301,6 +301,9 @@ class DiscoveryConfig(_Model):
     deregister_after: Seconds = 60.0
     auto_register: bool = True
     service_type: SafeText = "text-to-speech"
+    #: the address (or interface) other hosts reach this host's instances at; unset: the
+    #: local address of the route to the shared registry (`tts_ops.discovery.advertise`)
+    advertise: SafeText | None = None
 
 
 class TtsOpsConfig(_Model):

@@ -157,12 +157,18 @@ class DeployEngine:
             old_base = ServiceView(current.config) if current else svc
             old = slots.slot_services(old_base, active, current.id if current else None,
                                       current.source if current else None, 100,
-                                      gen_state.get("ports")) if active else []
+                                      gen_state.get("ports"), gen_state.get("host")) \
+                if active else []
+            # where the new slots' private ports bind: loopback, or the advertised address
+            # when the registry is shared; the same slot keeps where it was
+            private_host = (gen_state.get("host") if strat.same_slot and active
+                            else self.app.private_host(svc))
             # a routed service always runs as slots behind its router, which owns the
             # address: even a strategy that replaces in place starts on private ports
             first = "blue" if svc.router else "plain"
             new_gen = (active or first) if strat.same_slot else slots.next_generation(active)
-            new_preview = slots.slot_services(svc, new_gen, None, None, strat.initial_weight)
+            new_preview = slots.slot_services(svc, new_gen, None, None, strat.initial_weight,
+                                              host=private_host)
             self.out.event("start", id=deploy_id, operation=kind, service=svc.name, strategy=name,
                            environment=environment, old=active or "nothing", new=new_gen,
                            release=release.id if release is not None else None)
@@ -232,7 +238,8 @@ class DeployEngine:
             record["release"] = release_id
             new = slots.slot_services(svc, new_gen, release_id,
                                       release.source if release is not None else None,
-                                      strat.initial_weight, slots.slot_ports(new_preview))
+                                      strat.initial_weight, slots.slot_ports(new_preview),
+                                      private_host)
             settings = svc.deploy
             if skip_tests:
                 settings = settings.model_copy(update={"verify_text": ""})
@@ -257,8 +264,9 @@ class DeployEngine:
                 "deploy_id": deploy_id, "service": svc.name, "strategy": name,
                 "environment": environment, "backend": backend_name, "started_at": started_at,
                 "old_generation": active, "old_release": current.id if current else None,
-                "old_ports": gen_state.get("ports"), "new_generation": new_gen,
-                "release": release_id, "new_ports": slots.slot_ports(new)})
+                "old_ports": gen_state.get("ports"), "old_host": gen_state.get("host"),
+                "new_generation": new_gen, "release": release_id,
+                "new_ports": slots.slot_ports(new), "new_host": private_host})
             try:
                 with interruptible():
                     strat.run(ctx)
@@ -286,7 +294,7 @@ class DeployEngine:
                     and release.created_at < previous.created_at:
                 store.save(previous, state="rolled_back", reason=f"rolled back to {release.id}")
             slots.save_generation(state_dir, svc.name, new_gen, release_id,
-                                  slots.slot_ports(new))
+                                  slots.slot_ports(new), private_host)
             store.prune(svc.deploy.keep_releases)
             record.update(result="deployed", duration_s=round(time.monotonic() - t0, 3),
                           downtime_s=ctx.downtime_s)

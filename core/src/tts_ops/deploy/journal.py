@@ -59,7 +59,8 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "backend": (str,), "started_at": (int, float), "old_generation": (str, type(None)),
     "old_release": (str, type(None)), "old_ports": (list, type(None)),
     "new_generation": (str,), "release": (str, type(None)),
-    "new_ports": (list, type(None)), "pid": (int,), "written_at": (int, float)}
+    "new_ports": (list, type(None)), "old_host": (str, type(None)),
+    "new_host": (str, type(None)), "pid": (int,), "written_at": (int, float)}
 
 
 def entry_problem(data: Any) -> str | None:
@@ -88,6 +89,11 @@ def entry_problem(data: Any) -> str | None:
         ports = data.get(key) or []
         if len(ports) > 256 or not all(type(p) is int and 0 < p < 65536 for p in ports):
             return f"{key}: not a list of ports"
+    from tts_ops.deploy.slots import valid_host
+
+    for key in ("old_host", "new_host"):
+        if not valid_host(data.get(key)):
+            return f"{key}: not an IP address"
     if data["pid"] <= 0:
         return "pid: not a pid"
     return None
@@ -134,7 +140,7 @@ def pending(state_dir: Path) -> list[str]:
 
 def generation_services(state_dir: Path, name: str, generation: str | None,
                         release_id: str | None, ports: list[int] | None = None,
-                        base: Any = None) -> list[Any]:
+                        base: Any = None, host: str | None = None) -> list[Any]:
     """The slot services of ``generation`` running ``release_id`` (from its snapshot), or
     with no release (a restart of a service never deployed) ``base``, the configured one."""
     if generation is None:
@@ -144,12 +150,13 @@ def generation_services(state_dir: Path, name: str, generation: str | None,
     from tts_ops.deploy.releases import ReleaseStore
 
     if release_id is None:
-        return slots.slot_services(base, generation, None, None, 100, ports) if base else []
+        return slots.slot_services(base, generation, None, None, 100, ports, host) \
+            if base else []
     release = ReleaseStore(state_dir, name).get(release_id)
     if release is None:
         return []
     return slots.slot_services(ServiceView(release.config), generation, release.id,
-                               release.source, 100, ports)
+                               release.source, 100, ports, host)
 
 
 def in_flight(state_dir: Path, name: str, base: Any = None) -> list[Any]:
@@ -158,7 +165,8 @@ def in_flight(state_dir: Path, name: str, base: Any = None) -> list[Any]:
     if entry is None:
         return []
     return generation_services(state_dir, name, entry.get("new_generation"),
-                               entry.get("release"), entry.get("new_ports"), base)
+                               entry.get("release"), entry.get("new_ports"), base,
+                               entry.get("new_host"))
 
 
 def recover(app: Any, names: list[str] | None = None) -> list[str]:
@@ -213,11 +221,11 @@ def _recover_one(app: Any, name: str) -> str | None:
         old_gen, new_gen = entry.get("old_generation"), entry["new_generation"]
         configured = app.config.get(name)
         old = generation_services(state_dir, name, old_gen, entry.get("old_release"),
-                                  entry.get("old_ports"), configured)
+                                  entry.get("old_ports"), configured, entry.get("old_host"))
         if old_gen == "plain" and not old:
             old = [s for s in [configured] if s is not None]
         new = generation_services(state_dir, name, new_gen, entry["release"],
-                                  entry.get("new_ports"), configured)
+                                  entry.get("new_ports"), configured, entry.get("new_host"))
         store = ReleaseStore(state_dir, name)
         release = store.get(entry["release"]) if entry["release"] else None
         active = slots.active_generation(state_dir, name)

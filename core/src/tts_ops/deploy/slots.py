@@ -8,11 +8,13 @@ services carry labels that discovery turns into records ``NAME@blue`` of service
 Where slots listen:
 
 * ``socket: inherit`` (the reference server): every slot serves the service's own address
-  through the shared socket (`tts_ops.sockets`), and also a private loopback port, free
-  when the deploy chose it, for its health checks, its metrics and discovery. The ports
-  are kept with the generation, so ``status`` and ``stop`` find the same slots.
+  through the shared socket (`tts_ops.sockets`), and also a private port, free when the
+  deploy chose it, for its health checks, its metrics and discovery: on loopback, or with
+  a shared registry on the host's advertised address (`tts_ops.discovery.advertise`), so
+  other hosts can follow its record. The ports and their host are kept with the
+  generation, so ``status`` and ``stop`` find the same slots.
 * ``router`` (HAProxy, `tts_ops.routing`): the router owns the service's address; every
-  slot listens only on a private loopback port, as with ``socket: inherit``.
+  slot listens only on a private port, as with ``socket: inherit``.
 * ``socket: none``: each slot binds its own port, ``blue`` on ``port .. port+N-1`` and
   ``green`` on ``port+N .. port+2N-1``.
 """
@@ -40,25 +42,45 @@ def active_generation(state_dir: Path, name: str) -> dict[str, Any]:
         data = read_json(state_path(state_dir, name))
     except ValueError:
         data = None
-    return data if isinstance(data, dict) else {"generation": None, "release": None}
+    if not isinstance(data, dict):
+        return {"generation": None, "release": None}
+    if not valid_host(data.get("host")):
+        data["host"] = None  # the loopback default: a state file never names a host to bind
+    return data
+
+
+def valid_host(value: Any) -> bool:
+    """None, or an IP address: what a generation's private ports may bind on."""
+    import ipaddress
+
+    if value is None:
+        return True
+    try:
+        ipaddress.ip_address(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def save_generation(state_dir: Path, name: str, generation: str | None,
-                    release: str | None, ports: list[int] | None = None) -> None:
+                    release: str | None, ports: list[int] | None = None,
+                    host: str | None = None) -> None:
     path = state_path(state_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"generation": generation, "release": release, "ports": ports})
+    atomic_write_json(path, {"generation": generation, "release": release, "ports": ports,
+                             "host": host})
 
 
-def private_ports(count: int) -> list[int]:
-    """``count`` loopback ports free right now (the kernel's choice, so no neighbour's)."""
+def private_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` ports of ``host`` free right now (the kernel's choice, so no neighbour's)."""
     import socket
 
     held = []
     try:
         for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                 socket.SOCK_STREAM)
+            sock.bind((host, 0))
             held.append(sock)
         return [s.getsockname()[1] for s in held]
     finally:
@@ -78,11 +100,14 @@ def next_generation(active: str | None) -> str:
 
 
 def slot_services(base: Any, generation: str, release_id: str | None, source: str | None,
-                  initial_weight: int, ports: list[int] | None = None) -> list[Any]:
+                  initial_weight: int, ports: list[int] | None = None,
+                  host: str | None = None) -> list[Any]:
     """The services that make up ``generation`` of ``base`` for one release.
 
-    ``ports``: the private ports of a ``socket: inherit`` generation (chosen now if None).
+    ``ports``: the private ports of a ``socket: inherit`` generation (chosen now if None),
+    on ``host`` (None: loopback).
     """
+    host = host or "127.0.0.1"
     n = base.instances
     if generation == "plain":
         if not release_id:
@@ -93,7 +118,7 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
     shared = base.shared_address()
     private = base.private_slots
     if private:
-        chosen = list(ports) if ports and len(ports) == n else private_ports(n)
+        chosen = list(ports) if ports and len(ports) == n else private_ports(n, host)
     else:
         first = base.port if generation == "blue" else base.port + n
         chosen = [first + i for i in range(n)]
@@ -106,7 +131,8 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
         if private:
             where = shared or (base.host, base.port)
             labels[ADDRESS_LABEL] = f"{where[0]}:{where[1]}"
-        env = {**base.env, "TTS_OPS_SLOT": slot, "TTS_OPS_PORT": str(port),
+        bind = host if private else base.host
+        env = {**base.env, "TTS_OPS_SLOT": slot, "TTS_OPS_PORT": str(port), "TTS_OPS_HOST": bind,
                "TTS_OPS_INSTANCE": f"{base.name}@{slot}"}
         if release_id:
             labels[RELEASE_LABEL] = release_id
@@ -115,9 +141,10 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
                                   "labels": labels, "env": env, "instances": 1,
                                   "pid_file": None}
         if private:
-            update["host"] = "127.0.0.1"  # private: the service's address is the shared one
+            update["host"] = host  # private: the service's address is the shared one
         if base.command is not None:
-            update["command"] = [a.replace("{port}", str(port)) for a in base.command]
+            update["command"] = [a.replace("{port}", str(port)).replace("{host}", bind)
+                                 for a in base.command]
         if base.log_file is not None:
             stem = base.log_file.name.removesuffix(".log")
             update["log_file"] = base.log_file.with_name(f"{stem}-{slot}.log")
@@ -145,19 +172,20 @@ def runtime_services(state_dir: Path, service: Any) -> list[Any]:
     current = ReleaseStore(state_dir, service.name).current()
     base = ServiceView(current.config) if current is not None else service
     return slot_services(base, generation, current.id if current else None,
-                         current.source if current else None, 100, state.get("ports"))
+                         current.source if current else None, 100, state.get("ports"),
+                         state.get("host"))
 
 
-def claim_generation(state_dir: Path, service: Any) -> None:
-    """Before a routed service's first start: its instances' private ports, kept so that
-    ``status`` and ``stop`` find the same ``blue`` slots."""
+def claim_generation(state_dir: Path, service: Any, host: str | None = None) -> None:
+    """Before a routed service's first start: its instances' private ports (on ``host``),
+    kept so that ``status`` and ``stop`` find the same ``blue`` slots."""
     from tts_ops.statefile import locked
 
     path = state_path(state_dir, service.name)
     with locked(path.with_name(f".{service.name}.claim")):  # two starts at once: one choice
         if active_generation(state_dir, service.name)["generation"] is None:
             save_generation(state_dir, service.name, "blue", None,
-                            private_ports(service.instances))
+                            private_ports(service.instances, host or "127.0.0.1"), host)
 
 
 def port_warnings(services: list[Any]) -> list[str]:

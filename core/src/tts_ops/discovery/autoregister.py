@@ -18,12 +18,13 @@ PLUGIN_NAME = "tts_ops.discovery.autoregister"
 
 
 def record_for(service: Any, settings: Any, *, pid: int | None = None, backend: str = "",
-               release: str | None = None) -> InstanceRecord:
+               release: str | None = None, advertise: str | None = None) -> InstanceRecord:
+    """``advertise``: this host's advertised address (`tts_ops.discovery.advertise`), where
+    a service bound to a wildcard is reached; None: loopback."""
+    from tts_ops.discovery.advertise import reachable_host
     from tts_ops.discovery.record import InstanceRecord
 
-    host = "127.0.0.1" if service.host in ("0.0.0.0", "", "localhost") else service.host
-    if host == "::":
-        host = "::1"
+    host = reachable_host(service.host, advertise)
     meta: dict[str, Any] = {"backend": backend}
     if pid:
         meta["pid"] = pid
@@ -78,7 +79,8 @@ class AutoRegister:
             if registry is not None:
                 registry.register_service(record_for(service, settings, pid=status.pid,
                                                      backend=backend,
-                                                     release=status.extra.get("release")))
+                                                     release=status.extra.get("release"),
+                                                     advertise=self.app.advertised))
         except TtsOpsError as exc:
             self._missed(service, "not registered", exc)
 

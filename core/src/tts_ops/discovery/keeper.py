@@ -44,7 +44,8 @@ def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str,
         return None
     from tts_ops.discovery.autoregister import record_for
 
-    record = record_for(service, SimpleNamespace(**discovery), backend=backend)
+    record = record_for(service, SimpleNamespace(**discovery), backend=backend,
+                        advertise=discovery.get("advertise"))
     hc = service.health_check
     host = record.host
     return {

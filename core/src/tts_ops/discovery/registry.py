@@ -16,7 +16,8 @@ from tts_ops.discovery.record import InstanceRecord, node_of
 
 DEFAULT_DEREGISTER_AFTER = 60.0
 #: the core's own keys of the ``discovery`` section; the rest is the registry plugin's
-CORE_FIELDS = ("registry", "path", "ttl", "deregister_after", "auto_register", "service_type")
+CORE_FIELDS = ("registry", "path", "ttl", "deregister_after", "auto_register", "service_type",
+               "advertise")
 
 
 def registry_options(settings: Any) -> dict[str, Any]:
