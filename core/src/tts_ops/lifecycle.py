@@ -25,10 +25,19 @@ class Lifecycle:
     restart also fire the hooks. Optional parts (events, rotate_logs, log_sink) show
     through only when the backend has them."""
 
-    def __init__(self, backend: Any, emit: Callable[..., None]) -> None:
+    def __init__(self, backend: Any, emit: Callable[..., None],
+                 env: dict[str, str] | None = None) -> None:
         self.backend = backend
         self.name: str = backend.name
         self._emit = emit
+        #: set in every service this host starts (``TTS_OPS_NODE``), unless it sets its own
+        self._env = dict(env or {})
+
+    def _with_env(self, service: Any) -> Any:
+        missing = {k: v for k, v in self._env.items() if k not in service.env}
+        if not missing:
+            return service
+        return service.model_copy(update={"env": {**service.env, **missing}})
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.backend, attr)
@@ -46,6 +55,7 @@ class Lifecycle:
         return status
 
     def start(self, service: Any) -> ServiceStatus:
+        service = self._with_env(service)
         return self._started(service, lambda: self.backend.start(service))
 
     def stop(self, service: Any, *, force: bool = False) -> ServiceStatus:
@@ -55,5 +65,6 @@ class Lifecycle:
         return status
 
     def restart(self, service: Any) -> ServiceStatus:
+        service = self._with_env(service)
         self._emit("tts_ops_service_stopping", service=service, backend=self.name)
         return self._started(service, lambda: self.backend.restart(service))

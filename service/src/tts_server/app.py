@@ -331,8 +331,12 @@ class _AccessLog:
         self.app = app
         self.state = state
         #: which process served a request, for anyone behind a router or a shared socket
+        instance = os.environ.get("TTS_OPS_INSTANCE")
+        node = os.environ.get("TTS_OPS_NODE")
+        if instance and node and ":" not in instance and node.isprintable() and len(node) < 64:
+            instance = f"{instance}:{node}"  # the record id a shared registry knows it by
         self.identity = [(b"x-tts-" + key.encode(), value.encode("latin-1", "replace"))
-                         for key, value in (("instance", os.environ.get("TTS_OPS_INSTANCE")),
+                         for key, value in (("instance", instance),
                                             ("release", os.environ.get("TTS_OPS_RELEASE")))
                          if value]
 

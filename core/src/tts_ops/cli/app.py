@@ -103,6 +103,14 @@ class App:
 
         return advertised(self.config.discovery)
 
+    @cached_property
+    def node(self) -> str | None:
+        """This host's node in a shared registry (``web-1``), or None with the file
+        registry: the services it starts answer ``X-TTS-Instance: ID:NODE``."""
+        if self.config.discovery.registry == "file":
+            return None
+        return getattr(self.registry().store, "node", None)
+
     def private_host(self, service: Any) -> str:
         """Where the private ports of ``service``'s slots bind."""
         from tts_ops.discovery.advertise import private_host
@@ -313,7 +321,8 @@ class App:
                                      options=options)
             from tts_ops.lifecycle import Lifecycle
 
-            self._backends[name] = Lifecycle(reg.factory(context), self.host.emit)
+            env = {"TTS_OPS_NODE": self.node} if self.node else {}
+            self._backends[name] = Lifecycle(reg.factory(context), self.host.emit, env)
         return self._backends[name]
 
     def choose_backend(self, service: ServiceConfig, choice: str | None) -> str:

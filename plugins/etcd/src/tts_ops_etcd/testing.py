@@ -3,6 +3,8 @@
 ``with EtcdCluster(tmp, members=3) as cluster: cluster.endpoints`` starts real ``etcd``
 members (Debian ``etcd-server``), waits until each reports healthy, and stops them all at
 the end; ``kill(i)`` and ``start(i)`` take one member down and bring it back.
+``EtcdCluster(tmp, hosts=net.hosts)`` runs one member in each network namespace of a
+`tts_ops.testing.netns.Network`, on the host's own address.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def free_ports(count: int) -> list[int]:
 
 class EtcdCluster:
     def __init__(self, directory: Path, members: int = 3, extra: list[str] | None = None,
-                 tls: dict[str, Path] | None = None) -> None:
+                 tls: dict[str, Path] | None = None, hosts: list | None = None) -> None:
         self.directory = Path(directory)
         self.extra = list(extra or [])
         #: {"ca", "cert", "key"}: clients must connect with https and a cert the CA signed
@@ -51,25 +53,38 @@ class EtcdCluster:
         if tls:
             self.extra += ["--cert-file", str(tls["cert"]), "--key-file", str(tls["key"]),
                            "--trusted-ca-file", str(tls["ca"]), "--client-cert-auth"]
-        self.size = members
-        ports = free_ports(2 * members)
-        self.client_ports, self.peer_ports = ports[:members], ports[members:]
+        self.hosts = list(hosts or [])
+        self.size = len(self.hosts) or members
+        if self.hosts:  # a namespace each: the ports are theirs alone
+            self.ips = [h.ip for h in self.hosts]
+            self.client_ports, self.peer_ports = [2379] * self.size, [2380] * self.size
+        else:
+            self.ips = ["127.0.0.1"] * self.size
+            ports = free_ports(2 * self.size)
+            self.client_ports, self.peer_ports = ports[:self.size], ports[self.size:]
+        members = self.size
         self.procs: list[subprocess.Popen | None] = [None] * members
         self.started = False
 
     @property
     def endpoints(self) -> list[str]:
-        return [f"{self.scheme}://127.0.0.1:{p}" for p in self.client_ports]
+        return [f"{self.scheme}://{ip}:{p}" for ip, p in self._members(self.client_ports)]
+
+    def _members(self, ports: list[int]) -> list[tuple[str, int]]:
+        return list(zip(self.ips, ports, strict=True))
 
     def url(self, prefix: str = "/tts-ops") -> str:
         scheme = "etcds" if self.tls else "etcd"
-        return f"{scheme}://" + ",".join(f"127.0.0.1:{p}" for p in self.client_ports) + prefix
+        return f"{scheme}://" + ",".join(f"{ip}:{p}"
+                                         for ip, p in self._members(self.client_ports)) + prefix
 
     def _argv(self, i: int) -> list[str]:
-        peers = ",".join(f"m{j}=http://127.0.0.1:{p}" for j, p in enumerate(self.peer_ports))
-        client = f"{self.scheme}://127.0.0.1:{self.client_ports[i]}"
-        peer = f"http://127.0.0.1:{self.peer_ports[i]}"
-        return [shutil.which("etcd") or "etcd", "--name", f"m{i}",
+        peers = ",".join(f"m{j}=http://{ip}:{p}"
+                         for j, (ip, p) in enumerate(self._members(self.peer_ports)))
+        client = f"{self.scheme}://{self.ips[i]}:{self.client_ports[i]}"
+        peer = f"http://{self.ips[i]}:{self.peer_ports[i]}"
+        inside = self.hosts[i].prefix if self.hosts else []
+        return [*inside, shutil.which("etcd") or "etcd", "--name", f"m{i}",
                 "--data-dir", str(self.directory / f"m{i}"),
                 "--listen-client-urls", client, "--advertise-client-urls", client,
                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,

@@ -1,0 +1,155 @@
+"""Three hosts as Linux network namespaces on a bridge, one etcd member in each: what other
+hosts read from the shared registry is an address they reach.
+
+Each host runs the real CLI in its namespace with a state dir of its own; the reference
+server (espeak) deploys with ``socket: inherit`` on ``0.0.0.0:9000``; the third host runs
+a ``router_scope: cluster`` HAProxy. Loopback in a record is as unreachable from another
+namespace as from another machine, so these tests fail where aliases of 127.0.0.1 pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tts_ops.testing import wait_for
+
+pytestmark = pytest.mark.slow
+
+TTL = 3
+PLUGINS = "manual,strategies,etcd,haproxy"
+
+
+class Node:
+    """One host: its namespace, config and state dir, and the CLI run inside it."""
+
+    def __init__(self, host, root, cluster, prefix, service):
+        self.host, self.name, self.ip = host, host.name, host.ip
+        home = root / host.name
+        home.mkdir()
+        self.cfg = home / "tts.json"
+        self.discovery = {"registry": "etcd", "endpoints": cluster.endpoints,
+                          "prefix": prefix, "node": host.name, "ttl": TTL}
+        self.write(service)
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTS_OPS_")},
+                    "TTS_OPS_STATE_DIR": str(home / "state"), "TTS_OPS_CONFIG": str(self.cfg),
+                    "TTS_OPS_PLUGINS": PLUGINS}
+
+    def write(self, service, **discovery):
+        self.cfg.write_text(json.dumps({"discovery": {**self.discovery, **discovery},
+                                        "services": [service]}))
+
+    def cli(self, *args, check=True):
+        done = self.host.run([sys.executable, "-m", "tts_ops", *args], env=self.env,
+                             timeout=300)
+        assert not check or done.returncode == 0, (self.name, args, done.stdout, done.stderr)
+        return done
+
+    def listed(self):
+        return json.loads(self.cli("discovery", "list", "--json").stdout)
+
+    def get(self, url):
+        """``url`` fetched from inside this host: the status code, or the error."""
+        code = ("import sys, urllib.request\n"
+                "try:\n"
+                "    print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\n"
+                "except Exception as exc:\n"
+                "    print(type(exc).__name__, exc)\n")
+        return self.host.run([sys.executable, "-c", code, url], timeout=30).stdout.strip()
+
+
+SERVICE = {"name": "tts", "host": "0.0.0.0", "port": 9000, "engine_type": "espeak",
+           "workers": 1, "process_manager": "manual",
+           "deploy": {"drain_seconds": 1.0, "progress_deadline_seconds": 60}}
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    from tts_ops.testing.netns import Network, require_netns
+    from tts_ops_etcd.testing import EtcdCluster, require_etcd
+
+    require_netns()
+    require_etcd()
+    with Network(3) as net, EtcdCluster(tmp_path_factory.mktemp("etcd"),
+                                        hosts=net.hosts) as cluster:
+        yield net, cluster
+
+
+@pytest.fixture
+def nodes(network, tmp_path):
+    net, cluster = network
+    prefix = f"/t-{uuid.uuid4().hex[:12]}"
+    made = [Node(h, tmp_path, cluster, prefix, SERVICE) for h in net.hosts]
+    yield made
+    for node in made:
+        node.cli("stop", "--all", check=False)
+
+
+def _passing(records):
+    return [r for r in records if r["health"] == "passing"]
+
+
+def test_deployed_records_name_addresses_another_host_reaches(nodes):
+    from tts_ops.testing.load import PinnedLoad, require_hey
+    from tts_ops_haproxy.testing import who
+
+    require_hey()
+    if shutil.which("haproxy") is None and not os.access("/usr/sbin/haproxy", os.X_OK):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install haproxy (apt install haproxy)")
+        pytest.skip("haproxy is not installed")
+    h1, h2, h3 = nodes
+    for node in (h1, h2):
+        node.cli("deploy", "--strategy", "blue_green")
+    # the third host routes for the cluster; its instance behind its router as well
+    h3.write({**SERVICE, "router": "haproxy", "router_scope": "cluster"})
+    h3.cli("start")
+    watch = h3.host.popen([sys.executable, "-m", "tts_ops", "discovery", "watch"],
+                          env=h3.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    try:
+        records = _passing(h3.listed())
+        assert {r["host"] for r in records} == {h1.ip, h2.ip, h3.ip}, records
+        for record in records:  # from another host than its own
+            reader = h2 if record["host"] == h1.ip else h1
+            assert reader.get(f"http://{record['host']}:{record['port']}/health") == "200"
+        wait_for(lambda: {h.split(":")[-1] for h in who(h3.ip, 9000, 60)} >=
+                 {"h1", "h2", "h3"}, timeout=30,
+                 message="the cluster router to serve from every host")
+
+        url = f"http://{h3.ip}:9000/synthesize"
+        with PinnedLoad(url, connections=2, rate=10) as load:
+            for node in (h1, h2):  # each host deploys in turn under the load
+                node.cli("deploy", "--strategy", "blue_green")
+        assert load.result.total > 0 and load.result.clean, load.result.summary()
+
+        after = _passing(h3.listed())
+        assert {r["host"] for r in after} == {h1.ip, h2.ip, h3.ip}, after
+        assert {r["id"].split(":")[0] for r in after if r["host"] != h3.ip} == {"tts@green"}
+        for record in after:
+            assert h3.get(f"http://{record['host']}:{record['port']}/health") == "200"
+        wait_for(lambda: {h.split(":")[-1] for h in who(h3.ip, 9000, 60)} >=
+                 {"h1", "h2", "h3"}, timeout=30,
+                 message="the cluster router to serve from every host after the deploys")
+    finally:
+        watch.kill()
+        watch.communicate()
+
+
+def test_an_advertise_that_is_no_address_of_the_host_is_one_line(nodes):
+    h1 = nodes[0]
+    h1.write(SERVICE, advertise="10.255.255.1")
+    done = h1.cli("deploy", "--strategy", "blue_green", check=False)
+    assert done.returncode != 0
+    assert "discovery.advertise: 10.255.255.1 is not an address of this host" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    h1.write(SERVICE, advertise="eth0")  # an interface: its address
+    h1.cli("deploy", "--strategy", "blue_green")
+    [record] = _passing(h1.listed())
+    assert record["host"] == h1.ip
