@@ -51,8 +51,9 @@ def test_a_router_fronts_another_hosts_instance_and_follows_it(haproxy, etcd_clu
     try:
         b("start")
         a("start")
-        # host B's plain instance answers as tts-primary, host A's slot as tts-primary@blue
-        assert set(who("127.0.0.2", port_a, 20)) == {"tts-primary@blue", "tts-primary"}
+        # each answers with its record id: host B's plain instance, host A's blue slot
+        assert set(who("127.0.0.2", port_a, 20)) == {"tts-primary@blue:host-a",
+                                                      "tts-primary:host-b"}
         state = json.loads(a("router", "status", "--json").stdout)[0]
         assert sorted(s["name"] for s in state["servers"]) == ["blue", "plain.host-b"]
         assert any(s["address"] == f"127.0.0.3:{port_b}" for s in state["servers"])
@@ -67,11 +68,11 @@ def test_a_router_fronts_another_hosts_instance_and_follows_it(haproxy, etcd_clu
         b("stop", "--all")  # not only down for HAProxy's checks: out of its config
         wait_for(lambda: servers() == ["blue"], timeout=20,
                  message="host A's router to drop host B's instance")
-        assert set(who("127.0.0.2", port_a, 10)) == {"tts-primary@blue"}
+        assert set(who("127.0.0.2", port_a, 10)) == {"tts-primary@blue:host-a"}
         b("start")
         wait_for(lambda: servers() == ["blue", "plain.host-b"], timeout=20,
                  message="host A's router to take host B's instance back")
-        wait_for(lambda: "tts-primary" in who("127.0.0.2", port_a, 10), timeout=20,
+        wait_for(lambda: "tts-primary:host-b" in who("127.0.0.2", port_a, 10), timeout=20,
                  message="host B's instance to serve through host A's router again")
     finally:
         if watch is not None:

@@ -65,6 +65,10 @@ def render(service, servers: list[RouterServer], opts: HaproxyOptions, admin: Pa
         "    mode http",
         "    log global",
         "    option http-keep-alive",
+        # on a reload the old worker keeps its idle keep-alive connections until their next
+        # request, answers it with "Connection: close", then closes: closing them at once
+        # races a client sending a POST on one (an EOF it may not retry)
+        "    option idle-close-on-response",
         "    option redispatch 1",
         "    retries 2",
         # a request that found an instance gone (it was stopped, it crashed) is sent to
