@@ -11,6 +11,7 @@ import threading
 import time
 import urllib.request
 
+import psutil
 import pytest
 from tts_ops_strategies import plugin as strategies_plugin
 
@@ -652,3 +653,23 @@ def test_the_platform_line_names_the_engine_and_a_change_of_engine_is_said(env):
     assert "engine piper," in second.output
     assert ("engine changes: the serving generation runs espeak, the new one will run piper"
             in second.output)
+
+
+def test_the_monitor_asks_about_the_slot_a_record_names_not_the_configured_name(env):
+    """After a deploy the service runs as ``tts-green``: ``discovery monitor`` asks the
+    backend about that slot; asking about ``tts`` (which runs under no name of its own)
+    flapped the record to critical at every check. A slot stopped behind its back is
+    still found out."""
+    for _ in range(2):  # blue, then green
+        assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    out = env.cli("discovery", "monitor", "--once")
+    assert out.exit_code == 0, out.output
+    assert "not running" not in out.output and "critical" not in out.output, out.output
+    record = env.registry().get("tts@green")
+    assert record is not None and record.health == "passing"
+    green = next(r for r in env.status() if r["name"] == "tts-green")
+    served = psutil.Process(green["pid"])
+    served.parent().kill()  # its supervisor: the slot's process dies with it
+    served.wait(10)
+    out = env.cli("discovery", "monitor", "--once")
+    assert "its process is not running" in out.output, out.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
@@ -163,18 +164,26 @@ def monitor(app, interval, timeout, once, as_json) -> None:
 
 
 def _liveness(app):
-    """Ask each service's backend, once per backend, whether its process runs."""
+    """Ask each service's backend, once per backend, whether the process of each record
+    runs: the instance the record names (``tts@green`` is the slot ``tts-green``), not the
+    configured service, which after a deploy runs under no name of its own."""
 
     def check(records):
         answer: dict[str, bool | None] = {}
         groups: dict[str, list] = {}
         registry = app.registry()
+        instances: dict[str, dict[str, Any]] = {}
         for record in records:
             svc = app.config.get(record.service)
             if svc is None or not registry.is_local(record.id):
                 continue  # another host's instance: its health URL answers for it
+            if svc.name not in instances:
+                instances[svc.name] = {s.instance_id: s for s in app.runtime([svc])}
+            process = instances[svc.name].get(record.id.split(":")[0])
+            if process is None:
+                continue  # no instance of this host runs under that id: unknown here
             try:
-                groups.setdefault(app.choose_backend(svc, None), []).append((record, svc))
+                groups.setdefault(app.choose_backend(svc, None), []).append((record, process))
             except Exception:
                 continue
         for backend_name, pairs in groups.items():
