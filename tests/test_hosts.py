@@ -153,3 +153,43 @@ def test_an_advertise_that_is_no_address_of_the_host_is_one_line(nodes):
     h1.cli("deploy", "--strategy", "blue_green")
     [record] = _passing(h1.listed())
     assert record["host"] == h1.ip
+
+
+def test_a_deploy_paused_past_its_lock_ttl_is_rolled_back_not_finished_beside_another(
+        nodes):
+    """Host 1's deploy holds the service's etcd lock; it is paused (SIGSTOP) past
+    ``lock_ttl``, host 2 takes the lock and deploys; when host 1 resumes it finds its lock
+    lost and rolls back: the two deploys never both finish."""
+    import signal
+
+    h1, h2, _h3 = nodes
+    for node in (h1, h2):
+        node.write(SERVICE, lock_ttl=2)
+        node.cli("deploy", "--strategy", "blue_green")
+    journal = h1.env["TTS_OPS_STATE_DIR"] + "/deploy/tts.journal.json"
+    first = h1.host.popen([sys.executable, "-m", "tts_ops", "deploy", "--strategy",
+                           "blue_green"], env=h1.env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: os.path.exists(journal) or first.poll() is not None, timeout=60,
+                 message="host 1's deploy to hold its lock and start")
+        os.kill(first.pid, signal.SIGSTOP)
+        # host 2 gets the lock once host 1's lease has run out, not before
+        def host_2_deploys():
+            done = h2.cli("deploy", "--strategy", "blue_green", check=False)
+            if done.returncode != 0 and "another deploy is in progress" not in done.stderr:
+                pytest.fail(done.stderr)
+            return done if done.returncode == 0 else None
+
+        second = wait_for(host_2_deploys, timeout=30, message="host 2 to take the lock")
+        assert "deployed" in second.stdout
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+        out, err = first.communicate(timeout=120)
+    assert first.returncode != 0, out
+    assert "its deploy lock was lost" in err and "Traceback" not in err, err
+    history = json.loads(h1.cli("deploy", "history", "--json").stdout)
+    assert history[-1]["result"] == "rolled_back", history[-1]
+    assert "lock was lost" in history[-1]["reason"]
+    # host 1 still serves its previous release, on its address
+    assert h1.get(f"http://{h1.ip}:9000/health") == "200"

@@ -148,7 +148,8 @@ class DeployEngine:
 
         holder = {"pid": os.getpid(), "since": time.time(), "cmd": " ".join(sys.argv[:6])}
         with DeployLock(state_dir, svc.name), \
-                self.app.registry().deploy_lock(svc.name, holder):
+                self.app.registry().deploy_lock(svc.name, holder) as shared_lock:
+            lock_lost = _watch_lock(shared_lock)
             gen_state = slots.active_generation(state_dir, svc.name)
             active = gen_state["generation"]
             if active is None and self._running(backend, svc):
@@ -184,6 +185,8 @@ class DeployEngine:
                            "environment": environment}
 
             def step(phase: str, fn: Callable[..., Any], *args: Any) -> Any:
+                if lock_lost():
+                    raise Interrupted("SIGUSR2")
                 self.out.event("phase_start", service=svc.name, phase=phase)
                 began = time.monotonic()
                 ok = False
@@ -270,11 +273,15 @@ class DeployEngine:
             try:
                 with interruptible():
                     strat.run(ctx)
+                    if lock_lost():  # lost after the last step: not finished beside another
+                        raise Interrupted("SIGUSR2")
             except BaseException as exc:
                 with shielded():  # the rollback itself is not interrupted
                     if not isinstance(exc, DeployFailed):
                         strat.rollback(ctx)  # the strategy's own handler did not run
                     reason = _why(exc)
+                    if lock_lost():
+                        reason = f"its deploy lock was lost ({lock_lost()})"
                     if release is not None and kind != "restart":
                         store.save(release, state="failed" if isinstance(exc, DeployFailed)
                                    else "rolled_back", reason=reason)
@@ -359,7 +366,20 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGHUP during a deploy: handled exactly like SIGINT (Ctrl-C)."""
 
 
-_SIGNALS = ("SIGTERM", "SIGHUP")
+_SIGNALS = ("SIGTERM", "SIGHUP", "SIGUSR2")
+
+
+def _watch_lock(lock: Any) -> Callable[[], str | None]:
+    """A shared registry's deploy lock can be lost while held (the deploy was paused past
+    its ttl): it interrupts the deploy (SIGUSR2 to the main thread, as `interruptible`
+    handles it) and the returned function says why. Locks without the notion: never."""
+    if lock is None or not hasattr(lock, "lost"):
+        return lambda: None
+    if threading.current_thread() is threading.main_thread():
+        import _thread
+
+        lock.on_lost = lambda: _thread.interrupt_main(signal.SIGUSR2)
+    return lambda: lock.lost
 
 
 @contextlib.contextmanager
