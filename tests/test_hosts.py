@@ -144,6 +144,14 @@ def test_deployed_records_name_addresses_another_host_reaches(nodes):
 
 def test_an_advertise_that_is_no_address_of_the_host_is_one_line(nodes):
     h1 = nodes[0]
+    checked = h1.cli("config", "validate")
+    assert f"tts: its records in the shared registry carry {h1.ip}" in checked.stdout
+    plan = h1.cli("deploy", "--dry-run", "--strategy", "blue_green")
+    assert f"records: tts@blue at {h1.ip}:" in plan.stdout, plan.stdout
+    # a service bound to loopback alone is said to be out of the other hosts' reach
+    h1.write({**SERVICE, "host": "127.0.0.1", "socket": "none"})
+    warned = h1.cli("config", "validate")
+    assert "tts: it listens on 127.0.0.1 only" in warned.stderr, warned.stderr
     h1.write(SERVICE, advertise="10.255.255.1")
     done = h1.cli("deploy", "--strategy", "blue_green", check=False)
     assert done.returncode != 0

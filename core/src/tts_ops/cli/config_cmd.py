@@ -48,15 +48,26 @@ def validate(app, orchestration: str | None, as_json: bool) -> None:
         except ConfigError as exc:
             problems.extend(exc.problems)
     warnings: list[str] = []
+    records: dict[str, str] = {}
     if not problems:
         from tts_ops.deploy.slots import port_warnings
+        from tts_ops.discovery.advertise import record_addresses, unreachable
 
         warnings = [f"{source}: {w}" for w in app.option_warnings]
         warnings += port_warnings(app.config.services)
+        try:
+            advertise = app.advertised
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        else:
+            if advertise is not None:  # a shared registry: what other hosts will read
+                records = record_addresses(app.config.services, advertise)
+                warnings += unreachable(app.config.services, advertise)
     if as_json:
         click.echo(json.dumps({"source": source, "ok": not problems,
                                "services": 0 if problems else len(app.config.services),
-                               "problems": problems, "warnings": warnings}, indent=2))
+                               "problems": problems, "warnings": warnings,
+                               "records": records}, indent=2))
         if problems:
             raise SystemExit(2)
         return
@@ -67,6 +78,8 @@ def validate(app, orchestration: str | None, as_json: bool) -> None:
     count = len(app.config.services)
     extra = f" and {orchestration}" if orchestration else ""
     click.echo(f"{source}{extra}: OK ({count} service{'s' if count != 1 else ''})")
+    for name, host in records.items():
+        click.echo(f"  {name}: its records in the shared registry carry {host}")
 
 
 def _check_dependencies(cfg, orch, source: str) -> list[str]:

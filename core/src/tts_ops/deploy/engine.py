@@ -94,6 +94,8 @@ class Reporter:
                       f" (ports {data['ports']}); checks: "
                       + ("all passed" if not data["problems"] else "; ".join(data["problems"])))
             self.echo(f"  address: {data['address']}")
+            if data.get("records"):
+                self.echo(f"  records: {', '.join(data['records'])}")
 
 
 class DeployEngine:
@@ -221,10 +223,15 @@ class DeployEngine:
                 self.out.event("log", service=svc.name,
                                message="address: " + address_guarantee(svc, name))
             if dry_run:
+                from tts_ops.discovery.advertise import reachable_host
+
+                advertise = self.app.advertised
                 self.out.event("plan", service=svc.name, old=[s.name for s in old],
                                new=[s.name for s in new_preview],
                                ports=[s.port for s in new_preview], problems=problems,
-                               address=address_guarantee(svc, name))
+                               address=address_guarantee(svc, name),
+                               records=[f"{s.instance_id} at {reachable_host(s.host, advertise)}"
+                                        f":{s.port}" for s in new_preview])
                 record["result"] = "dry_run" if not problems else "checks_failed"
                 return record
             if problems:

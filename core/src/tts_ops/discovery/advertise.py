@@ -114,3 +114,19 @@ def private_host(service_host: str, advertise: str | None) -> str:
     if service_host in WILDCARDS or is_loopback(service_host):
         return advertise
     return service_host
+
+
+def record_addresses(services: list[Any], advertise: str | None) -> dict[str, str]:
+    """Per service, the host its records will carry (its slots' after a deploy)."""
+    return {svc.name: private_host(svc.host, advertise) if svc.private_slots
+            else reachable_host(svc.host, advertise) for svc in services}
+
+
+def unreachable(services: list[Any], advertise: str | None) -> list[str]:
+    """Services a shared registry would list at a loopback address: a warning each."""
+    if advertise is None:
+        return []
+    return [f"{svc.name}: it listens on {svc.host} only, which the other hosts reading the"
+            " shared registry cannot reach: set its host to an address of this host (or"
+            " 0.0.0.0)" for svc in services
+            if not svc.private_slots and is_loopback(reachable_host(svc.host, advertise))]
