@@ -107,21 +107,22 @@ def test_deployed_records_name_addresses_another_host_reaches(nodes):
     h1, h2, h3 = nodes
     for node in (h1, h2):
         node.cli("deploy", "--strategy", "blue_green")
-    # the third host routes for the cluster; its instance behind its router as well
-    h3.write({**SERVICE, "router": "haproxy", "router_scope": "cluster"})
+    # the third host only routes, for the cluster: no instance of its own
+    h3.write({**SERVICE, "router": "haproxy", "router_scope": "cluster", "instances": 0})
+    refused = h3.cli("deploy", check=False)
+    assert refused.returncode == 2 and "this host only routes it" in refused.stderr
     h3.cli("start")
     watch = h3.host.popen([sys.executable, "-m", "tts_ops", "discovery", "watch"],
                           env=h3.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)
     try:
         records = _passing(h3.listed())
-        assert {r["host"] for r in records} == {h1.ip, h2.ip, h3.ip}, records
+        assert {r["host"] for r in records} == {h1.ip, h2.ip}, records
         for record in records:  # from another host than its own
             reader = h2 if record["host"] == h1.ip else h1
             assert reader.get(f"http://{record['host']}:{record['port']}/health") == "200"
-        wait_for(lambda: {h.split(":")[-1] for h in who(h3.ip, 9000, 60)} >=
-                 {"h1", "h2", "h3"}, timeout=30,
-                 message="the cluster router to serve from every host")
+        wait_for(lambda: {h.split(":")[-1] for h in who(h3.ip, 9000, 60)} == {"h1", "h2"},
+                 timeout=30, message="the cluster router to serve from every host")
 
         url = f"http://{h3.ip}:9000/synthesize"
         with PinnedLoad(url, connections=2, rate=10) as load:
@@ -130,13 +131,15 @@ def test_deployed_records_name_addresses_another_host_reaches(nodes):
         assert load.result.total > 0 and load.result.clean, load.result.summary()
 
         after = _passing(h3.listed())
-        assert {r["host"] for r in after} == {h1.ip, h2.ip, h3.ip}, after
-        assert {r["id"].split(":")[0] for r in after if r["host"] != h3.ip} == {"tts@green"}
+        assert {r["host"] for r in after} == {h1.ip, h2.ip}, after
+        assert {r["id"].split(":")[0] for r in after} == {"tts@green"}
         for record in after:
             assert h3.get(f"http://{record['host']}:{record['port']}/health") == "200"
-        wait_for(lambda: {h.split(":")[-1] for h in who(h3.ip, 9000, 60)} >=
-                 {"h1", "h2", "h3"}, timeout=30,
+        wait_for(lambda: {h.split(":")[-1] for h in who(h3.ip, 9000, 60)} == {"h1", "h2"},
+                 timeout=30,
                  message="the cluster router to serve from every host after the deploys")
+        status = json.loads(h3.cli("status", "--json").stdout)
+        assert [r["name"] for r in status] == ["tts-router"], status
     finally:
         watch.kill()
         watch.communicate()

@@ -49,7 +49,8 @@ def test_toml_is_accepted(tmp_path):
         ({"name": "a", "stop_signal": "NOPE"}, "services[0].stop_signal: unknown signal 'NOPE'"),
         ({"name": "a", "env": {"1X": "y"}}, "services[0].env: invalid environment variable"),
         ({"name": "a", "command": []}, "services[0].command: must not be empty"),
-        ({"name": "a", "instances": 0}, "services[0].instances: must be 1-64 (got 0)"),
+        ({"name": "a", "instances": 0}, "services[0]: instances: 0 makes a router-only host"),
+        ({"name": "a", "instances": 65}, "services[0].instances: must be 0-64 (got 65)"),
         ({"port": 9000}, "services[0].name: required field is missing"),
     ],
 )

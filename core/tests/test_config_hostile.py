@@ -205,6 +205,8 @@ def _document(path: str, value: float) -> dict:
         service[path[:-2]] = [value]
     else:
         service[path] = value
+    if path == "instances":  # its low end, 0, is a router-only host's
+        service.update(router="haproxy", router_scope="cluster")
     return doc
 
 

@@ -142,6 +142,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "PositiveSeconds": (0.001, DAY),
     "Backoff": (1, 10),
     "Instances": (1, 64),
+    "Scale": (0, 64),
     "Bytes": (1, 2**40),
     "Megabytes": (0, 2**30),
     "Percent": (1, 100_000),
@@ -159,6 +160,7 @@ Seconds = Annotated[float, Strict(), _between(*BOUNDS["Seconds"])]
 PositiveSeconds = Annotated[float, Strict(), _between(*BOUNDS["PositiveSeconds"])]
 Backoff = Annotated[float, Strict(), _between(*BOUNDS["Backoff"])]
 Instances = Annotated[int, Strict(), _between(*BOUNDS["Instances"])]
+Scale = Annotated[int, Strict(), _between(*BOUNDS["Scale"])]
 Bytes = Annotated[int, Strict(), _between(*BOUNDS["Bytes"])]
 Megabytes = Annotated[int, Strict(), _between(*BOUNDS["Megabytes"])]
 Percent = Annotated[int, Strict(), _between(*BOUNDS["Percent"])]

@@ -17,6 +17,7 @@ from tts_ops.config.fields import (
     Count,
     ExitCode,
     Instances,
+    Scale,
     Megabytes,
     MemorySize,
     Percent,
@@ -233,7 +234,9 @@ class ServiceConfig(ServiceMethods, _Model):
     min_free_disk_mb: Megabytes | None = None
 
     # --- scale and metadata ---
-    instances: Instances = 1
+    #: 0: a router-only host (``router_scope: cluster``): its router fronts other hosts'
+    #: instances and it runs none of its own
+    instances: Scale = 1
     labels: dict[SafeText, SafeText] = Field(default_factory=dict)
     options: dict[SafeText, dict[str, Any]] = Field(default_factory=dict)
 
@@ -243,6 +246,10 @@ class ServiceConfig(ServiceMethods, _Model):
             raise PydanticCustomError(
                 "router", "router_scope: \"cluster\" needs a router: set \"router\":"
                 " \"haproxy\" too, or drop router_scope")
+        if self.instances == 0 and self.router_scope != "cluster":
+            raise PydanticCustomError(
+                "router", "instances: 0 makes a router-only host, which needs \"router\":"
+                " \"haproxy\" and \"router_scope\": \"cluster\"; otherwise use 1-64")
         if self.router and self.socket == "inherit":
             raise PydanticCustomError(
                 "router", "socket: with a router the router owns the address: drop"

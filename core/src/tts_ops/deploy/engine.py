@@ -133,6 +133,12 @@ class DeployEngine:
         svc = self.for_environment(base, environment)
         if release is not None:
             svc = ServiceView(release.config)
+        if svc.instances == 0:
+            from tts_ops.errors import ConfigError
+
+            raise ConfigError(f"{svc.name}: this host only routes it (instances: 0): there is"
+                              " no instance here to deploy; deploy on the hosts that run it"
+                              " (this router follows them), or start this one")
         name = strategy or (svc.deploy.strategy if kind == "deploy"
                             else zero_downtime_strategy(svc, kind))
         strat = self.app.host.lookup("strategy", name).factory()
