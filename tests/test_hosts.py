@@ -204,3 +204,26 @@ def test_a_deploy_paused_past_its_lock_ttl_is_rolled_back_not_finished_beside_an
     assert "lock was lost" in history[-1]["reason"]
     # host 1 still serves its previous release, on its address
     assert h1.get(f"http://{h1.ip}:9000/health") == "200"
+
+
+def test_a_partition_longer_than_the_ttl_keeps_every_weight(nodes):
+    """Host 1's link goes down until the other hosts see its record expire (its etcd member
+    is cut off with it); back up, its heartbeat registers the record again with the weight
+    the deploy set (100), not the initial weight a blue_green slot starts from (0)."""
+    h1, h2, _h3 = nodes
+    for _ in range(2):  # blue, then green: the serving slot started at weight 0
+        h1.cli("deploy", "--strategy", "blue_green")
+
+    def record():
+        return next((r for r in h2.listed() if r["id"] == "tts@green:h1"), None)
+
+    assert record()["weight"] == 100
+    h1.host.down()
+    try:
+        wait_for(lambda: record() is None, timeout=30, message="host 1's record to expire")
+    finally:
+        h1.host.up()
+    back = wait_for(lambda: (r := record()) is not None and r["health"] == "passing" and r,
+                    timeout=30, message="host 1's record to come back")
+    assert back["weight"] == 100, back
+    assert h2.get(f"http://{back['host']}:{back['port']}/health") == "200"
