@@ -227,3 +227,20 @@ def test_a_partition_longer_than_the_ttl_keeps_every_weight(nodes):
                     timeout=30, message="host 1's record to come back")
     assert back["weight"] == 100, back
     assert h2.get(f"http://{back['host']}:{back['port']}/health") == "200"
+
+
+def test_two_hosts_given_one_node_are_told_not_overwritten(nodes):
+    """Cloned machines that kept one ``discovery.node``: the second host's start and
+    deploy are refused with one line naming both owners; the first host's record stays."""
+    h1, h2, _h3 = nodes
+    h1.cli("deploy", "--strategy", "blue_green")
+    h2.discovery["node"] = "h1"
+    h2.write(SERVICE)
+    for args in (("deploy", "--strategy", "blue_green"), ("start",)):
+        done = h2.cli(*args, check=False)
+        assert done.returncode != 0, done.stdout
+        assert "share discovery.node 'h1': give each its own" in done.stderr, done.stderr
+        assert h1.env["TTS_OPS_STATE_DIR"] in done.stderr  # the other owner, by state dir
+        assert h2.env["TTS_OPS_STATE_DIR"] in done.stderr
+    [record] = _passing(h1.listed())
+    assert record["id"] == "tts@blue:h1" and record["host"] == h1.ip

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tts_ops.errors import ConfigError, MissingComponent
+from tts_ops.errors import ConfigError, MissingComponent, TtsOpsError
 
 if TYPE_CHECKING:
     from tts_ops.backend import ProcessBackend
@@ -110,6 +110,40 @@ class App:
         if self.config.discovery.registry == "file":
             return None
         return getattr(self.registry().store, "node", None)
+
+    @cached_property
+    def owner(self) -> str | None:
+        """Who registers this host's records in a shared registry: the machine (its
+        ``/etc/machine-id``) and the state dir; None with the file registry."""
+        if self.node is None:
+            return None
+        from tts_ops.discovery.advertise import machine_id
+
+        return f"{machine_id()}:{self.state_dir}"
+
+    def check_node(self, services: list[Any]) -> None:
+        """Refuse to start instances on a node another host registers as: two hosts given
+        one ``discovery.node`` (cloned machines) would overwrite each other's records
+        without a word."""
+        if self.owner is None:
+            return
+        from tts_ops.discovery.record import node_of
+        from tts_ops.routing import is_router_process
+
+        names = sorted({s.owner for s in services if not is_router_process(s)})
+        try:
+            records = [r for name in names
+                       for r in self.registry().find_services(service=name)]
+        except TtsOpsError:
+            return  # the registry is down: the start says so itself
+        for record in records:
+            other = record.meta.get("owner")
+            if node_of(record.id) == self.node and isinstance(other, str) \
+                    and other != self.owner:
+                raise ConfigError(
+                    f"{record.id}: the shared registry has it from another host ({other[:200]});"
+                    f" this host is {self.owner}: two hosts share discovery.node"
+                    f" {self.node!r}: give each its own")
 
     def private_host(self, service: Any) -> str:
         """Where the private ports of ``service``'s slots bind."""
@@ -316,7 +350,8 @@ class App:
                                         "location": self.registry_location(),
                                         "ttl": settings.ttl,
                                         "service_type": settings.service_type,
-                                        "advertise": self.advertised}
+                                        "advertise": self.advertised,
+                                        "owner": self.owner}
             context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
                                      options=options)
             from tts_ops.lifecycle import Lifecycle

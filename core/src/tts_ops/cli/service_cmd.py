@@ -97,6 +97,7 @@ def start(app, names, all_, pm, as_json) -> None:
         for svc in routed:
             prepare_start(app, svc, pm)
     services = app.runtime(configured)
+    app.check_node(services)
     try:
         started = _run_each(app, services, pm, "start")
         if routed:

@@ -134,8 +134,6 @@ class DeployEngine:
         if release is not None:
             svc = ServiceView(release.config)
         if svc.instances == 0:
-            from tts_ops.errors import ConfigError
-
             raise ConfigError(f"{svc.name}: this host only routes it (instances: 0): there is"
                               " no instance here to deploy; deploy on the hosts that run it"
                               " (this router follows them), or start this one")
@@ -219,6 +217,10 @@ class DeployEngine:
                     problems.append(f"{svc.name} runs on its own address without its router:"
                                     f" stop it first (tts-ops stop {svc.name}), then deploy"
                                     " or start it behind the router")
+                try:
+                    self.app.check_node(new_preview)
+                except ConfigError as exc:
+                    problems.append(str(exc))
                 problems += self.app.host.collect("tts_ops_predeploy_checks",
                                                   config=self.app.config, services=[svc],
                                                   environment=environment)

@@ -130,3 +130,16 @@ def unreachable(services: list[Any], advertise: str | None) -> list[str]:
             " shared registry cannot reach: set its host to an address of this host (or"
             " 0.0.0.0)" for svc in services
             if not svc.private_slots and is_loopback(reachable_host(svc.host, advertise))]
+
+
+def machine_id() -> str:
+    """This machine's id (systemd's ``/etc/machine-id``), shortened; the host name without
+    one. Cloned VMs that kept one id still differ by state dir in the owner it goes into."""
+    try:
+        with open("/etc/machine-id", encoding="ascii") as fh:
+            found = fh.read(64).strip()
+    except (OSError, UnicodeDecodeError):
+        found = ""
+    if found.isalnum():
+        return found[:12]
+    return socket.gethostname()[:63]

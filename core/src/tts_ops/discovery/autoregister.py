@@ -18,9 +18,11 @@ PLUGIN_NAME = "tts_ops.discovery.autoregister"
 
 
 def record_for(service: Any, settings: Any, *, pid: int | None = None, backend: str = "",
-               release: str | None = None, advertise: str | None = None) -> InstanceRecord:
+               release: str | None = None, advertise: str | None = None,
+               owner: str | None = None) -> InstanceRecord:
     """``advertise``: this host's advertised address (`tts_ops.discovery.advertise`), where
-    a service bound to a wildcard is reached; None: loopback."""
+    a service bound to a wildcard is reached; None: loopback. ``owner``: which host and
+    state dir registers it (``meta.owner``), so that two hosts given one node are told."""
     from tts_ops.discovery.advertise import reachable_host
     from tts_ops.discovery.record import InstanceRecord
 
@@ -28,6 +30,8 @@ def record_for(service: Any, settings: Any, *, pid: int | None = None, backend: 
     meta: dict[str, Any] = {"backend": backend}
     if pid:
         meta["pid"] = pid
+    if owner:
+        meta["owner"] = owner
     health_url = service.health_url()
     if health_url:
         meta["health_url"] = health_url.replace(f"//{service.host}:", f"//{host}:", 1)
@@ -80,7 +84,8 @@ class AutoRegister:
                 registry.register_service(record_for(service, settings, pid=status.pid,
                                                      backend=backend,
                                                      release=status.extra.get("release"),
-                                                     advertise=self.app.advertised))
+                                                     advertise=self.app.advertised,
+                                                     owner=self.app.owner))
         except TtsOpsError as exc:
             self._missed(service, "not registered", exc)
 

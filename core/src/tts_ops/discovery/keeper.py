@@ -45,7 +45,7 @@ def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str,
     from tts_ops.discovery.autoregister import record_for
 
     record = record_for(service, SimpleNamespace(**discovery), backend=backend,
-                        advertise=discovery.get("advertise"))
+                        advertise=discovery.get("advertise"), owner=discovery.get("owner"))
     hc = service.health_check
     host = record.host
     return {

@@ -20,7 +20,8 @@ def build_spec(service: Any, state_dir: Path, discovery: dict[str, Any] | None =
         from tts_ops.plugin import discovery_record as record_for
 
         record = record_for(service, SimpleNamespace(**discovery), backend="manual",
-                            advertise=discovery.get("advertise"))
+                            advertise=discovery.get("advertise"),
+                            owner=discovery.get("owner"))
         registry = {"name": discovery["registry"], "location": discovery["location"],
                     "record": asdict(record),
                     "interval": max(1.0, discovery["ttl"] / 3)}
