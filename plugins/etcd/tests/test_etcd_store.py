@@ -296,3 +296,45 @@ def test_a_weight_survives_its_record_expiring(cluster, prefix):
     host.deregister("tts@green")
     host.register(other)
     assert host.get("tts@green").weight == 0
+
+
+def test_a_member_that_does_not_answer_costs_one_command_its_timeout_not_every_one(
+        cluster, prefix, tmp_path, monkeypatch):
+    """The first endpoint accepts connections and never answers (a hung member). The first
+    command waits for it, then goes on; the next commands (new processes, here new
+    clients) try it last: it sees no connection from them while the others answer."""
+    import socket
+
+    from tts_ops_etcd.options import EtcdOptions
+    from tts_ops_etcd.store import EtcdStore
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    accepted = []
+
+    def accept():
+        while True:
+            try:
+                conn, _ = hung.accept()
+            except OSError:
+                return
+            accepted.append(conn)  # kept open, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    endpoints = [f"http://127.0.0.1:{hung.getsockname()[1]}", *cluster.endpoints]
+    options = EtcdOptions(endpoints=endpoints, prefix=prefix, node="n1", timeout=0.5)
+    try:
+        assert EtcdStore(options).list() == []
+        first = len(accepted)
+        assert first >= 1
+        saved = json.loads((tmp_path / "cache" / "tts-ops" / "etcd-down.json").read_text())
+        assert list(saved) == [endpoints[0]]
+        for _ in range(3):
+            assert EtcdStore(options).list() == []
+        assert len(accepted) == first
+    finally:
+        hung.close()
+        for conn in accepted:
+            conn.close()

@@ -45,8 +45,14 @@ class Unavailable(OperationFailed):
 class Cluster:
     def __init__(self, options: EtcdOptions) -> None:
         self.options = options
+        from tts_ops_etcd import downed
+
         self.clients = [self._client(url) for url in options.endpoints]
-        self.current = 0
+        # a member that failed lately is tried after the others: a dead one costs its
+        # timeout once, not once per command
+        self._down = downed.load()
+        self._order = downed.order(list(options.endpoints), self._down)
+        self.current = self._order[0]
         self._lock = threading.Lock()
         self._token: str | None = None
         self._fast: Any = None  # a kept connection to the leader, for keep-alives
@@ -95,8 +101,7 @@ class Cluster:
         error)."""
         last: Exception | None = None
         electing = False
-        for step in range(len(self.clients)):
-            index = (self.current + step) % len(self.clients)
+        for index in [self.current, *(i for i in self._order if i != self.current)]:
             client = self.clients[index]
             try:
                 self._login(client)
@@ -106,7 +111,10 @@ class Cluster:
                     answer = client.post(client.get_url(path), json=body, **self._tls)
             except _DOWN as exc:
                 last = exc
-                electing = electing or "leader" in (exc.detail_text or "")
+                if "leader" in (exc.detail_text or ""):
+                    electing = True  # it answered: an election, not a dead member
+                else:
+                    self._mark(index, down=True)
                 continue
             except etcd_errors.Etcd3Exception as exc:
                 if (not relogged and self._token is not None
@@ -118,8 +126,26 @@ class Cluster:
                     return self._round(path, body, stream, relogged=True)
                 raise self._failed(exc) from None
             self.current = index
+            self._mark(index, down=False)
             return True, answer, False, None
         return False, None, electing, last
+
+    def _mark(self, index: int, *, down: bool) -> None:
+        import time
+
+        from tts_ops_etcd import downed
+
+        url = self.options.endpoints[index]
+        if down == (url in self._down):
+            return  # already known: no write on the hot path
+        marks = downed.load()
+        if down:
+            marks[url] = self._down[url] = time.time() + downed.DOWN_FOR
+        else:
+            marks.pop(url, None)
+            self._down.pop(url, None)
+        downed.save(marks)
+        self._order = downed.order(list(self.options.endpoints), self._down)
 
     def _stream(self, client: Etcd3Client, path: str, body: dict[str, Any]) -> Any:
         import requests
