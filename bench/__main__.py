@@ -13,6 +13,7 @@ from bench.cases_core import cold_start
 from bench.cases_deploy import deploy
 from bench.cases_discovery import discovery
 from bench.cases_etcd import etcd
+from bench.cases_hosts import hosts
 from bench.cases_kubernetes import kubernetes
 from bench.cases_logs import logs
 from bench.cases_manual import manual_vs_supervisord
@@ -30,7 +31,7 @@ CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord,
          "systemd": systemd, "supervisor": supervisor, "discovery": discovery,
          "deploy": deploy, "logs": logs, "orchestrate": orchestrate,
          "zero_downtime": zero_downtime, "speech": speech, "views": views, "etcd": etcd,
-         "router": router, "kubernetes": kubernetes}
+         "router": router, "kubernetes": kubernetes, "hosts": hosts}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 NOTES = """
 ## Notes
@@ -130,7 +131,8 @@ def merge(doc: str, rows: list[str], cases: list[str]) -> str:
         return row.split(" | ")[0].split("<br>")[0]
 
     fresh = {name(r): r for r in rows}
-    lines = doc.splitlines()
+    lines = [line for line in (_without(line, cases) if line.startswith("Rows of ") else line
+                               for line in doc.splitlines()) if line is not None]
     out, placed = [], set()
     last_row = max(i for i, line in enumerate(lines) if line.startswith("| "))
     for i, line in enumerate(lines):
@@ -145,9 +147,15 @@ def merge(doc: str, rows: list[str], cases: list[str]) -> str:
             out.append(f"Rows of {', '.join(cases)}: re-run"
                        f" {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} (bench/run"
                        f" --only {' --only '.join(cases)} --write-docs).")
-    return "\n".join(line for j, line in enumerate(out)
-                     if not (line.startswith("Rows of ") and j + 1 < len(out)
-                             and out[j + 1].startswith("Rows of "))) + "\n"
+    return "\n".join(out) + "\n"
+
+
+def _without(line: str, cases: list[str]) -> str | None:
+    """A "Rows of A, B: re-run ..." line without the cases re-run now (None: none left):
+    the rows of the others still come from the run it names."""
+    head, _, rest = line.partition(": re-run")
+    names = [n for n in head.removeprefix("Rows of ").split(", ") if n not in cases]
+    return f"Rows of {', '.join(names)}: re-run{rest}" if names else None
 
 
 def main() -> int:
