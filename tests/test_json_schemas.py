@@ -35,6 +35,10 @@ def documented() -> dict[str, tuple[str, set[str], set[str]]]:
     return out
 
 
+FLEET = {f"fleet {c}" for c in ("status", "deploy", "rollback", "restart", "start", "stop",
+                                 "run")}
+
+
 def test_every_command_with_json_is_documented():
     from tts_ops.cli import create_cli
     from tts_ops.cli.reference import _walk
@@ -133,5 +137,6 @@ def test_each_command_prints_its_documented_keys(env):
     check("logs monitor", out)
     seen.add("logs monitor")
     json_of("stop", "--all")
-    # router status: plugins/haproxy/tests/test_haproxy_backends.py, with a real HAProxy
-    assert set(documented()) - seen == {"router status"}
+    # router status: plugins/haproxy/tests/test_haproxy_backends.py, with a real HAProxy;
+    # the fleet's: tests/test_fleet.py, over real ssh to network namespaces
+    assert set(documented()) - seen == {"router status", *FLEET}

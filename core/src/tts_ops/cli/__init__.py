@@ -252,6 +252,7 @@ _COMMANDS = {
     "rollback": ("tts_ops.cli.deploy_cmd", "rollback"),
     "orchestrate": ("tts_ops.cli.orchestrate_cmd", "orchestrate"),
     "router": ("tts_ops.cli.router_cmd", "router"),
+    "fleet": ("tts_ops.cli.fleet_cmd", "fleet"),
     "top": ("tts_ops.cli.top_cmd", "top"),
     "web": ("tts_ops.cli.web_cmd", "web"),
     "completion": ("tts_ops.cli.completion", "completion"),

@@ -233,7 +233,15 @@ def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:
     services = app.runtime(app.services(names, not names))
     rows = _statuses(app, services, pm)
     if as_json:
-        click.echo(json.dumps([r.to_json() for r in rows], indent=None if compact else 2))
+        from tts_ops.deploy.slots import RELEASE_LABEL
+
+        by_name = {svc.name: svc for svc in services}
+        out = []
+        for r in rows:  # with the configured service it runs for, and the release it runs
+            svc = by_name.get(r.name)
+            out.append({**r.to_json(), "service": svc.owner if svc else r.name,
+                        "release": svc.labels.get(RELEASE_LABEL) if svc else None})
+        click.echo(json.dumps(out, indent=None if compact else 2))
         return
     click.echo(f"{'NAME':<20} {'BACKEND':<10} {'STATE':<10} {'PID':>7} {'READY':<5} "
                f"{'UPTIME':>8} {'RESTARTS':>8} {'CPU':>6} {'RSS':>9}  ADDRESS")

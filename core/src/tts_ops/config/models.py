@@ -33,6 +33,7 @@ from tts_ops.config.fields import (
     Tasks,
 )
 from tts_ops.config.service import HealthMethods, ServiceMethods
+from tts_ops.fleet.inventory import FleetConfig
 
 Engine = Literal["hybrid", "espeak", "piper", "coqui"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -318,6 +319,8 @@ class TtsOpsConfig(_Model):
 
     services: list[ServiceConfig] = Field(default_factory=list)
     discovery: DiscoveryConfig = Field(default_factory=DiscoveryConfig)
+    #: the hosts ``tts-ops fleet`` operates over SSH (`tts_ops.fleet.inventory`)
+    fleet: FleetConfig | None = None
     #: per-environment overrides: {"production": {"tts-primary": {"log_level": "WARNING"}}}
     environments: dict[Literal["development", "staging", "production"],
                        dict[SafeText, dict[str, Any]]] = Field(default_factory=dict)

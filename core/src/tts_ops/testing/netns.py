@@ -5,7 +5,9 @@ one interface on a private /24 (``10.A.B.1`` .. ``10.A.B.N``) bridged to the roo
 namespace (``10.A.B.254``), so the test process reaches every host and every host reaches
 the others, while each has its own ports and its own loopback: a record that names
 ``127.0.0.1`` is as unreachable from another host as it would be on real machines.
-``host.run(argv)`` runs a command inside; ``host.down()``/``up()`` cut its link.
+``host.run(argv)`` runs a command inside; ``host.down()``/``up()`` cut its link;
+``host.start_sshd(dir, key)`` runs Debian's OpenSSH server on its address, letting in the
+holder of ``key`` (see `client_key`).
 
 Needs root and iproute2; a test without them is skipped, and fails under ``CI=true``.
 """
@@ -18,6 +20,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -72,11 +75,61 @@ class Host:
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
         return subprocess.Popen([*self.prefix, *argv], **kwargs)
 
+    def start_sshd(self, directory: Path, authorized: str) -> str:
+        """OpenSSH's server on this host's address, port 22, key logins only, for
+        ``authorized`` (a public key line). Returns its ``known_hosts`` line."""
+        directory.mkdir(parents=True, exist_ok=True)
+        key = directory / "ssh_host_ed25519_key"
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                           check=True, capture_output=True)
+        (directory / "authorized_keys").write_text(authorized + "\n")
+        config = directory / "sshd_config"
+        config.write_text("\n".join([
+            "Port 22", f"ListenAddress {self.ip}", f"HostKey {key}",
+            f"AuthorizedKeysFile {directory / 'authorized_keys'}",
+            f"PidFile {directory / 'sshd.pid'}", "UsePAM no", "StrictModes no",
+            "PermitRootLogin prohibit-password", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "LogLevel ERROR", "MaxStartups 100",
+            "MaxSessions 100", ""]))
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # its privilege separation dir
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        self.sshd = self.popen([sshd, "-D", "-e", "-f", str(config)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        public = (directory / "ssh_host_ed25519_key.pub").read_text().split()
+        return f"{self.ip} {public[0]} {public[1]}"
+
+    def stop_sshd(self) -> None:
+        proc = getattr(self, "sshd", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
     def down(self) -> None:
         _ip("link", "set", self.link, "down")
 
     def up(self) -> None:
         _ip("link", "set", self.link, "up")
+
+
+def client_key(directory: Path) -> tuple[Path, str]:
+    """A fresh ed25519 key for the test's ssh client: its path and its public line."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
+                       check=True, capture_output=True)
+    return key, (directory / "id_ed25519.pub").read_text().strip()
+
+
+def require_ssh() -> None:
+    import pytest
+
+    if shutil.which("ssh") is None or not (shutil.which("sshd") or os.path.exists(
+            "/usr/sbin/sshd")):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install openssh-client and openssh-server")
+        pytest.skip("needs OpenSSH's client and server (apt install openssh-server)")
 
 
 class Network:
@@ -108,6 +161,7 @@ class Network:
 
     def close(self) -> None:
         for host in self.hosts:
+            host.stop_sshd()
             subprocess.run(["ip", "netns", "del", host.netns], capture_output=True)
             subprocess.run(["ip", "link", "del", host.link], capture_output=True)
         subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)

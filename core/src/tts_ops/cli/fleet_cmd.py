@@ -1,0 +1,329 @@
+"""``tts-ops fleet``: status, deploy, rollback, restart, start, stop and run on every host
+of the config's ``fleet`` section, from this machine, over SSH (`tts_ops.fleet`).
+
+Each command sends each host its config (`tts_ops.fleet.inventory.host_config`) and runs
+``tts-ops fleet receive -- COMMAND`` there in the same ssh round trip. ``receive`` is the
+host's side: it validates what it got, keeps it in its state dir and runs the command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from tts_ops.errors import ConfigError, OperationFailed
+
+#: a config larger than this is not a config: ``receive`` refuses it unread
+MAX_CONFIG = 16 * 1024 * 1024
+
+
+@click.group()
+def fleet() -> None:
+    """Operate every host of the config's fleet section over SSH."""
+
+
+def _inventory(app: Any) -> tuple[Any, dict[str, Any]]:
+    """The fleet and the config document as written (each host gets it, not our model's
+    dump with every default)."""
+    from tts_ops.config.loader import read_document
+    from tts_ops.fleet.inventory import host_problems
+
+    app.use_cache = False
+    config = app.config
+    if config.fleet is None:
+        raise ConfigError(f"{app.loaded.source}: no fleet section: add \"fleet\": {{\"hosts\":"
+                          " [{\"name\": \"web-1\", \"ssh\": \"deploy@10.0.0.1\"}]} (docs/fleet.md)")
+    document = read_document(app.loaded.path) if app.loaded.path else {}
+    problems = host_problems(document, config.fleet)
+    if problems:
+        raise ConfigError(problems[0], problems=problems)
+    return config.fleet, document
+
+
+def _payload(document: dict[str, Any], host: Any) -> bytes:
+    from tts_ops.fleet.inventory import host_config
+
+    return json.dumps(host_config(document, host)).encode()
+
+
+def _hosts(fleet_config: Any, names: tuple[str, ...]) -> list[Any]:
+    if not names:
+        return list(fleet_config.hosts)
+    chosen = []
+    for name in names:
+        host = fleet_config.get(name)
+        if host is None:
+            known = ", ".join(h.name for h in fleet_config.hosts)
+            raise ConfigError(f"--host {name}: not a host of the fleet ({known})")
+        chosen.append(host)
+    return chosen
+
+
+def _each(fleet_config: Any, document: dict[str, Any], hosts: list[Any], args: list[str],
+          parallel: int) -> list[Any]:
+    """Run ``args`` on ``hosts``, ``parallel`` at a time; the answers in the hosts' order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tts_ops.fleet import ssh
+
+    def one(host: Any) -> Any:
+        return ssh.run(fleet_config, host, args, _payload(document, host))
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
+        return list(pool.map(one, hosts))
+
+
+_host_option = click.option("--host", "host_names", multiple=True, metavar="NAME",
+                            help="Only this host of the fleet (repeatable).")
+
+
+@fleet.command()
+@_host_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON list: status --json rows"
+              " with fleet_host (and error for a host that could not be read).")
+@click.pass_obj
+def status(app, host_names, as_json) -> None:
+    """Every host's processes in one table, asked in parallel."""
+    fleet_config, document = _inventory(app)
+    hosts = _hosts(fleet_config, host_names)
+    answers = _each(fleet_config, document, hosts, ["status", "--json"], len(hosts))
+    rows: list[dict[str, Any]] = []
+    for answer in answers:
+        try:
+            found = json.loads(answer.stdout) if answer.ok else None
+        except ValueError:
+            found = None
+        if not isinstance(found, list):
+            rows.append({"fleet_host": answer.host, "error": answer.problem()})
+            continue
+        rows += [{"fleet_host": answer.host, **row} for row in found if isinstance(row, dict)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _table(rows)
+    if any("error" in row for row in rows):
+        sys.exit(1)
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    header = ("HOST", "NAME", "STATE", "PID", "RELEASE", "RESTARTS")
+    lines = [header]
+    for row in rows:
+        if "error" in row:
+            lines.append((row["fleet_host"], "-", "unreachable", "-", "-", "-"))
+            continue
+        release = (row.get("extra") or {}).get("release") or "-"
+        lines.append((row["fleet_host"], row.get("name", "?"), row.get("state", "?"),
+                      str(row.get("pid") or "-"), str(release), str(row.get("restarts", 0))))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True))
+                   .rstrip())
+    for row in rows:
+        if "error" in row:
+            click.echo(f"tts-ops: error: {row['error']}", err=True)
+
+
+def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...],
+                parallel: int | None, as_json: bool, undo: list[str] | None = None) -> None:
+    """``args`` on each host, ``parallel`` at a time, in the inventory's order; stop at
+    the first host that fails; with ``undo``, run it on the hosts already done (last
+    first). One line per host and what it answered; exit 1 when a host failed."""
+    fleet_config, document = _inventory(app)
+    hosts = _hosts(fleet_config, host_names)
+    step = parallel or fleet_config.parallel
+    with _fleet_lock(app, what):
+        done: list[Any] = []
+        failed = None
+        for i in range(0, len(hosts), step):
+            batch = hosts[i:i + step]
+            for host in batch:
+                _say(as_json, host.name, "running", f"{what} on {host.name}")
+            answers = _each(fleet_config, document, batch, args, step)
+            for answer in answers:
+                _report(as_json, answer, what)
+            done += [h for h, a in zip(batch, answers, strict=True) if a.ok]
+            failed = next((a for a in answers if not a.ok), None)
+            if failed is not None:
+                break
+        if failed is not None and undo:
+            for host in reversed(done):
+                _say(as_json, host.name, "undoing", f"{' '.join(undo)} on {host.name}")
+                _report(as_json, _each(fleet_config, document, [host], undo, 1)[0],
+                        " ".join(undo))
+        _summary(fleet_config, document, hosts, as_json)
+    if failed is not None:
+        left = [h.name for h in hosts if h not in done and h.name != failed.host]
+        raise OperationFailed(f"fleet {what} stopped at {failed.problem()}"
+                              + (f"; not started on {', '.join(left)}" if left else ""))
+
+
+def _say(as_json: bool, host: str, phase: str, message: str) -> None:
+    if as_json:
+        click.echo(json.dumps({"fleet_host": host, "event": phase, "message": message}))
+    else:
+        click.echo(f"{host}: {message}")
+
+
+def _report(as_json: bool, answer: Any, what: str) -> None:
+    for line in answer.stdout.splitlines():
+        if as_json:
+            click.echo(json.dumps({"fleet_host": answer.host, "event": "output",
+                                   "line": line}))
+        else:
+            click.echo(f"{answer.host}:   {line}")
+    phase = "ok" if answer.ok else "failed"
+    _say(as_json, answer.host, phase, f"{what} {'done' if answer.ok else 'failed'}"
+         + ("" if answer.ok else f": {answer.problem().split(': ', 1)[-1]}"))
+
+
+def _summary(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
+             as_json: bool) -> None:
+    """Which release each host runs now (one line a host and service)."""
+    answers = _each(fleet_config, document, hosts, ["releases", "--json"], len(hosts))
+    for answer in answers:
+        current = "unreachable"
+        try:
+            found = json.loads(answer.stdout) if answer.ok else None
+        except ValueError:
+            found = None
+        if isinstance(found, list):
+            ids = sorted({f"{r.get('service')}={r.get('id')}" for r in found
+                          if isinstance(r, dict) and r.get("current")})
+            current = ", ".join(ids) or "no release"
+        if as_json:
+            click.echo(json.dumps({"fleet_host": answer.host, "event": "releases",
+                                   "current": current}))
+        else:
+            click.echo(f"{answer.host}: runs {current}")
+
+
+class _fleet_lock:
+    """The fleet-wide lock of a shared registry (etcd), when the config has one: two
+    operators' fleet deploys never interleave. A registry of this machine alone (the
+    file registry) has no other operator to keep out: nothing is taken."""
+
+    def __init__(self, app: Any, what: str) -> None:
+        self.app = app
+        self.what = what
+        self.held: Any = None
+
+    def __enter__(self) -> _fleet_lock:
+        import os
+        import time
+
+        if self.app.config.discovery.registry == "file":
+            return self
+        holder = {"pid": os.getpid(), "since": time.time(), "cmd": f"tts-ops fleet {self.what}"}
+        self.held = self.app.registry().deploy_lock("fleet", holder)
+        self.held.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.held is not None:
+            self.held.__exit__(*exc)
+
+
+_parallel = click.option("--parallel", type=click.IntRange(1, 64), default=None,
+                         help="Hosts at once (default: fleet.parallel).")
+_json = click.option("--json", "as_json", is_flag=True, help="JSON lines.")
+
+
+@fleet.command()
+@click.argument("names", nargs=-1)
+@click.option("--strategy", default=None, help="Deploy strategy on every host.")
+@_parallel
+@_host_option
+@click.option("--rollback-on-failure", is_flag=True,
+              help="When a host fails, roll back the hosts already deployed.")
+@_json
+@click.pass_obj
+def deploy(app, names, strategy, parallel, host_names, rollback_on_failure, as_json) -> None:
+    """Deploy host by host (or --parallel N at a time); stop at the first that fails."""
+    args = ["deploy", *names, *(["--strategy", strategy] if strategy else [])]
+    _one_by_one(app, "deploy", args, host_names, parallel, as_json,
+                undo=["rollback", *names] if rollback_on_failure else None)
+
+
+@fleet.command()
+@click.argument("names", nargs=-1)
+@_parallel
+@_host_option
+@_json
+@click.pass_obj
+def rollback(app, names, parallel, host_names, as_json) -> None:
+    """Roll back host by host to each one's previous release."""
+    _one_by_one(app, "rollback", ["rollback", *names], host_names, parallel, as_json)
+
+
+@fleet.command()
+@click.argument("name")
+@_parallel
+@_host_option
+@_json
+@click.pass_obj
+def restart(app, name, parallel, host_names, as_json) -> None:
+    """Restart a service host by host (each host's restart is zero-downtime)."""
+    _one_by_one(app, "restart", ["restart", name], host_names, parallel, as_json)
+
+
+def _start_stop(verb: str):
+    @click.argument("names", nargs=-1)
+    @click.option("--all", "all_", is_flag=True, help="Every service of the config.")
+    @_parallel
+    @_host_option
+    @_json
+    @click.pass_obj
+    def command(app, names, all_, parallel, host_names, as_json) -> None:
+        if not names and not all_:
+            raise ConfigError(f"fleet {verb}: name a service or pass --all")
+        _one_by_one(app, verb, [verb, *names, *(["--all"] if all_ else [])], host_names,
+                    parallel, as_json)
+
+    command.__doc__ = f"{verb.capitalize()} services on every host."
+    return fleet.command(name=verb)(command)
+
+
+start = _start_stop("start")
+stop = _start_stop("stop")
+
+
+@fleet.command(context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, required=True, type=click.UNPROCESSED)
+@_host_option
+@_json
+@click.pass_obj
+def run(app, args, host_names, as_json) -> None:
+    """Any tts-ops command on every host at once: fleet run -- logs tts --lines 5."""
+    fleet_config, document = _inventory(app)
+    hosts = _hosts(fleet_config, host_names)
+    answers = _each(fleet_config, document, hosts, list(args), len(hosts))
+    for answer in answers:
+        _report(as_json, answer, " ".join(args))
+    failed = [a for a in answers if not a.ok]
+    if failed:
+        raise OperationFailed(f"fleet run: {len(failed)} of {len(answers)} hosts failed;"
+                              f" first: {failed[0].problem()}")
+
+
+@fleet.command(hidden=True, context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def receive(app, args) -> None:
+    """A host's side: read a config on stdin, validate it, keep it in the state dir
+    (0600, named by its content: two commands at once never read each other's), and run
+    ``tts-ops ARGS`` with it."""
+    from tts_ops.fleet.received import keep
+
+    data = sys.stdin.buffer.read(MAX_CONFIG + 1)
+    path = keep(app.state_dir, data, MAX_CONFIG)
+    if not args:
+        click.echo(str(path))
+        return
+    from tts_ops.cli import create_cli
+
+    argv = ["--state-dir", str(app.state_dir), "-c", str(path), *args]
+    create_cli().main(args=argv, prog_name="tts-ops")

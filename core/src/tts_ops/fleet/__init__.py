@@ -1,0 +1,3 @@
+"""A fleet: the hosts of the config's ``fleet`` section, operated from one machine over
+SSH (`tts_ops.fleet.ssh`), each sent its own config (`tts_ops.fleet.inventory`) and
+keeping it (`tts_ops.fleet.received`). The commands are in `tts_ops.cli.fleet_cmd`."""

@@ -1,0 +1,195 @@
+"""``tts-ops fleet`` against three hosts as network namespaces, each with Debian's OpenSSH
+server (a host key and a client key made by the test, strict host key checking) and an
+etcd member. Two hosts are the fleet; the third routes for the cluster (router-only, its
+``discovery watch`` following the others). From the root namespace: fleet status, deploy
+and rollback under ``hey`` through the router, and a host whose link is down."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+
+import pytest
+from test_json_schemas import check  # the keys docs/json.md lists for each command
+
+from tts_ops.testing import wait_for
+
+pytestmark = pytest.mark.slow
+
+SERVICE = {"name": "tts", "host": "0.0.0.0", "port": 9000, "engine_type": "espeak",
+           "workers": 1, "process_manager": "manual",
+           "deploy": {"drain_seconds": 1.0, "progress_deadline_seconds": 60}}
+TTS_OPS = os.path.join(os.path.dirname(sys.executable), "tts-ops")
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    from tts_ops.testing.netns import Network, client_key, require_netns, require_ssh
+    from tts_ops_etcd.testing import EtcdCluster, require_etcd
+
+    require_netns()
+    require_etcd()
+    require_ssh()
+    root = tmp_path_factory.mktemp("fleet")
+    key, public = client_key(root / "client")
+    with Network(3) as net, EtcdCluster(root / "etcd", hosts=net.hosts) as cluster:
+        known = root / "known_hosts"
+        known.write_text("".join(h.start_sshd(root / f"sshd-{h.name}", public) + "\n"
+                                 for h in net.hosts))
+        yield net, cluster, key, known
+
+
+class Operator:
+    """The machine the fleet is run from: the root namespace, its own state dir."""
+
+    def __init__(self, root, net, cluster, key, known):
+        self.net = net
+        self.prefix = f"/t-{uuid.uuid4().hex[:12]}"
+        self.discovery = {"registry": "etcd", "endpoints": cluster.endpoints,
+                          "prefix": self.prefix, "ttl": 3}
+        self.cfg = root / "fleet.json"
+        self.hosts = [{"name": h.name, "ssh": f"root@{h.ip}", "tts_ops": TTS_OPS,
+                       "state_dir": str(root / f"{h.name}-state")} for h in net.hosts[:2]]
+        self.ssh_options = ["-i", str(key), "-o", f"UserKnownHostsFile={known}",
+                            "-o", "StrictHostKeyChecking=yes"]
+        self.write()
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTS_OPS_")},
+                    "TTS_OPS_STATE_DIR": str(root / "operator"),
+                    # short: ssh's control sockets live there (a unix socket path < 108 bytes)
+                    "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="ttsf"),
+                    "TTS_OPS_CONFIG": str(self.cfg)}
+
+    def write(self, **fleet):
+        self.cfg.write_text(json.dumps({
+            "discovery": self.discovery, "services": [SERVICE],
+            "fleet": {"hosts": self.hosts, "ssh_options": self.ssh_options, **fleet}}))
+
+    def cli(self, *args, check=True):
+        done = subprocess.run([sys.executable, "-m", "tts_ops", *args], env=self.env,
+                              capture_output=True, text=True, timeout=600)
+        assert not check or done.returncode == 0, (args, done.stdout, done.stderr)
+        return done
+
+    def releases(self):
+        rows = json.loads(self.cli("fleet", "status", "--json").stdout)
+        return {r["fleet_host"]: r["release"] for r in rows if r.get("state") == "running"}
+
+
+@pytest.fixture
+def operator(network, tmp_path):
+    net, cluster, key, known = network
+    op = Operator(tmp_path, net, cluster, key, known)
+    h3 = net.hosts[2]
+    router = {"discovery": {**op.discovery, "node": h3.name},
+              "services": [{**SERVICE, "router": "haproxy", "router_scope": "cluster",
+                            "instances": 0}]}
+    (tmp_path / "router.json").write_text(json.dumps(router))
+    op.router_env = {**op.env, "TTS_OPS_CONFIG": str(tmp_path / "router.json"),
+                     "TTS_OPS_STATE_DIR": str(tmp_path / "h3-state")}
+    yield op
+    from tts_ops.fleet import ssh
+    from tts_ops.fleet.inventory import FleetConfig
+
+    op.hosts = [h for h in op.hosts if h["name"] in ("h1", "h2")]  # a test may have changed it
+    op.write()
+    op.cli("fleet", "stop", "--all", check=False)
+    h3.run([TTS_OPS, "stop", "--all"], env=op.router_env)
+    fleet = FleetConfig.model_validate({"hosts": op.hosts, "ssh_options": op.ssh_options})
+    os.environ["XDG_RUNTIME_DIR"], saved = op.env["XDG_RUNTIME_DIR"], os.environ.get(
+        "XDG_RUNTIME_DIR")
+    try:
+        for host in fleet.hosts:
+            ssh.disconnect(fleet, host)
+    finally:
+        if saved is None:
+            del os.environ["XDG_RUNTIME_DIR"]
+        else:
+            os.environ["XDG_RUNTIME_DIR"] = saved
+    shutil.rmtree(op.env["XDG_RUNTIME_DIR"], ignore_errors=True)
+
+
+def test_fleet_deploy_and_rollback_reach_every_host_with_no_failed_request(operator):
+    from tts_ops.testing.load import PinnedLoad, require_hey
+
+    require_hey()
+    if shutil.which("haproxy") is None and not os.access("/usr/sbin/haproxy", os.X_OK):
+        if os.environ.get("CI"):
+            pytest.fail("CI must install haproxy (apt install haproxy)")
+        pytest.skip("haproxy is not installed")
+    h3 = operator.net.hosts[2]
+    before = operator.cli("fleet", "status", "--json")
+    check("fleet status", before.stdout)
+    rows = json.loads(before.stdout)
+    assert {r["fleet_host"] for r in rows} == {"h1", "h2"}
+    assert all(r["state"] == "stopped" and r["name"] == "tts" for r in rows), rows
+
+    first = operator.cli("fleet", "deploy", "--strategy", "blue_green")
+    assert "h1: runs tts=" in first.stdout and "h2: runs tts=" in first.stdout
+    for command in ("restart tts", "run status", "stop --all", "start --all",
+                    "deploy --strategy blue_green"):
+        check(f"fleet {command.split()[0]}",
+              operator.cli("fleet", *command.split(), "--json").stdout)
+    deployed = operator.releases()
+    assert set(deployed) == {"h1", "h2"} and all(deployed.values()), deployed
+
+    h3.run([TTS_OPS, "start"], env=operator.router_env, check=True)
+    watch = h3.popen([TTS_OPS, "discovery", "watch"], env=operator.router_env,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from tts_ops_haproxy.testing import who
+
+        wait_for(lambda: {i.split(":")[-1] for i in who(h3.ip, 9000, 30)} == {"h1", "h2"},
+                 timeout=30, message="the router to serve from both fleet hosts")
+        with PinnedLoad(f"http://{h3.ip}:9000/synthesize", connections=2, rate=10) as load:
+            operator.cli("fleet", "deploy", "--strategy", "blue_green")
+            second = operator.releases()
+            rolled = operator.cli("fleet", "rollback", "--json")
+            back = operator.releases()
+        check("fleet rollback", rolled.stdout)
+        assert load.result.total > 0 and load.result.clean, load.result.summary()
+    finally:
+        watch.kill()
+        watch.wait()
+    assert all(second[h] != deployed[h] for h in ("h1", "h2")), (deployed, second)
+    assert back == deployed, (deployed, back)
+
+
+def test_a_host_whose_link_is_down_stops_the_fleet_deploy_with_one_line(operator):
+    h2 = operator.net.hosts[1]
+    operator.cli("fleet", "deploy", "--strategy", "blue_green")
+    deployed = operator.releases()
+    operator.hosts.reverse()  # h2 first: the deploy stops there, h1 is never touched
+    operator.write()
+    h2.down()
+    try:
+        done = operator.cli("fleet", "deploy", "--strategy", "blue_green", check=False)
+    finally:
+        h2.up()
+    assert done.returncode == 1, done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("tts-ops: error")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "fleet deploy stopped at h2: unreachable over ssh" in errors[0]
+    assert "not started on h1" in errors[0]
+    assert operator.releases()["h1"] == deployed["h1"]
+
+
+def test_fleet_status_names_an_unreachable_host_and_a_bad_inventory_is_one_line(operator):
+    operator.hosts.append({"name": "h9", "ssh": "root@192.0.2.1"})  # TEST-NET: no one
+    operator.write()
+    done = operator.cli("fleet", "status", "--json", check=False)
+    assert done.returncode == 1
+    rows = json.loads(done.stdout)
+    [lost] = [r for r in rows if r["fleet_host"] == "h9"]
+    assert "unreachable over ssh" in lost["error"]
+    assert {r["fleet_host"] for r in rows} == {"h1", "h2", "h9"}
+    operator.hosts[-1] = {"name": "h9", "ssh": "-oProxyCommand=touch /tmp/pwned"}
+    operator.write()
+    bad = operator.cli("fleet", "status", check=False)
+    assert bad.returncode == 2, bad.stderr
+    assert "fleet.hosts[2].ssh: must be an ssh destination" in bad.stderr
+    assert "Traceback" not in bad.stderr and not os.path.exists("/tmp/pwned")
