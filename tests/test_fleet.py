@@ -64,9 +64,9 @@ class Operator:
                     "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="ttsf"),
                     "TTS_OPS_CONFIG": str(self.cfg)}
 
-    def write(self, **fleet):
+    def write(self, service=None, **fleet):
         self.cfg.write_text(json.dumps({
-            "discovery": self.discovery, "services": [SERVICE],
+            "discovery": self.discovery, "services": [service or SERVICE],
             "fleet": {"hosts": self.hosts, "ssh_options": self.ssh_options, **fleet}}))
 
     def cli(self, *args, check=True):
@@ -193,3 +193,34 @@ def test_fleet_status_names_an_unreachable_host_and_a_bad_inventory_is_one_line(
     assert bad.returncode == 2, bad.stderr
     assert "fleet.hosts[2].ssh: must be an ssh destination" in bad.stderr
     assert "Traceback" not in bad.stderr and not os.path.exists("/tmp/pwned")
+
+
+def test_a_fleet_deploy_sends_each_host_the_source_and_prints_as_it_goes(operator,
+                                                                        tmp_path):
+    source = tmp_path / "release"
+    (source / "conf").mkdir(parents=True)
+    (source / "conf" / "VERSION").write_text("7\n")
+    operator.write({**SERVICE, "source": str(source)})
+    done = operator.cli("fleet", "deploy", "--strategy", "blue_green")
+    lines = done.stdout.splitlines()
+    for host in ("h1", "h2"):  # each host's own deploy lines, prefixed, before its verdict
+        own = [i for i, line in enumerate(lines) if line.startswith(f"{host}:   ")]
+        verdict = lines.index(f"{host}: deploy done")
+        assert own and max(own) < verdict, done.stdout
+        assert any("tts: deployed" in lines[i] for i in own), done.stdout
+    for host in operator.hosts:
+        state = host["state_dir"]
+        [release] = json.loads(subprocess.run(
+            [TTS_OPS, "--state-dir", state, "-c", _received(state), "releases", "--json"],
+            capture_output=True, text=True, check=True).stdout)
+        assert release["source"].startswith(state)
+        with open(os.path.join(release["source"], "conf", "VERSION")) as fh:
+            assert fh.read() == "7\n"
+    kept = os.listdir(os.path.join(operator.hosts[0]["state_dir"], "fleet", "sources"))
+    assert len(kept) == 1 and kept[0].startswith("tts-")
+
+
+def _received(state: str) -> str:
+    """A config the host received (each names the service; the deploy's, its source too)."""
+    folder = os.path.join(state, "fleet")
+    return os.path.join(folder, min(n for n in os.listdir(folder) if n.startswith("config-")))

@@ -179,3 +179,70 @@ def test_the_discovery_keys_the_core_keeps_are_its_model_s_fields():
     from tts_ops.discovery.registry import CORE_FIELDS
 
     assert set(CORE_FIELDS) == set(DiscoveryConfig.model_fields)
+
+
+def test_a_fleet_inventory_refuses_what_ssh_could_take_for_an_option(tmp_path):
+    """Host names, destinations and remote commands are checked before anything runs."""
+    import pytest
+    from pydantic import ValidationError
+
+    from tts_ops.fleet.inventory import FleetConfig
+
+    good = {"name": "web-1", "ssh": "deploy@10.0.0.1"}
+    FleetConfig.model_validate({"hosts": [good]})
+    for host, field in (({**good, "ssh": "-oProxyCommand=id"}, "ssh"),
+                        ({**good, "ssh": "a b"}, "ssh"),
+                        ({**good, "ssh": "host\nx"}, "ssh"),
+                        ({**good, "name": "Web 1"}, "name"),
+                        ({**good, "tts_ops": "--help"}, "tts_ops"),
+                        ({**good, "tts_ops": "x\x1b[31m"}, "tts_ops"),
+                        ({**good, "overrides": {"name": "other"}}, "overrides")):
+        with pytest.raises(ValidationError) as caught:
+            FleetConfig.model_validate({"hosts": [host]})
+        assert caught.value.errors()[0]["loc"][-1] == field, caught.value
+    with pytest.raises(ValidationError, match="listed twice"):
+        FleetConfig.model_validate({"hosts": [good, good]})
+
+
+def test_a_source_tree_sent_to_a_host_cannot_write_outside_its_directory(tmp_path):
+    """A tar that climbs out (``..``, an absolute path, a link out) is one line, and
+    nothing lands outside the state dir; a good tree is kept once, by content."""
+    import io
+    import os
+    import tarfile
+
+    import pytest
+
+    from tts_ops.errors import ConfigError
+    from tts_ops.fleet.sources import keep, pack
+
+    state = tmp_path / "state"
+
+    def tar_of(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    link = tarfile.TarInfo("passwd")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    for evil in (tar_of(tarfile.TarInfo("../escaped"), b"bad"), tar_of(link)):
+        with pytest.raises(ConfigError, match="not a source tree it can unpack"):
+            keep(state, "tts", evil)
+    assert not (tmp_path / "escaped").exists()
+    # an absolute name is taken as relative: it lands inside, never at /tmp/...
+    kept = keep(state, "tts", tar_of(tarfile.TarInfo("/tmp/escaped-abs"), b"abs"))
+    assert (kept / "tmp" / "escaped-abs").read_bytes() == b"abs"
+    assert not os.path.exists("/tmp/escaped-abs")
+    assert [p.name for p in (state / "fleet" / "sources").iterdir()] == [kept.name]
+    source = tmp_path / "src"
+    (source / "pkg").mkdir(parents=True)
+    (source / "pkg" / "VERSION").write_text("2\n")
+    (source / "link").symlink_to("pkg/VERSION")
+    first = keep(state, "tts", pack(source))
+    assert (first / "pkg" / "VERSION").read_text() == "2\n"
+    assert os.readlink(first / "link") == "pkg/VERSION"
+    assert keep(state, "tts", pack(source)) == first
+    with pytest.raises(ConfigError, match="not a service name"):
+        keep(state, "../x", pack(source))

@@ -43,10 +43,33 @@ def _inventory(app: Any) -> tuple[Any, dict[str, Any]]:
     return config.fleet, document
 
 
-def _payload(document: dict[str, Any], host: Any) -> bytes:
+def _payload(document: dict[str, Any], host: Any,
+             sources: dict[str, str] | None = None) -> bytes:
     from tts_ops.fleet.inventory import host_config
 
-    return json.dumps(host_config(document, host)).encode()
+    return json.dumps(host_config(document, host, sources)).encode()
+
+
+def _push_sources(fleet_config: Any, document: dict[str, Any], host: Any) -> dict[str, str]:
+    """Each service's ``source`` directory (as it is on ``host``, overrides applied), sent
+    to the host: where the host keeps it, per service."""
+    from pathlib import Path
+
+    from tts_ops.fleet import sources, ssh
+    from tts_ops.fleet.inventory import host_config
+
+    kept: dict[str, str] = {}
+    for svc in host_config(document, host)["services"]:
+        if not svc.get("source"):
+            continue
+        remote = ssh.tts_ops_argv(host, ["fleet", "receive-source", "--name", svc["name"]])
+        answer = ssh.run(fleet_config, host, [], sources.pack(Path(svc["source"])),
+                         remote=remote)
+        if not answer.ok:
+            raise OperationFailed(f"{answer.problem()} (sending the source of"
+                                  f" {svc['name']})")
+        kept[svc["name"]] = answer.stdout.strip()
+    return kept
 
 
 def _hosts(fleet_config: Any, names: tuple[str, ...]) -> list[Any]:
@@ -127,6 +150,48 @@ def _table(rows: list[dict[str, Any]]) -> None:
             click.echo(f"tts-ops: error: {row['error']}", err=True)
 
 
+def _streamed(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
+              args: list[str], as_json: bool, with_sources: bool = False) -> list[Any]:
+    """``args`` on ``hosts`` at once, each host's lines printed as they come (a deploy's
+    phases, its weights), prefixed with the host; the answers in the hosts' order."""
+    import threading
+
+    from tts_ops.fleet import ssh
+
+    lock = threading.Lock()
+    answers: dict[str, Any] = {}
+
+    def one(host: Any) -> None:
+        try:
+            kept = _push_sources(fleet_config, document, host) if with_sources else None
+        except OperationFailed as exc:
+            answers[host.name] = ssh.Answer(host.name, 1, "", exc.message)
+            return
+        proc = ssh.stream(fleet_config, host, args, _payload(document, host, kept))
+        assert proc.stdout is not None and proc.stderr is not None
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            with lock:
+                _line(as_json, host.name, line.rstrip("\n"))
+        err = proc.stderr.read()
+        answers[host.name] = ssh.Answer(host.name, proc.wait(), "".join(out), err)
+
+    threads = [threading.Thread(target=one, args=(h,), daemon=True) for h in hosts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [answers[h.name] for h in hosts]
+
+
+def _line(as_json: bool, host: str, line: str) -> None:
+    if as_json:
+        click.echo(json.dumps({"fleet_host": host, "event": "output", "line": line}))
+    else:
+        click.echo(f"{host}:   {line}")
+
+
 def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...],
                 parallel: int | None, as_json: bool, undo: list[str] | None = None) -> None:
     """``args`` on each host, ``parallel`` at a time, in the inventory's order; stop at
@@ -142,9 +207,10 @@ def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...
             batch = hosts[i:i + step]
             for host in batch:
                 _say(as_json, host.name, "running", f"{what} on {host.name}")
-            answers = _each(fleet_config, document, batch, args, step)
+            answers = _streamed(fleet_config, document, batch, args, as_json,
+                                with_sources=what == "deploy")
             for answer in answers:
-                _report(as_json, answer, what)
+                _report(as_json, answer, what, printed=True)
             done += [h for h, a in zip(batch, answers, strict=True) if a.ok]
             failed = next((a for a in answers if not a.ok), None)
             if failed is not None:
@@ -152,8 +218,8 @@ def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...
         if failed is not None and undo:
             for host in reversed(done):
                 _say(as_json, host.name, "undoing", f"{' '.join(undo)} on {host.name}")
-                _report(as_json, _each(fleet_config, document, [host], undo, 1)[0],
-                        " ".join(undo))
+                _report(as_json, _streamed(fleet_config, document, [host], undo, as_json)[0],
+                        " ".join(undo), printed=True)
         _summary(fleet_config, document, hosts, as_json)
     if failed is not None:
         left = [h.name for h in hosts if h not in done and h.name != failed.host]
@@ -168,13 +234,10 @@ def _say(as_json: bool, host: str, phase: str, message: str) -> None:
         click.echo(f"{host}: {message}")
 
 
-def _report(as_json: bool, answer: Any, what: str) -> None:
-    for line in answer.stdout.splitlines():
-        if as_json:
-            click.echo(json.dumps({"fleet_host": answer.host, "event": "output",
-                                   "line": line}))
-        else:
-            click.echo(f"{answer.host}:   {line}")
+def _report(as_json: bool, answer: Any, what: str, printed: bool = False) -> None:
+    if not printed:
+        for line in answer.stdout.splitlines():
+            _line(as_json, answer.host, line)
     phase = "ok" if answer.ok else "failed"
     _say(as_json, answer.host, phase, f"{what} {'done' if answer.ok else 'failed'}"
          + ("" if answer.ok else f": {answer.problem().split(': ', 1)[-1]}"))
@@ -307,6 +370,16 @@ def run(app, args, host_names, as_json) -> None:
     if failed:
         raise OperationFailed(f"fleet run: {len(failed)} of {len(answers)} hosts failed;"
                               f" first: {failed[0].problem()}")
+
+
+@fleet.command(name="receive-source", hidden=True)
+@click.option("--name", required=True)
+@click.pass_obj
+def receive_source(app, name) -> None:
+    """A host's side: a service's source tree (tar) on stdin, kept; prints where."""
+    from tts_ops.fleet.sources import MAX_SOURCE, keep
+
+    click.echo(str(keep(app.state_dir, name, sys.stdin.buffer.read(MAX_SOURCE + 1))))
 
 
 @fleet.command(hidden=True, context_settings={"ignore_unknown_options": True})

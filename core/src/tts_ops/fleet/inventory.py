@@ -102,11 +102,16 @@ class FleetConfig(BaseModel):
         return next((h for h in self.hosts if h.name == name), None)
 
 
-def host_config(document: dict[str, Any], host: FleetHost) -> dict[str, Any]:
+def host_config(document: dict[str, Any], host: FleetHost,
+                sources: dict[str, str] | None = None) -> dict[str, Any]:
     """What ``host`` receives: the config without ``fleet``, with its overrides on every
-    service and its name as the discovery node of a shared registry."""
+    service and its name as the discovery node of a shared registry; ``sources``: where
+    each service's ``source`` directory was copied on the host (`tts_ops.fleet.sources`)."""
     out = {k: v for k, v in document.items() if k != "fleet"}
     out["services"] = [{**svc, **host.overrides} for svc in document.get("services", [])]
+    for svc in out["services"]:
+        if sources and svc.get("name") in sources:
+            svc["source"] = sources[svc["name"]]
     discovery = dict(document.get("discovery") or {})
     if discovery.get("registry", "file") != "file":
         discovery["node"] = host.name

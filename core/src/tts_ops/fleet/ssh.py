@@ -76,16 +76,21 @@ def disconnect(fleet: FleetConfig, host: FleetHost) -> None:
 
 def remote_argv(host: FleetHost, args: list[str]) -> list[str]:
     """``tts-ops`` on the host with the config it received, then ``args``."""
+    return tts_ops_argv(host, ["fleet", "receive", "--", *args])
+
+
+def tts_ops_argv(host: FleetHost, args: list[str]) -> list[str]:
     state = ["--state-dir", host.state_dir] if host.state_dir else []
-    return [host.tts_ops, *state, "fleet", "receive", "--", *args]
+    return [host.tts_ops, *state, *args]
 
 
 def run(fleet: FleetConfig, host: FleetHost, args: list[str], config: bytes,
-        timeout: float | None = None) -> Answer:
-    """Send ``config`` and run ``tts-ops ARGS`` on ``host``, in one ssh round trip."""
+        timeout: float | None = None, remote: list[str] | None = None) -> Answer:
+    """Send ``config`` and run ``tts-ops ARGS`` on ``host``, in one ssh round trip
+    (``remote``: another remote argv, ``config`` its stdin)."""
     try:
-        done = subprocess.run(ssh_argv(fleet, host, remote_argv(host, args)), input=config,
-                              capture_output=True, timeout=timeout)
+        done = subprocess.run(ssh_argv(fleet, host, remote or remote_argv(host, args)),
+                              input=config, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return Answer(host.name, 124, "", f"no answer within {timeout:g}s")
     except FileNotFoundError:
