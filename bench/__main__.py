@@ -13,6 +13,7 @@ from bench.cases_core import cold_start
 from bench.cases_deploy import deploy
 from bench.cases_discovery import discovery
 from bench.cases_etcd import etcd
+from bench.cases_fleet import fleet
 from bench.cases_hosts import hosts
 from bench.cases_kubernetes import kubernetes
 from bench.cases_logs import logs
@@ -31,7 +32,8 @@ CASES = {"core": cold_start, "server": server, "manual": manual_vs_supervisord,
          "systemd": systemd, "supervisor": supervisor, "discovery": discovery,
          "deploy": deploy, "logs": logs, "orchestrate": orchestrate,
          "zero_downtime": zero_downtime, "speech": speech, "views": views, "etcd": etcd,
-         "router": router, "kubernetes": kubernetes, "hosts": hosts}
+         "router": router, "kubernetes": kubernetes, "hosts": hosts,
+         "fleet": fleet}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 NOTES = """
 ## Notes

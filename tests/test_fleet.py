@@ -224,3 +224,18 @@ def _received(state: str) -> str:
     """A config the host received (each names the service; the deploy's, its source too)."""
     folder = os.path.join(state, "fleet")
     return os.path.join(folder, min(n for n in os.listdir(folder) if n.startswith("config-")))
+
+
+def test_two_fleet_deploys_at_once_one_is_refused_with_one_line(operator):
+    first = subprocess.Popen([sys.executable, "-m", "tts_ops", "fleet", "deploy",
+                              "--strategy", "blue_green"], env=operator.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout.readline().startswith("h1: deploy on h1")  # it holds the lock
+        second = operator.cli("fleet", "deploy", check=False)
+    finally:
+        _out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert second.returncode != 0 and "Traceback" not in second.stderr
+    assert "another deploy is in progress" in second.stderr, second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
