@@ -15,13 +15,16 @@ from tts_ops.testing import DUMMY, free_port
 
 def supervisors_of(sdir) -> list[psutil.Process]:
     found = []
-    for proc in psutil.process_iter(["cmdline", "name"]):
+    for proc in psutil.process_iter(["cmdline", "name", "ppid"]):
         cmd = proc.info["cmdline"] or []
         # a supervisor's keeper is a fork of it, named tts-ops-keeper
         if "tts_ops_manual.supervise" in cmd and str(sdir) in cmd and \
                 proc.info["name"] != "tts-ops-keeper":
             found.append(proc)
-    return found
+    # a fork of a supervisor (its keeper before it takes its name, a heartbeat writer, a
+    # log compressor) shares its command line for a moment: it is not a second supervisor
+    pids = {p.pid for p in found}
+    return [p for p in found if p.info["ppid"] not in pids]
 
 
 def test_two_concurrent_starts_make_one_supervisor(tmp_path):

@@ -138,7 +138,7 @@ def _table(rows: list[dict[str, Any]]) -> None:
         if "error" in row:
             lines.append((row["fleet_host"], "-", "unreachable", "-", "-", "-"))
             continue
-        release = (row.get("extra") or {}).get("release") or "-"
+        release = row.get("release") or "-"
         lines.append((row["fleet_host"], row.get("name", "?"), row.get("state", "?"),
                       str(row.get("pid") or "-"), str(release), str(row.get("restarts", 0))))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]

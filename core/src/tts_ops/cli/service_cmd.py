@@ -114,7 +114,7 @@ def start(app, names, all_, pm, as_json) -> None:
                     app.release_addresses([svc], pm)
         raise
     if as_json:
-        click.echo(json.dumps([st.to_json() for st in started], indent=2))
+        click.echo(json.dumps(_rows_json(started, services), indent=2))
         return
     for st in started:
         extra = f" pid {st.pid}" if st.pid else ""
@@ -136,7 +136,7 @@ def stop(app, names, all_, pm, force, as_json) -> None:
     stopped = _run_each(app, services, pm, "stop", force=force)
     app.release_addresses(configured, pm, every=all_)
     if as_json:
-        click.echo(json.dumps([st.to_json() for st in stopped], indent=2))
+        click.echo(json.dumps(_rows_json(stopped, services), indent=2))
         return
     for st in stopped:
         click.echo(f"{st.name}: {st.state} ({st.backend})")
@@ -177,10 +177,24 @@ def restart(app, names, all_, pm, as_json) -> None:
                           engine.environment(None))
             done += _statuses(app, app.runtime([svc]), pm)
     if as_json:
-        click.echo(json.dumps([st.to_json() for st in done], indent=2))
+        click.echo(json.dumps(_rows_json(done, app.runtime(configured)), indent=2))
         return
     for st in done:
         click.echo(f"{st.name}: {st.state} ({st.backend}) pid {st.pid}")
+
+
+def _rows_json(rows: list[Any], services: list[Any]) -> list[dict[str, Any]]:
+    """Status rows as ``--json`` prints them: each with the configured service it runs
+    for (a slot's is its service) and the release it runs."""
+    from tts_ops.deploy.slots import RELEASE_LABEL
+
+    by_name = {svc.name: svc for svc in services}
+    out = []
+    for row in rows:
+        svc = by_name.get(row.name)
+        out.append({**row.to_json(), "service": svc.owner if svc else row.name,
+                    "release": svc.labels.get(RELEASE_LABEL) if svc else None})
+    return out
 
 
 def _any_running(app, svc, pm) -> bool:
@@ -233,15 +247,7 @@ def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:
     services = app.runtime(app.services(names, not names))
     rows = _statuses(app, services, pm)
     if as_json:
-        from tts_ops.deploy.slots import RELEASE_LABEL
-
-        by_name = {svc.name: svc for svc in services}
-        out = []
-        for r in rows:  # with the configured service it runs for, and the release it runs
-            svc = by_name.get(r.name)
-            out.append({**r.to_json(), "service": svc.owner if svc else r.name,
-                        "release": svc.labels.get(RELEASE_LABEL) if svc else None})
-        click.echo(json.dumps(out, indent=None if compact else 2))
+        click.echo(json.dumps(_rows_json(rows, services), indent=None if compact else 2))
         return
     click.echo(f"{'NAME':<20} {'BACKEND':<10} {'STATE':<10} {'PID':>7} {'READY':<5} "
                f"{'UPTIME':>8} {'RESTARTS':>8} {'CPU':>6} {'RSS':>9}  ADDRESS")
