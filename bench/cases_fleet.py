@@ -2,8 +2,10 @@
 server and (three of them) an etcd member: three fleet hosts run the reference server,
 the fourth is a router-only host (``router_scope: cluster``) ``hey`` goes through.
 
-- ``fleet status`` of the 3 hosts against one ``ssh host tts-ops status --json`` (the
-  same ssh options and multiplexed connection, warm), medians: goal <= 1.5x;
+- ``fleet status`` of the 3 hosts against ``ssh host tts-ops status --json`` to the 3
+  hosts at once (the same ssh options and multiplexed connections, warm), medians: goal
+  <= 1.5x. The namespaces share this machine's 2 cores: three statuses at once here are
+  what one host's is on three machines; one host's alone is in the note;
 - ``fleet deploy`` of the 3 hosts, one at a time, against the sum of the three hosts' own
   ``tts-ops deploy`` run on each (in its namespace), same run: goal <= 1.15x;
 - hey through the router during ``fleet deploy`` and ``fleet rollback``: goal 0 failed.
@@ -68,8 +70,11 @@ def fleet(quick: bool) -> list[Result]:
 
         def cli(*args: str) -> float:
             started = time.perf_counter()
-            subprocess.run([tts_ops, *args], env=env, check=True, capture_output=True,
-                           timeout=600)
+            done = subprocess.run([tts_ops, *args], env=env, capture_output=True, text=True,
+                                  timeout=600)
+            if done.returncode != 0:
+                raise RuntimeError(f"tts-ops {' '.join(args)}: {done.stdout[-2000:]}"
+                                   f" {done.stderr[-2000:]}")
             return time.perf_counter() - started
 
         watch = None
@@ -83,23 +88,33 @@ def fleet(quick: bool) -> list[Result]:
             inventory = FleetConfig.model_validate({"hosts": hosts,
                                                     "ssh_options": ssh_options})
             os.environ["XDG_RUNTIME_DIR"] = runtime  # the same control sockets
-            first = inventory.hosts[0]
-            config = tmp / "h1.json"
-            config.write_text(json.dumps({"discovery": {**discovery, "node": "h1"},
-                                          "services": [SERVICE]}))
-            one = ssh.ssh_argv(inventory, first, ssh.tts_ops_argv(
-                first, ["-c", str(config), "status", "--json"]))
-            anchors, figures = [], []
+            commands = []
+            for host in inventory.hosts:
+                config = tmp / f"{host.name}-status.json"
+                config.write_text(json.dumps({"discovery": {**discovery, "node": host.name},
+                                              "services": [SERVICE]}))
+                commands.append(ssh.ssh_argv(inventory, host, ssh.tts_ops_argv(
+                    host, ["-c", str(config), "status", "--json"])))
+            ones, threes, figures = [], [], []
             for _ in range(repeat):
                 started = time.perf_counter()
-                subprocess.run(one, check=True, capture_output=True, timeout=60)
-                anchors.append(time.perf_counter() - started)
+                subprocess.run(commands[0], check=True, capture_output=True, timeout=60)
+                ones.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                running = [subprocess.Popen(c, stdout=subprocess.DEVNULL) for c in commands]
+                for proc in running:
+                    proc.wait(60)
+                threes.append(time.perf_counter() - started)
                 figures.append(cli("fleet", "status", "--json"))
-            anchor, figure = statistics.median(anchors), statistics.median(figures)
-            results.append(Result("fleet: status of 3 hosts", figure * 1000, "ms",
-                                   anchor * 1000, "ssh host tts-ops status --json (one host,"
-                                   " same multiplexed connection)", "<= 1.5x",
-                                   figure / anchor <= 1.5))
+            one, anchor = statistics.median(ones), statistics.median(threes)
+            figure = statistics.median(figures)
+            results.append(Result(
+                "fleet: status of 3 hosts", figure * 1000, "ms", anchor * 1000,
+                "ssh host tts-ops status --json, to the 3 hosts at once (same multiplexed"
+                " connections)", "<= 1.5x", figure / anchor <= 1.5,
+                note=f"one host alone: {one * 1000:.0f} ms (ratio {figure / one:.2f}); the"
+                     " three namespaces share this machine's 2 cores, so the 3 statuses at"
+                     " once are what one host's costs on 3 machines"))
 
             own = 0.0
             for host, spec in zip(net.hosts[:3], hosts, strict=True):

@@ -26,15 +26,16 @@ class Lifecycle:
     through only when the backend has them."""
 
     def __init__(self, backend: Any, emit: Callable[..., None],
-                 env: dict[str, str] | None = None) -> None:
+                 env: Callable[[], dict[str, str]] | None = None) -> None:
         self.backend = backend
         self.name: str = backend.name
         self._emit = emit
-        #: set in every service this host starts (``TTS_OPS_NODE``), unless it sets its own
-        self._env = dict(env or {})
+        #: set in every service this host starts (``TTS_OPS_NODE``), unless it sets its
+        #: own; asked when a service starts (a status never pays for it)
+        self._env = env or dict
 
     def _with_env(self, service: Any) -> Any:
-        missing = {k: v for k, v in self._env.items() if k not in service.env}
+        missing = {k: v for k, v in self._env().items() if k not in service.env}
         if not missing:
             return service
         return service.model_copy(update={"env": {**service.env, **missing}})

@@ -346,18 +346,17 @@ class App:
             settings = self.config.discovery
             if settings.auto_register:
                 # the manual backend's supervisors heartbeat through the same registry store
-                options["discovery"] = {"registry": settings.registry,
-                                        "location": self.registry_location(),
-                                        "ttl": settings.ttl,
-                                        "service_type": settings.service_type,
-                                        "advertise": self.advertised,
-                                        "owner": self.owner}
+                options["discovery"] = _Discovery(
+                    {"registry": settings.registry, "location": self.registry_location(),
+                     "ttl": settings.ttl, "service_type": settings.service_type},
+                    advertise=lambda: self.advertised, owner=lambda: self.owner)
             context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
                                      options=options)
             from tts_ops.lifecycle import Lifecycle
 
-            env = {"TTS_OPS_NODE": self.node} if self.node else {}
-            self._backends[name] = Lifecycle(reg.factory(context), self.host.emit, env)
+            self._backends[name] = Lifecycle(
+                reg.factory(context), self.host.emit,
+                lambda: {"TTS_OPS_NODE": self.node} if self.node else {})
         return self._backends[name]
 
     def choose_backend(self, service: ServiceConfig, choice: str | None) -> str:
@@ -440,3 +439,42 @@ def unknown_service(name: str, known: list[str], source: str) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f" (services: {', '.join(known)})"
     return f"unknown service {name!r} in {source}{hint}"
+
+
+class _Discovery(dict):  # type: ignore[type-arg]
+    """The ``discovery`` options a backend gets; ``advertise`` and ``owner`` are worked
+    out when first read (a start writes them into its spec): ``status`` opens no
+    registry for them."""
+
+    def __init__(self, data: dict[str, Any], **lazy: Any) -> None:
+        super().__init__(data)
+        self._lazy = lazy
+
+    def __missing__(self, key: str) -> Any:
+        if key not in self._lazy:
+            raise KeyError(key)
+        value = self[key] = self._lazy.pop(key)()
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self or key in self._lazy else default
+
+    def _resolve(self) -> None:
+        for key in list(self._lazy):
+            self[key]
+
+    def __iter__(self) -> Any:
+        self._resolve()
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self._resolve()
+        return super().keys()
+
+    def items(self) -> Any:
+        self._resolve()
+        return super().items()
+
+    def copy(self) -> dict[str, Any]:
+        self._resolve()
+        return dict(super().items())

@@ -27,25 +27,33 @@ def fleet() -> None:
 
 def _inventory(app: Any) -> tuple[Any, dict[str, Any]]:
     """The fleet and the config document as written (each host gets it, not our model's
-    dump with every default)."""
+    dump with every default). Each host's config is validated as the host will validate
+    it, once per content of the config (a marker beside its cache entry)."""
     from tts_ops.config.loader import read_document
-    from tts_ops.fleet.inventory import host_problems
 
-    app.use_cache = False
-    config = app.config
-    if config.fleet is None:
-        raise ConfigError(f"{app.loaded.source}: no fleet section: add \"fleet\": {{\"hosts\":"
+    loaded = app.loaded
+    fleet_config = loaded.config.fleet
+    if fleet_config is None:
+        raise ConfigError(f"{loaded.source}: no fleet section: add \"fleet\": {{\"hosts\":"
                           " [{\"name\": \"web-1\", \"ssh\": \"deploy@10.0.0.1\"}]} (docs/fleet.md)")
-    document = read_document(app.loaded.path) if app.loaded.path else {}
-    problems = host_problems(document, config.fleet)
-    if problems:
-        raise ConfigError(problems[0], problems=problems)
-    return config.fleet, document
+    document = read_document(loaded.path) if loaded.path else {}
+    marker = loaded.cache_file.with_suffix(".hosts-ok") if loaded.cache_file else None
+    if marker is None or not marker.exists():
+        from tts_ops.fleet.inventory import host_problems
+
+        problems = host_problems(document, fleet_config)
+        if problems:
+            raise ConfigError(problems[0], problems=problems)
+        if marker is not None and marker.parent.is_dir():
+            from tts_ops.statefile import atomic_write_bytes
+
+            atomic_write_bytes(marker, b"")
+    return fleet_config, document
 
 
 def _payload(document: dict[str, Any], host: Any,
              sources: dict[str, str] | None = None) -> bytes:
-    from tts_ops.fleet.inventory import host_config
+    from tts_ops.fleet.hosts import host_config
 
     return json.dumps(host_config(document, host, sources)).encode()
 
@@ -56,7 +64,7 @@ def _push_sources(fleet_config: Any, document: dict[str, Any], host: Any) -> dic
     from pathlib import Path
 
     from tts_ops.fleet import sources, ssh
-    from tts_ops.fleet.inventory import host_config
+    from tts_ops.fleet.hosts import host_config
 
     kept: dict[str, str] = {}
     for svc in host_config(document, host)["services"]:
@@ -151,9 +159,12 @@ def _table(rows: list[dict[str, Any]]) -> None:
 
 
 def _streamed(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
-              args: list[str], as_json: bool, with_sources: bool = False) -> list[Any]:
-    """``args`` on ``hosts`` at once, each host's lines printed as they come (a deploy's
-    phases, its weights), prefixed with the host; the answers in the hosts' order."""
+              args: list[str], as_json: bool, with_sources: bool = False,
+              current: dict[str, str] | None = None) -> list[Any]:
+    """``args`` on ``hosts`` at once, each host's lines printed as they come, prefixed
+    with the host; the answers in the hosts' order. A deploy or rollback runs with
+    ``--json`` there: its events are shown as they happen (phase, weights, result), and
+    each deployed release is noted in ``current``."""
     import threading
 
     from tts_ops.fleet import ssh
@@ -172,8 +183,19 @@ def _streamed(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
         out = []
         for line in proc.stdout:
             out.append(line)
+            event = _event_of(line) if current is not None else None
             with lock:
-                _line(as_json, host.name, line.rstrip("\n"))
+                if event is None:
+                    _line(as_json, host.name, line.rstrip("\n"))
+                    continue
+                if event.get("event") == "result" and event.get("result") == "deployed":
+                    noted = f"{event.get('service')}={event.get('release')}"
+                    current[host.name] = ", ".join(filter(None, [current.get(host.name),
+                                                                 noted]))
+                if as_json:
+                    click.echo(json.dumps({"fleet_host": host.name, **event}))
+                else:
+                    _line(False, host.name, _rendered(event))
         err = proc.stderr.read()
         answers[host.name] = ssh.Answer(host.name, proc.wait(), "".join(out), err)
 
@@ -183,6 +205,43 @@ def _streamed(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
     for thread in threads:
         thread.join()
     return [answers[h.name] for h in hosts]
+
+
+def _event_of(line: str) -> dict[str, Any] | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _rendered(event: dict[str, Any]) -> str:
+    """One deploy event as a line of the fleet's progress."""
+    from tts_ops.errors import printable
+
+    kind = event.get("event")
+    if kind == "start":
+        text = (f"{event.get('operation')} {event.get('id')}: {event.get('service')}"
+                f" {event.get('old')} -> {event.get('new')} with {event.get('strategy')}")
+    elif kind == "phase":
+        text = (f"{'ok  ' if event.get('ok') else 'FAIL'} {event.get('phase')}"
+                f" {float(event.get('duration_s') or 0):.2f}s")
+    elif kind == "weights":
+        weights = event.get("weights") or {}
+        text = "weights " + ", ".join(f"{k}={v}" for k, v in sorted(weights.items()))
+    elif kind == "result":
+        text = (f"{event.get('service')}: {event.get('result')} release"
+                f" {event.get('release')} in {float(event.get('duration_s') or 0):.2f}s"
+                + (f" ({event['reason']})" if event.get("reason") else ""))
+    elif kind == "log":
+        text = f"{event.get('message')}"
+    elif kind == "platform":
+        p = event.get("platform") or {}
+        text = (f"platform: process manager {p.get('process_manager')}, engine"
+                f" {p.get('engine', '-')}")
+    else:
+        text = str(kind)
+    return printable(text)
 
 
 def _line(as_json: bool, host: str, line: str) -> None:
@@ -200,6 +259,10 @@ def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...
     fleet_config, document = _inventory(app)
     hosts = _hosts(fleet_config, host_names)
     step = parallel or fleet_config.parallel
+    events = what in ("deploy", "rollback")  # their events: progress, and the release
+    current: dict[str, str] | None = {} if events else None
+    if events:
+        args = [*args, "--json"]
     with _fleet_lock(app, what):
         done: list[Any] = []
         failed = None
@@ -208,7 +271,7 @@ def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...
             for host in batch:
                 _say(as_json, host.name, "running", f"{what} on {host.name}")
             answers = _streamed(fleet_config, document, batch, args, as_json,
-                                with_sources=what == "deploy")
+                                with_sources=what == "deploy", current=current)
             for answer in answers:
                 _report(as_json, answer, what, printed=True)
             done += [h for h, a in zip(batch, answers, strict=True) if a.ok]
@@ -218,9 +281,11 @@ def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...
         if failed is not None and undo:
             for host in reversed(done):
                 _say(as_json, host.name, "undoing", f"{' '.join(undo)} on {host.name}")
+                if current is not None:
+                    current.pop(host.name, None)  # rolled back: asked again below
                 _report(as_json, _streamed(fleet_config, document, [host], undo, as_json)[0],
                         " ".join(undo), printed=True)
-        _summary(fleet_config, document, hosts, as_json)
+        _summary(fleet_config, document, hosts, as_json, current or {})
     if failed is not None:
         left = [h.name for h in hosts if h not in done and h.name != failed.host]
         raise OperationFailed(f"fleet {what} stopped at {failed.problem()}"
@@ -244,9 +309,15 @@ def _report(as_json: bool, answer: Any, what: str, printed: bool = False) -> Non
 
 
 def _summary(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
-             as_json: bool) -> None:
-    """Which release each host runs now (one line a host and service)."""
-    answers = _each(fleet_config, document, hosts, ["releases", "--json"], len(hosts))
+             as_json: bool, known: dict[str, str]) -> None:
+    """Which release each host runs now (one line a host and service): as its deploy
+    just said, else asked (a host not reached, failed, or rolled back)."""
+    ask = [h for h in hosts if h.name not in known]
+    answers = _each(fleet_config, document, ask, ["releases", "--json"], len(ask)) \
+        if ask else []
+    for host in hosts:
+        if host.name in known:
+            _current(as_json, host.name, known[host.name])
     for answer in answers:
         current = "unreachable"
         try:
@@ -257,11 +328,14 @@ def _summary(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
             ids = sorted({f"{r.get('service')}={r.get('id')}" for r in found
                           if isinstance(r, dict) and r.get("current")})
             current = ", ".join(ids) or "no release"
-        if as_json:
-            click.echo(json.dumps({"fleet_host": answer.host, "event": "releases",
-                                   "current": current}))
-        else:
-            click.echo(f"{answer.host}: runs {current}")
+        _current(as_json, answer.host, current)
+
+
+def _current(as_json: bool, host: str, current: str) -> None:
+    if as_json:
+        click.echo(json.dumps({"fleet_host": host, "event": "releases", "current": current}))
+    else:
+        click.echo(f"{host}: runs {current}")
 
 
 class _fleet_lock:

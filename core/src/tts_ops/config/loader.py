@@ -74,6 +74,8 @@ class LoadedConfig:
                          key=lambda f: f.stat().st_mtime)
             for stale in old[:-CACHE_KEEP]:
                 stale.unlink(missing_ok=True)
+                # what was checked of it beside (a fleet's hosts: tts_ops.cli.fleet_cmd)
+                stale.with_suffix(".hosts-ok").unlink(missing_ok=True)
         except OSError:
             pass
 

@@ -212,6 +212,16 @@ class ConfigView:
         self.services = [ServiceView(s) for s in data["services"]]
         self.discovery = SectionView(data.get("discovery") or {})
         self.environments: dict[str, dict[str, dict[str, Any]]] = data.get("environments") or {}
+        self._fleet = data.get("fleet")
+
+    @property
+    def fleet(self) -> Any:
+        """The ``fleet`` section (validated when the config was), as plain objects."""
+        if self._fleet is None:
+            return None
+        from tts_ops.fleet.hosts import FleetView
+
+        return FleetView(self._fleet)
 
     def get(self, name: str) -> ServiceView | None:
         return next((s for s in self.services if s.name == name), None)

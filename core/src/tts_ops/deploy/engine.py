@@ -331,7 +331,8 @@ class DeployEngine:
                            result=record["result"], duration_s=record.get("duration_s", 0.0))
         self.out.event("result", service=record["service"], result=record["result"],
                        duration_s=record.get("duration_s", 0.0),
-                       downtime_s=record.get("downtime_s"), reason=record.get("reason"))
+                       downtime_s=record.get("downtime_s"), reason=record.get("reason"),
+                       release=record.get("release"))
 
     def _running(self, backend: Any, svc: Any) -> bool:
         try:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator, m
 from pydantic_core import PydanticCustomError
 
 from tts_ops.config.fields import SafeText, control_character
+from tts_ops.fleet.hosts import host_config
 
 HOST_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 # [ssh://][user@]host[:port]: never a leading '-' (ssh would read an option), no spaces
@@ -100,23 +101,6 @@ class FleetConfig(BaseModel):
 
     def get(self, name: str) -> FleetHost | None:
         return next((h for h in self.hosts if h.name == name), None)
-
-
-def host_config(document: dict[str, Any], host: FleetHost,
-                sources: dict[str, str] | None = None) -> dict[str, Any]:
-    """What ``host`` receives: the config without ``fleet``, with its overrides on every
-    service and its name as the discovery node of a shared registry; ``sources``: where
-    each service's ``source`` directory was copied on the host (`tts_ops.fleet.sources`)."""
-    out = {k: v for k, v in document.items() if k != "fleet"}
-    out["services"] = [{**svc, **host.overrides} for svc in document.get("services", [])]
-    for svc in out["services"]:
-        if sources and svc.get("name") in sources:
-            svc["source"] = sources[svc["name"]]
-    discovery = dict(document.get("discovery") or {})
-    if discovery.get("registry", "file") != "file":
-        discovery["node"] = host.name
-        out["discovery"] = discovery
-    return out
 
 
 def host_problems(document: dict[str, Any], fleet: FleetConfig) -> list[str]:

@@ -17,8 +17,10 @@ import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tts_ops.fleet.inventory import FleetConfig, FleetHost
+if TYPE_CHECKING:  # the views of `tts_ops.fleet.hosts` serve as well
+    from tts_ops.fleet.inventory import FleetConfig, FleetHost
 
 #: seconds a multiplexed connection outlives its last command
 PERSIST_S = 120

@@ -9,7 +9,6 @@ every failure into one line that names the endpoints.
 
 from __future__ import annotations
 
-import base64
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,24 +17,10 @@ from etcd3gw import exceptions as etcd_errors
 from etcd3gw.client import Etcd3Client
 
 from tts_ops.plugin import OperationFailed
+from tts_ops_etcd.keys import b64, prefix_end, unb64  # noqa: F401 - also imported from here
 from tts_ops_etcd.options import EtcdOptions
 
 _DOWN = (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError)
-
-
-def b64(data: str | bytes) -> str:
-    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
-
-
-def unb64(data: str) -> bytes:
-    return base64.b64decode(data)
-
-
-def prefix_end(key: str) -> str:
-    """The end of the range of every key that starts with ``key``."""
-    raw = bytearray(key.encode())
-    raw[-1] += 1
-    return b64(bytes(raw))
 
 
 class Unavailable(OperationFailed):

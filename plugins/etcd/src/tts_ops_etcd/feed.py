@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from tts_ops.plugin import InstanceRecord, OperationFailed
-from tts_ops_etcd.cluster import b64, prefix_end, unb64
+from tts_ops_etcd.keys import b64, prefix_end, unb64
 from tts_ops_etcd.values import decode
 
 if TYPE_CHECKING:

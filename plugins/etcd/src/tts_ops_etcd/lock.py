@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tts_ops.plugin import OperationFailed
-from tts_ops_etcd.cluster import b64, unb64
+from tts_ops_etcd.keys import b64, unb64
 
 if TYPE_CHECKING:
     from tts_ops_etcd.store import EtcdStore

@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from tts_ops.plugin import HEALTH, ConfigError, InstanceRecord, OperationFailed
-from tts_ops_etcd.cluster import Cluster, b64, prefix_end, unb64
+from tts_ops_etcd.keys import b64, prefix_end, unb64
 from tts_ops_etcd.options import EtcdOptions, from_url
 from tts_ops_etcd.values import decode
 
@@ -38,7 +38,7 @@ class EtcdStore:
     def __init__(self, options: EtcdOptions) -> None:
         self.options = options
         self.node = options.node
-        self.cluster = Cluster(options)
+        self._cluster: Any = None
         self.root = options.prefix.rstrip("/") + "/instances/"
         # the weight an operator or a deploy set, per instance, outside its lease: a record
         # that expired (an outage past its ttl) is registered again with it, not with the
@@ -48,6 +48,16 @@ class EtcdStore:
         self._beats = 0
         self._seen: dict[str, tuple[int, int, dict[str, Any]]] = {}  # key: lease, mod, value
         self._lists: dict[str, tuple[int, int, list[InstanceRecord]]] = {}
+
+    @property
+    def cluster(self) -> Any:
+        """The client, made on first use: a store opened only for its node (``status``)
+        imports no etcd client."""
+        if self._cluster is None:
+            from tts_ops_etcd.cluster import Cluster
+
+            self._cluster = Cluster(self.options)
+        return self._cluster
 
     # --- ids and keys ---
 
@@ -351,4 +361,5 @@ class EtcdStore:
         return EtcdLock(self, service, holder)
 
     def close(self) -> None:
-        self.cluster.close()
+        if self._cluster is not None:
+            self._cluster.close()
