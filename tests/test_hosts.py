@@ -208,8 +208,9 @@ def test_a_deploy_paused_past_its_lock_ttl_is_rolled_back_not_finished_beside_an
 
 def test_a_partition_longer_than_the_ttl_keeps_every_weight(nodes):
     """Host 1's link goes down until the other hosts see its record expire (its etcd member
-    is cut off with it); back up, its heartbeat registers the record again with the weight
-    the deploy set (100), not the initial weight a blue_green slot starts from (0)."""
+    is cut off with it), and the registry's copy of the weights is deleted meanwhile; back
+    up, its heartbeat registers the record again with the weight the deploy set (100, from
+    the host's state dir), not the initial weight a blue_green slot starts from (0)."""
     h1, h2, _h3 = nodes
     for _ in range(2):  # blue, then green: the serving slot started at weight 0
         h1.cli("deploy", "--strategy", "blue_green")
@@ -221,6 +222,12 @@ def test_a_partition_longer_than_the_ttl_keeps_every_weight(nodes):
     h1.host.down()
     try:
         wait_for(lambda: record() is None, timeout=30, message="host 1's record to expire")
+        # and the registry lost what it kept of the weights (a cluster rebuilt from
+        # nothing): the host's own copy, in its state dir, still has them
+        gone = subprocess.run(["etcdctl", "--endpoints", ",".join(h2.discovery["endpoints"]),
+                               "del", "--prefix", h2.discovery["prefix"] + "/weights/"],
+                              capture_output=True, text=True, timeout=30)
+        assert gone.returncode == 0 and int(gone.stdout.strip() or 0) >= 1, gone
     finally:
         h1.host.up()
     back = wait_for(lambda: (r := record()) is not None and r["health"] == "passing" and r,

@@ -90,7 +90,17 @@ class App:
         settings = self.config.discovery
         store = open_named(settings.registry, self.registry_location(), host=self.host)
         return ServiceRegistry(store=store, emit=self.host.emit,
-                               deregister_after=settings.deregister_after)
+                               deregister_after=settings.deregister_after,
+                               weights=self._weights_file())
+
+    def _weights_file(self) -> Path | None:
+        """Where this host keeps the weights it set, with a shared registry (its records
+        expire with their leases); None with the file registry (its records do not)."""
+        if self.config.discovery.registry == "file":
+            return None
+        from tts_ops.discovery.weights import path_in
+
+        return path_in(self.state_dir)
 
     def registry(self) -> Any:
         return self._registry
@@ -348,7 +358,8 @@ class App:
                 # the manual backend's supervisors heartbeat through the same registry store
                 options["discovery"] = _Discovery(
                     {"registry": settings.registry, "location": self.registry_location(),
-                     "ttl": settings.ttl, "service_type": settings.service_type},
+                     "ttl": settings.ttl, "service_type": settings.service_type,
+                     "weights": str(w) if (w := self._weights_file()) else None},
                     advertise=lambda: self.advertised, owner=lambda: self.owner)
             context = BackendContext(state_dir=self.state_dir, emit=self.host.emit,
                                      options=options)

@@ -50,7 +50,8 @@ def keeper_spec(service: Any, discovery: dict[str, Any] | None, backend: str,
     host = record.host
     return {
         "registry": {"name": discovery["registry"], "location": discovery["location"],
-                     "record": asdict(record), "interval": max(1.0, discovery["ttl"] / 3)},
+                     "record": asdict(record), "interval": max(1.0, discovery["ttl"] / 3),
+                     "weights": discovery.get("weights")},
         "health": {"type": hc.type, "host": host, "port": service.port,
                    "url": record.meta.get("health_url"), "timeout": hc.timeout},
         "unhealthy_threshold": max(1, service.unhealthy_threshold),
@@ -194,8 +195,11 @@ class Keeper:
                 from tts_ops.discovery.registry import open_named
 
                 self.store = open_named(self.registry["name"], self.registry["location"])
-            self.store.heartbeat(self.record.id, health=health,
-                                 record=self.record if ok else None)
+            from tts_ops.discovery.beat import with_kept_weight
+
+            record = with_kept_weight(self.record, self.registry.get("weights")) if ok \
+                else None
+            self.store.heartbeat(self.record.id, health=health, record=record)
         except Exception as exc:  # any registry failure: say it once, try next time
             self.close()
             self.say(f"heartbeat of {self.record.id} missed: {exc}")

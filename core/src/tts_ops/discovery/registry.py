@@ -57,7 +57,10 @@ def open_named(name: str, location: Any, host: Any = None) -> Any:
 class ServiceRegistry:
     def __init__(self, path: str | Path | None = None, *, store: Any = None,
                  emit: Callable[..., None] | None = None,
-                 deregister_after: float = DEFAULT_DEREGISTER_AFTER) -> None:
+                 deregister_after: float = DEFAULT_DEREGISTER_AFTER,
+                 weights: Path | None = None) -> None:
+        #: the host's copy of the weights it set (`tts_ops.discovery.weights`), if kept
+        self.weights = weights
         if store is None:
             if path is None:
                 raise ValueError("ServiceRegistry needs a path, a registry URL or a store")
@@ -76,6 +79,10 @@ class ServiceRegistry:
     def register_service(self, info: InstanceRecord | dict[str, Any]) -> InstanceRecord:
         record = info if isinstance(info, InstanceRecord) else InstanceRecord.from_input(info)
         self._changed(self.store.register(record))
+        if self.weights is not None:  # a new incarnation: its own weight
+            from tts_ops.discovery import weights
+
+            weights.forget(self.weights, record.id.split(":")[0])
         return record
 
     def deregister_service(self, instance_id: str) -> bool:
@@ -109,7 +116,13 @@ class ServiceRegistry:
         return self.store.get(instance_id)
 
     def set_weight(self, instance_id: str, weight: int) -> bool:
-        return self._changed(self.store.update(instance_id, weight=weight)) is not None
+        change = self._changed(self.store.update(instance_id, weight=weight))
+        if change is not None and self.weights is not None and self.is_local(change["id"]):
+            from tts_ops.discovery import weights
+
+            weights.save(self.weights, change["id"].split(":")[0], weight,
+                         (change.get("record") or {}).get("release"))
+        return change is not None
 
     def set_health(self, instance_id: str, health: str) -> bool:
         return self._changed(self.store.update(instance_id, health=health)) is not None

@@ -23,7 +23,7 @@ def build_spec(service: Any, state_dir: Path, discovery: dict[str, Any] | None =
                             advertise=discovery.get("advertise"),
                             owner=discovery.get("owner"))
         registry = {"name": discovery["registry"], "location": discovery["location"],
-                    "record": asdict(record),
+                    "record": asdict(record), "weights": discovery.get("weights"),
                     "interval": max(1.0, discovery["ttl"] / 3)}
     return {
         "registry": registry,

@@ -321,7 +321,7 @@ class Supervisor:
                 from tts_ops.plugin import discovery_heartbeat
 
                 discovery_heartbeat(registry["name"], registry["location"],
-                                    registry["record"], health)
+                                    registry["record"], health, registry.get("weights"))
             except BaseException:
                 code = 1
             os._exit(code)
