@@ -55,8 +55,10 @@ class Operator:
         self.cfg = root / "fleet.json"
         self.hosts = [{"name": h.name, "ssh": f"root@{h.ip}", "tts_ops": TTS_OPS,
                        "state_dir": str(root / f"{h.name}-state")} for h in net.hosts[:2]]
+        # a link that goes down is given up in seconds (the defaults allow 9-10 s)
         self.ssh_options = ["-i", str(key), "-o", f"UserKnownHostsFile={known}",
-                            "-o", "StrictHostKeyChecking=yes"]
+                            "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=2",
+                            "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"]
         self.write()
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTS_OPS_")},
                     "TTS_OPS_STATE_DIR": str(root / "operator"),
@@ -239,3 +241,19 @@ def test_two_fleet_deploys_at_once_one_is_refused_with_one_line(operator):
     assert second.returncode != 0 and "Traceback" not in second.stderr
     assert "another deploy is in progress" in second.stderr, second.stderr
     assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+
+
+def test_rollback_on_failure_takes_the_hosts_already_deployed_back(operator):
+    h2 = operator.net.hosts[1]
+    operator.cli("fleet", "deploy", "--strategy", "blue_green")
+    before = operator.releases()
+    h2.down()  # h1 deploys, then h2 cannot be reached
+    try:
+        done = operator.cli("fleet", "deploy", "--strategy", "blue_green",
+                            "--rollback-on-failure", check=False)
+    finally:
+        h2.up()
+    assert done.returncode == 1, done.stdout
+    assert "h1: deploy done" in done.stdout and "h1: rollback done" in done.stdout
+    assert "fleet deploy stopped at h2: unreachable over ssh" in done.stderr
+    assert operator.releases() == before  # h1 back on its release, h2 never left it

@@ -58,8 +58,10 @@ class Answer:
 
 def ssh_argv(fleet: FleetConfig, host: FleetHost, remote: list[str]) -> list[str]:
     """The local argv that runs ``remote`` (an argv) on ``host``."""
-    return ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}",
-            *_multiplexing(), *ALIVE, *fleet.ssh_options, "--", host.ssh, shlex.join(remote)]
+    # the operator's options first: for each option ssh keeps the first value it is given
+    return ["ssh", *fleet.ssh_options, "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", *_multiplexing(), *ALIVE, "--",
+            host.ssh, shlex.join(remote)]
 
 
 def _multiplexing() -> list[str]:
