@@ -257,3 +257,18 @@ def test_rollback_on_failure_takes_the_hosts_already_deployed_back(operator):
     assert "h1: deploy done" in done.stdout and "h1: rollback done" in done.stdout
     assert "fleet deploy stopped at h2: unreachable over ssh" in done.stderr
     assert operator.releases() == before  # h1 back on its release, h2 never left it
+
+
+def test_a_router_only_host_in_the_fleet_is_skipped_by_deploys_and_listed_by_status(
+        operator):
+    h3 = operator.net.hosts[2]
+    operator.hosts.append({"name": "h3", "ssh": f"root@{h3.ip}", "tts_ops": TTS_OPS,
+                           "state_dir": operator.router_env["TTS_OPS_STATE_DIR"],
+                           "overrides": {"router": "haproxy", "router_scope": "cluster",
+                                         "instances": 0}})
+    operator.write()
+    done = operator.cli("fleet", "deploy", "--strategy", "blue_green")
+    assert "h3: h3 only routes (instances: 0): nothing to deploy there" in done.stdout
+    assert "h1: deploy done" in done.stdout and "h2: deploy done" in done.stdout
+    rows = json.loads(operator.cli("fleet", "status", "--json").stdout)
+    assert [r["name"] for r in rows if r["fleet_host"] == "h3"] == ["tts-router"], rows

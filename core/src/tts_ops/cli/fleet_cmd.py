@@ -252,12 +252,19 @@ def _line(as_json: bool, host: str, line: str) -> None:
 
 
 def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...],
-                parallel: int | None, as_json: bool, undo: list[str] | None = None) -> None:
+                parallel: int | None, as_json: bool, undo: list[str] | None = None,
+                names: tuple[str, ...] = ()) -> None:
     """``args`` on each host, ``parallel`` at a time, in the inventory's order; stop at
     the first host that fails; with ``undo``, run it on the hosts already done (last
     first). One line per host and what it answered; exit 1 when a host failed."""
     fleet_config, document = _inventory(app)
     hosts = _hosts(fleet_config, host_names)
+    if what in ("deploy", "rollback", "restart"):
+        routing = [h for h in hosts if _routes_only(document, h, names)]
+        for host in routing:
+            _say(as_json, host.name, "skipped", f"{host.name} only routes (instances: 0):"
+                 f" nothing to {what} there")
+        hosts = [h for h in hosts if h not in routing]
     step = parallel or fleet_config.parallel
     events = what in ("deploy", "rollback")  # their events: progress, and the release
     current: dict[str, str] | None = {} if events else None
@@ -290,6 +297,16 @@ def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...
         left = [h.name for h in hosts if h not in done and h.name != failed.host]
         raise OperationFailed(f"fleet {what} stopped at {failed.problem()}"
                               + (f"; not started on {', '.join(left)}" if left else ""))
+
+
+def _routes_only(document: dict[str, Any], host: Any, names: tuple[str, ...]) -> bool:
+    """Whether every service ``names`` picks (all, without names) is only routed on
+    ``host``: a router-only host (``instances: 0``) has no instance to deploy."""
+    from tts_ops.fleet.hosts import host_config
+
+    services = [s for s in host_config(document, host)["services"]
+                if not names or s.get("name") in names]
+    return bool(services) and all(s.get("instances", 1) == 0 for s in services)
 
 
 def _say(as_json: bool, host: str, phase: str, message: str) -> None:
@@ -382,7 +399,7 @@ def deploy(app, names, strategy, parallel, host_names, rollback_on_failure, as_j
     """Deploy host by host (or --parallel N at a time); stop at the first that fails."""
     args = ["deploy", *names, *(["--strategy", strategy] if strategy else [])]
     _one_by_one(app, "deploy", args, host_names, parallel, as_json,
-                undo=["rollback", *names] if rollback_on_failure else None)
+                undo=["rollback", *names] if rollback_on_failure else None, names=names)
 
 
 @fleet.command()
@@ -393,7 +410,8 @@ def deploy(app, names, strategy, parallel, host_names, rollback_on_failure, as_j
 @click.pass_obj
 def rollback(app, names, parallel, host_names, as_json) -> None:
     """Roll back host by host to each one's previous release."""
-    _one_by_one(app, "rollback", ["rollback", *names], host_names, parallel, as_json)
+    _one_by_one(app, "rollback", ["rollback", *names], host_names, parallel, as_json,
+                names=names)
 
 
 @fleet.command()
@@ -404,7 +422,8 @@ def rollback(app, names, parallel, host_names, as_json) -> None:
 @click.pass_obj
 def restart(app, name, parallel, host_names, as_json) -> None:
     """Restart a service host by host (each host's restart is zero-downtime)."""
-    _one_by_one(app, "restart", ["restart", name], host_names, parallel, as_json)
+    _one_by_one(app, "restart", ["restart", name], host_names, parallel, as_json,
+                names=(name,))
 
 
 def _start_stop(verb: str):
