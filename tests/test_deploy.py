@@ -673,3 +673,51 @@ def test_the_monitor_asks_about_the_slot_a_record_names_not_the_configured_name(
     served.wait(10)
     out = env.cli("discovery", "monitor", "--once")
     assert "its process is not running" in out.output, out.output
+
+
+class Crashes:
+    """A paging plugin: what it is told of crashes and restarts."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def tts_ops_service_exited(self, service, exit_code, exit_signal):
+        self.seen.append(("exited", service.name, service.owner, exit_signal))
+
+    @hookimpl
+    def tts_ops_service_restarted(self, service, status):
+        self.seen.append(("restarted", service.name, service.owner, status.port))
+
+
+def test_events_follow_the_generation_that_serves_under_the_service_s_name(tmp_path):
+    """After deploys the service runs as tts-blue, then tts-green: ``events -f`` started
+    before the deploys still sees the serving slot's crash and restart, reports them under
+    ``tts`` with the slot as the instance, and the plugins' hooks fire for them."""
+    crashes = Crashes()
+    e = Env(tmp_path, {"name": "tts", "engine_type": "espeak", "port": ports(2),
+                       "restart_delay": 0, "start_timeout": 20,
+                       "deploy": {"drain_seconds": 0.5}}, plugins=(crashes,))
+    try:
+        assert e.cli("deploy", "--strategy", "blue_green").exit_code == 0
+        follower = threading.Thread(target=e.cli, args=("events", "-f", "--for", "30"),
+                                    daemon=True)
+        follower.start()
+        wait_for(lambda: any("(pump)" in t.name for t in threading.enumerate()),
+                 message="the follower following")
+        assert e.cli("deploy", "--strategy", "blue_green").exit_code == 0  # now green
+        green = next(r for r in e.status() if r["name"] == "tts-green")
+        os.kill(green["pid"], signal.SIGKILL)
+        wait_for(lambda: any(s[0] == "restarted" for s in crashes.seen), timeout=30,
+                 message="the restart of the serving slot, through events -f")
+        assert ("exited", "tts-green", "tts", signal.SIGKILL) in crashes.seen
+        restarted = next(s for s in crashes.seen if s[0] == "restarted")
+        assert restarted[:3] == ("restarted", "tts-green", "tts")
+        assert restarted[3] == green["port"]  # the slot's own address, not a placeholder
+        history = [json.loads(line) for line in e.cli("events", "--json").stdout.splitlines()]
+        mine = [h for h in history if h["kind"] in ("exited", "restarted")]
+        assert {(h["service"], h["instance"]) for h in mine} == {("tts", "tts@green")}
+        text = e.cli("events").stdout
+        assert "tts (green) exited" in text and "tts (blue) ready" in text, text
+    finally:
+        e.cli("stop", "--all", "--force")

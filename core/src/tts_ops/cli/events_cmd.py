@@ -18,6 +18,24 @@ from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import OperationFailed
 
 
+def _every_process(app: Any, configured: list[Any]) -> list[Any]:
+    """Every name the services have run under or may run under: the plain service, each
+    generation's slots and the router (a deploy moves a service from one to the other
+    while ``events -f`` runs), and what runs now (a deploy under way)."""
+    from tts_ops.deploy.slots import slot_services
+
+    every: dict[str, Any] = {}
+    for svc in configured:
+        # what runs first: its slots' real addresses go into the hooks' statuses; the
+        # others only name where events may come from (no port is chosen for them)
+        unused = [1] * svc.instances
+        for one in [*app.runtime([svc]), svc,
+                    *slot_services(svc, "blue", None, None, 100, ports=unused),
+                    *slot_services(svc, "green", None, None, 100, ports=unused)]:
+            every.setdefault(one.name, one)
+    return list(every.values())
+
+
 def state_after(kind: str) -> tuple[Any, bool]:
     """The state a service is in right after an event of ``kind``, and whether it is ready."""
     from tts_ops.backend import State
@@ -54,7 +72,7 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
 
     since = time.time()
 
-    services = app.services(names, not names)
+    services = _every_process(app, app.services(names, not names))
     by_name = {svc.name: svc for svc in services}
     sources = []
     for name, group in app.by_backend(services, pm).items():
@@ -83,18 +101,28 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
     running = len(threads)
 
     def handle(backend_name: str, event: Any) -> None:
+        svc = by_name.get(event.service)
+        # under the service's name, whichever generation had it: the slot is a field
+        owner = svc.owner if svc is not None else event.service
+        instance = svc.instance_id if svc is not None else event.service
         if as_json:
-            click.echo(json.dumps({"backend": backend_name, **event.to_json()}))
+            click.echo(json.dumps({"backend": backend_name, **event.to_json(),
+                                   "service": owner, "instance": instance}))
         else:
             detail = event.reason or (f"exit {event.exit_code}" if event.exit_code is not None
                                       else f"signal {event.exit_signal}"
                                       if event.exit_signal else "")
-            click.echo(f"{event.ts:.3f} {event.service} {event.kind}"
+            where = f" ({instance.split('@', 1)[1]})" if "@" in instance else ""
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.ts))
+            click.echo(f"{when} {owner}{where} {event.kind}"
                        f"{f' pid {event.pid}' if event.pid else ''}"
                        f"{f' ({detail})' if detail else ''}")
-        svc = by_name.get(event.service)
         if svc is None or not follow or event.ts < since:
             return  # history: printed, never dispatched again
+        # as it runs now (a deploy since the follow began chose its slots' ports)
+        configured = app.config.get(svc.owner)
+        if configured is not None:
+            svc = next((s for s in app.runtime([configured]) if s.name == svc.name), svc)
         hook = EVENT_HOOKS.get(event.kind)
         if hook is not None:
             state, ready = state_after(event.kind)
