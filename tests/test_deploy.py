@@ -721,3 +721,26 @@ def test_events_follow_the_generation_that_serves_under_the_service_s_name(tmp_p
         assert "tts (green) exited" in text and "tts (blue) ready" in text, text
     finally:
         e.cli("stop", "--all", "--force")
+
+
+def test_the_web_page_s_log_of_a_service_is_its_serving_generation_s(env):
+    """``/api/logs/tts`` after a deploy (tts runs as tts-blue, then tts-green) is the
+    serving slot's log, not a 404 for a name nothing runs under any more."""
+    for _ in range(2):
+        assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    web = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg),
+                            "--state-dir", str(env.state), "web", "--port", "0"],
+                           env={**os.environ, "TTS_OPS_PLUGINS": "manual,strategies"},
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = web.stdout.readline()
+        assert first.startswith("tts-ops web: http://"), first
+        url = first.split()[2].rstrip("/")
+        with urllib.request.urlopen(f"{url}/api/logs/tts?lines=200", timeout=10) as resp:
+            body = json.loads(resp.read())
+        green = next(r for r in env.status() if r["name"] == "tts-green")
+        # the green slot's own start lines: its private port is in them
+        assert any(str(green["port"]) in line for line in body["lines"]), body
+    finally:
+        web.send_signal(signal.SIGINT)
+        web.communicate(timeout=20)

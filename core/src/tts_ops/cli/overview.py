@@ -62,10 +62,25 @@ def recent_deploys(app: Any, last: int) -> list[dict[str, Any]]:
 
 
 def log_tail(app: Any, name: str, lines: int, pm: str | None) -> list[str] | None:
-    """The last ``lines`` lines of a running process's log (a slot's name works too);
-    None when no such process is configured or running."""
-    for svc in app.runtime(app.services((), True)):
-        if svc.name == name:
-            backend = app.backend(app.choose_backend(svc, pm))
-            return list(backend.logs(svc, lines, False))
-    return None
+    """The last ``lines`` lines of a service's log: of the generation that runs it now
+    (after a deploy ``tts`` runs as ``tts-green``; with N instances each line says which),
+    or of one process named exactly (a slot, a router); None when no such service or
+    process is configured or running."""
+    from tts_ops.routing import is_router_process
+
+    configured = app.config.get(name)
+    if configured is not None:
+        processes = [s for s in app.runtime([configured]) if not is_router_process(s)]
+    else:
+        processes = [s for s in app.runtime(app.services((), True)) if s.name == name]
+    if not processes:
+        return None
+    if len(processes) == 1:
+        svc = processes[0]
+        return list(app.backend(app.choose_backend(svc, pm)).logs(svc, lines, False))
+    out: list[str] = []
+    for svc in processes:
+        where = svc.instance_id.split("@", 1)[-1]
+        out += [f"[{where}] {line}" for line in
+                app.backend(app.choose_backend(svc, pm)).logs(svc, lines, False)]
+    return out[-lines:]
