@@ -97,6 +97,11 @@ def test_api_status_lists_every_service_with_state_release_and_health(site):
     assert _request(f"{url}/api/logs/nosuch")[0] == 404
     assert _request(f"{url}/api/logs/web1?lines=0")[0] == 400
     assert _request(f"{url}/nowhere") == (404, {"error": "Not Found"})
+    # a process that no longer runs has no health, whatever its last check said
+    assert _cli("stop", "web1").returncode == 0
+    code, data = _request(f"{url}/api/status")
+    stopped = next(s for s in data["services"] if s["name"] == "web1")
+    assert stopped["state"] == "stopped" and stopped["health"] is None, stopped
 
 
 def test_the_token_guards_every_action(site):

@@ -17,9 +17,16 @@ class ServiceRow:
     router: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        extra = self.status.extra or {}
         return {**self.status.to_json(), "release": self.release, "service": self.owner,
-                "health": extra.get("health")}
+                "health": health_of(self.status)}
+
+
+def health_of(status: Any) -> str | None:
+    """The health a view shows: the backend's last check while the process runs; none
+    for one that does not (a stopped generation's last check said "passing")."""
+    if str(status.state) not in ("running", "unhealthy"):
+        return None
+    return (status.extra or {}).get("health")
 
 
 def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from tts_ops.cli.overview import health_of
 from tts_ops.errors import ConfigError
 
 KEYS_HELP = "up/down choose  r restart  s stop  a start  l logs  q quit"
@@ -153,14 +154,13 @@ class Top:
     def cells(self) -> list[list[str]]:
         out = []
         for row, rate, p95 in self.rows:
-            extra = row.extra or {}
             out.append([
                 row.name, str(row.state), "yes" if row.ready else "no", str(row.pid or "-"),
                 f"{row.uptime_s:.0f}s" if row.uptime_s is not None else "-",
                 str(row.restarts),
                 f"{row.cpu_percent:.1f}%" if row.cpu_percent is not None else "-",
                 f"{row.rss_bytes / 2**20:.1f}MiB" if row.rss_bytes else "-",
-                str(self.releases.get(row.name) or "-"), str(extra.get("health") or "-"),
+                str(self.releases.get(row.name) or "-"), str(health_of(row) or "-"),
                 f"{rate:.1f}" if rate is not None else "-",
                 f"{p95 * 1000:.0f}ms" if p95 is not None else "-"])
         return out
