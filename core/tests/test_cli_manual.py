@@ -107,7 +107,7 @@ def test_status_verbose_says_why_the_backend_was_chosen(env):
     cli, _ = env
     cli("start", "svc0")
     result = cli("-v", "status", "svc0")
-    assert "svc0: backend chosen by recorded when it was started with manual" in result.output
+    assert "svc0: backend from the record of its start with manual" in result.output
 
 
 def test_install_with_manual_is_refused(env):

@@ -376,14 +376,14 @@ class App:
         if owner != service.name and self.config.get(owner) is not None:
             return self.choose_backend(self.config.get(owner), choice)  # a slot: its service's
         if choice and choice != "auto":
-            self.backend_reasons[service.name] = f"--process-manager {choice}"
+            self.backend_reasons[service.name] = f"the flag --process-manager {choice}"
             return choice
         if service.process_manager and service.process_manager != "auto":
-            self.backend_reasons[service.name] = "process_manager in config"
+            self.backend_reasons[service.name] = "process_manager in the config"
             return service.process_manager
         recorded = self.assignments().get(service.name)
         if recorded and choice != "auto":
-            self.backend_reasons[service.name] = f"recorded when it was started with {recorded}"
+            self.backend_reasons[service.name] = f"the record of its start with {recorded}"
             return recorded
         return self.detect_backend(service.name)
 

@@ -268,7 +268,7 @@ def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:
             click.echo(f"{'':<20} {r.reason}")
     if app.verbose:
         for svc in services:
-            click.echo(f"{svc.name}: backend chosen by {app.backend_reasons.get(svc.name, '?')}")
+            click.echo(f"{svc.name}: backend from {app.backend_reasons.get(svc.name, '?')}")
 
 
 def _bytes(n: float) -> str:
