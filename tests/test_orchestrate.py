@@ -85,8 +85,8 @@ def test_seed_orchestration_file_and_plan(tmp_path):
         "health_check_url": "http://localhost:8000/health"}]})
     out = o.cli("orchestrate", "plan")
     assert out.exit_code == 0, out.output
-    assert ("tts-primary waits for monitoring-api <http://localhost:8000/health>: healthy,"
-            " optional, up to 15s") in out.stdout
+    assert ("tts-primary looks at monitoring-api <http://localhost:8000/health> once:"
+            " healthy, optional, never waited for") in out.stdout
 
 
 def test_phases_start_in_parallel_and_report_waits(tmp_path, cleanup):

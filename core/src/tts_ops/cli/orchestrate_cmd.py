@@ -59,10 +59,13 @@ def plan(app, orch_path, as_json) -> None:
         click.echo(f"phase {i + 1}: {', '.join(phase)}")
         for name in phase:
             for e in graph.deps_of(name):
-                kind = "required" if e.required else "optional"
                 target = f"{e.dependency} <{e.url}>" if e.external else e.dependency
-                click.echo(f"  {name} waits for {target}: {e.condition}, {kind}, up to"
-                           f" {e.timeout:g}s")
+                if e.required:
+                    click.echo(f"  {name} waits for {target}: {e.condition}, required, up to"
+                               f" {e.timeout:g}s")
+                else:  # looked at once when it starts, never waited for
+                    click.echo(f"  {name} looks at {target} once: {e.condition}, optional,"
+                               " never waited for")
 
 
 @orchestrate.command()
