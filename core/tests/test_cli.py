@@ -142,8 +142,10 @@ def test_completion_knows_services_strategies_backends_and_releases(tmp_path):
     state = tmp_path / "state"
     from tts_ops.deploy.releases import ReleaseStore
 
-    release = ReleaseStore(state, "alpha").create({"name": "alpha"}, "direct", "development",
-                                                  None, None)
+    store = ReleaseStore(state, "alpha")
+    release = store.create({"name": "alpha"}, "direct", "development", None, None)
+    failed = store.create({"name": "alpha"}, "direct", "development", None, None)
+    store.save(failed, state="failed", reason="its checks failed")
 
     def complete(words: str) -> list[str]:
         env = {"PATH": "/usr/bin:/bin", "_TTS_OPS_COMPLETE": "bash_complete",
@@ -160,7 +162,8 @@ def test_completion_knows_services_strategies_backends_and_releases(tmp_path):
     assert complete("tts-ops deploy --strategy ") == ["blue_green", "canary", "direct",
                                                       "rolling"]
     assert "manual" in complete("tts-ops start --process-manager ")
-    assert complete("tts-ops rollback alpha --to ") == [release.id]
+    assert complete("tts-ops rollback alpha --to ") == [release.id]  # not the failed one
+    assert {"alpha", "beta", "tail", "stats"} <= set(complete("tts-ops logs "))
     for shell, marker in (("bash", "_TTS_OPS_COMPLETE=bash_complete"),
                           ("zsh", "#compdef tts-ops"), ("fish", "fish_complete")):
         script = subprocess.run([sys.executable, "-m", "tts_ops", "completion", shell],

@@ -69,7 +69,9 @@ def release_ids(ctx: click.Context, _param: click.Parameter,
 
         app = _app(ctx)
         names = [ctx.params["name"]] if ctx.params.get("name") else app.config.names()
-        ids = [r.id for n in names for r in ReleaseStore(app.state_dir, n).all()]
+        # one that failed its deploy never served: nothing to go back to
+        ids = [r.id for n in names for r in ReleaseStore(app.state_dir, n).all()
+               if r.state != "failed"]
     except Exception:
         return []
     return _matching(ids, incomplete)

@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,6 +32,11 @@ class _LogsGroup(click.Group):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             return "tail", self.commands["tail"], args
         return super().resolve_command(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """``logs <TAB>``: the subcommands and the services (``logs NAME`` is a tail)."""
+        return [*super().shell_complete(ctx, incomplete),
+                *completion.service_names(ctx, None, incomplete)]  # type: ignore[arg-type]
 
 
 
