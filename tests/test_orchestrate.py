@@ -291,6 +291,7 @@ def test_monitor_leaves_what_an_operator_stopped_stopped(tmp_path, cleanup):
     out = o.cli("orchestrate", "monitor", "--once")
     assert "leaving db stopped: an operator stopped it" in out.stderr
     assert "restarted" not in out.stderr
+    assert "checked 2 services: 2 left stopped" in out.stderr  # --once says what it saw
     assert {r["state"] for r in o.status().values()} == {"stopped"}
     assert o.cli("start", "db").exit_code == 0  # started again: a failure is a failure again
     os.kill(o.status()["db"]["pid"], signal.SIGKILL)

@@ -269,11 +269,13 @@ class Orchestrator:
         first = True
         try:
             while not stop.is_set():
-                self._monitor_round(restarts, gave_up, held)
+                seen = self._monitor_round(restarts, gave_up, held)
                 if first:
                     notify("READY=1\nSTATUS=watching " + ", ".join(self.graph.services))
                     first = False
-                if once:
+                if once:  # one round asked for: one line says what it found
+                    self.log(f"checked {len(self.graph.services)} services: "
+                             + ", ".join(f"{n} {what}" for what, n in seen.items() if n))
                     return
                 end = time.monotonic() + interval
                 while not stop.is_set() and time.monotonic() < end:
@@ -287,9 +289,12 @@ class Orchestrator:
                 signal.signal(signal.SIGTERM, previous)
 
     def _monitor_round(self, restarts: dict[str, list[float]], gave_up: set[str],
-                       held: set[str]) -> None:
+                       held: set[str]) -> dict[str, int]:
+        """One look at every service; how many it found in each state or acted on."""
         from tts_ops import intent
 
+        seen = dict.fromkeys(("running", "left stopped", "done", "held", "given up",
+                              "restarted", "failed to restart"), 0)
         # the daemon changes state: it finishes a deploy that died (a read-only view only
         # reports one)
         self.app.recover_deploys(list(self.graph.services))
@@ -301,13 +306,16 @@ class Orchestrator:
                 if state in ("running", "starting", "backoff", "stopping", "unhealthy"):
                     gave_up.discard(name)
                     self.operator_stopped.discard(name)
+                    seen["running"] += 1
                     continue
                 if name in left_stopped:  # an operator stopped it: not a failure
                     if name not in self.operator_stopped:
                         self.log(f"leaving {name} stopped: an operator stopped it")
                         self.operator_stopped.add(name)
+                    seen["left stopped"] += 1
                     continue
                 if svc.oneshot and state == "stopped" and row.exit_code == 0:
+                    seen["done"] += 1
                     continue
                 down = [e for e in self.graph.deps_of(name)
                         if e.required and self.check(e)[0] != "ok"]
@@ -316,8 +324,10 @@ class Orchestrator:
                         self.log(f"holding {name}: waiting for "
                                  + ", ".join(f"{e.dependency} ({e.condition})" for e in down))
                         held.add(name)
+                    seen["held"] += 1
                     continue
                 if name in gave_up:
+                    seen["given up"] += 1
                     continue
                 now = time.monotonic()
                 recent = [t for t in restarts.get(name, []) if now - t <= svc.restart_window]
@@ -325,6 +335,7 @@ class Orchestrator:
                     self.log(f"{name}: {len(recent)} restarts within {svc.restart_window:g}s;"
                              " giving up until it runs again")
                     gave_up.add(name)
+                    seen["given up"] += 1
                     continue
                 restarts[name] = [*recent, now]
                 resumed = name in held
@@ -336,8 +347,11 @@ class Orchestrator:
                         self.app.host.emit("tts_ops_service_restarted", service=running,
                                            backend=backend.name, status=status)
                     self.log(f"{'resumed' if resumed else 'restarted'} {name}")
+                    seen["restarted"] += 1
                 except StartFailed as exc:
                     self.log(f"{name}: restart failed: {exc.reason}")
+                    seen["failed to restart"] += 1
+        return seen
 
 
 def _available_memory_mb() -> int | None:
