@@ -373,7 +373,7 @@ class Terminal:
 
 def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
     """In a real terminal (tmux): the service is listed with its state; s stops it, a starts
-    it again, q quits."""
+    it again, l follows its log until q, q quits."""
     import subprocess
 
     from tts_ops.testing import wait_for
@@ -393,6 +393,13 @@ def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
         wait_for(lambda: "stopped" in row(), timeout=30, message="s to stop it")
         term.tmux("send-keys", "a")
         wait_for(lambda: "running" in row(), timeout=30, message="a to start it")
+        term.tmux("send-keys", "l")  # its log, followed; q goes back to the table
+        wait_for(lambda: "topsvc: q or Ctrl-C to go back" in term.screen()
+                 and "dummy ready" in term.screen(), timeout=20, message="l for its log")
+        term.tmux("send-keys", "q")
+        wait_for(lambda: "running" in row() and "q or Ctrl-C" not in term.screen(),
+                 timeout=20, message="q back to the table")
+        assert term.alive()
         term.tmux("send-keys", "q")
         wait_for(lambda: not term.alive(), timeout=10, message="q to quit")
     finally:

@@ -199,6 +199,30 @@ class Top:
         self.message = f"{action} {owner}: " + (lines[-1] if lines else f"exit {done.returncode}")
 
 
+def _follow_log(view: Any, name: str, fd: int) -> None:
+    """The selected service's log, followed, until ``q`` (read here: the terminal stays
+    in cbreak mode) or Ctrl-C, both back to the table; ``tts-ops logs NAME -f`` prints it."""
+    import subprocess
+
+    print(f"--- {name}: q or Ctrl-C to go back ---", flush=True)
+    proc = subprocess.Popen([*view.app.argv(), "logs", name, "-f"])
+    from tts_ops.cli.pipes import following
+
+    try:
+        with following(sigterm=False):  # Ctrl-C ends the log, not top
+            while proc.poll() is None:
+                if _key(fd, 0.2) == "q":
+                    break
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _key(fd: int, timeout: float) -> str | None:
     import select
 
@@ -250,13 +274,7 @@ def top(app, interval: float, pm: str | None) -> None:
                         view.refresh()
                     elif key == "l" and view.rows:
                         live.stop()
-                        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-                        import subprocess
-
-                        name = view.rows[view.selected][0].name
-                        with following(sigterm=False):  # Ctrl-C ends the log, not top
-                            subprocess.run([*view.app.argv(), "logs", name, "-f"])
-                        tty.setcbreak(fd)
+                        _follow_log(view, view.rows[view.selected][0].name, fd)
                         live.start()
                     if time.monotonic() >= next_refresh:
                         view.refresh()
