@@ -744,3 +744,28 @@ def test_the_web_page_s_log_of_a_service_is_its_serving_generation_s(env):
     finally:
         web.send_signal(signal.SIGINT)
         web.communicate(timeout=20)
+
+
+def test_start_on_a_busy_address_is_one_line_naming_the_holder(tmp_path):
+    """``socket: inherit`` (the reference server): the address is held by another process;
+    ``start`` says so once, with that process's name and pid, and ``deploy --dry-run``
+    names it too."""
+    import socket
+
+    port = ports(1)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", port))
+    busy.listen()
+    e = Env(tmp_path, {"name": "tts", "engine_type": "espeak", "port": port})
+    try:
+        done = e.cli("start")
+        assert done.exit_code == 1
+        errors = [line for line in done.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1, done.stderr
+        assert f"127.0.0.1:{port}" in errors[0] and f"(pid {os.getpid()})" in errors[0]
+        plan = e.cli("deploy", "--dry-run", "--strategy", "direct")
+        assert f"port {port} for tts is already in use by" in plan.output, plan.output
+        assert f"(pid {os.getpid()})" in plan.output
+    finally:
+        busy.close()
+        e.cli("stop", "--all", "--force")

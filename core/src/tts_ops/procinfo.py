@@ -136,3 +136,17 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def port_holder(port: int) -> str:
+    """`` by NAME (pid N)``: the process listening on ``port``, when it can be told."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="inet"):
+            listening = conn.status == psutil.CONN_LISTEN
+            if conn.laddr and conn.laddr.port == port and listening and conn.pid:
+                return f" by {psutil.Process(conn.pid).name()} (pid {conn.pid})"
+    except Exception:  # another user's process, a race with its exit: not told
+        pass
+    return ""

@@ -70,9 +70,10 @@ def _run_each(app, services, pm: str | None, action: str, **kwargs: Any) -> list
                     click.echo(f"  | {line}", err=True)
     if failures:
         handled = [e for _s, e in failures if isinstance(e, TtsOpsError)]
-        if len(failures) == 1 and handled:
-            raise handled[0]
-        for err in handled:
+        said = [e for e in handled if not isinstance(e, StartFailed)]  # not printed yet
+        if len(failures) == 1 and said:
+            raise said[0]
+        for err in said:
             click.echo(f"tts-ops: error: {err.message}", err=True)
         code = max((e.exit_code for e in handled), default=1)
         raise SystemExit(code)

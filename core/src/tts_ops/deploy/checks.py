@@ -48,7 +48,10 @@ def predeploy_problems(service: Any, new: list[Any], backend: Any, state_dir: Pa
         problems.append(f"backend {backend.name} is not reachable: {why}")
     for svc in new:
         if svc.uses_port and not port_free(svc.host, svc.port):
-            problems.append(f"port {svc.port} for {svc.name} is already in use")
+            from tts_ops.procinfo import port_holder
+
+            problems.append(f"port {svc.port} for {svc.name} is already in use"
+                            f"{port_holder(svc.port)}")
     probe = state_dir if state_dir.exists() else state_dir.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

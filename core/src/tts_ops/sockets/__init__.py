@@ -102,8 +102,12 @@ def ensure_holder(state_dir: Path, name: str, host: str, port: int,
         proc.stdout.close()
         if line != "ready":
             proc.wait()
-            raise SocketUnavailable(line.removeprefix("error: ") or
-                                    f"the socket holder for {address} exited at start")
+            reason = line.removeprefix("error: ")
+            if "Address already in use" in reason:
+                from tts_ops.procinfo import port_holder
+
+                reason += f" (held{port_holder(port)})" if port_holder(port) else ""
+            raise SocketUnavailable(reason or f"the socket holder for {address} exited at start")
         return socket_path(state_dir, name)
 
 

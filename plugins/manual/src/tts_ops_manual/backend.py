@@ -219,7 +219,9 @@ class ManualBackend:
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE:
                     return
-        holder = _port_holder(service.port)
+        from tts_ops.procinfo import port_holder
+
+        holder = port_holder(service.port)
         raise StartFailed(f"port {service.port} on {host} is already in use{holder}")
 
     # --- stop ---
@@ -400,19 +402,6 @@ def _group_usage(pid: int) -> tuple[float | None, int | None]:
     """CPU percent (average since start) and RSS of a process and its descendants."""
     measured = usage([pid, *descendants(pid)])
     return measured if measured is not None else (None, None)
-
-
-def _port_holder(port: int) -> str:
-    try:
-        import psutil
-
-        for conn in psutil.net_connections(kind="inet"):
-            listening = conn.status == psutil.CONN_LISTEN
-            if conn.laddr and conn.laddr.port == port and listening and conn.pid:
-                return f" by {psutil.Process(conn.pid).name()} (pid {conn.pid})"
-    except Exception:
-        pass
-    return ""
 
 
 def _last_lines(path: Path) -> list[str]:
