@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from tts_ops import hookimpl
+from tts_ops.plugin import hookimpl
 
 
 @hookimpl
