@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -769,3 +770,37 @@ def test_start_on_a_busy_address_is_one_line_naming_the_holder(tmp_path):
     finally:
         busy.close()
         e.cli("stop", "--all", "--force")
+
+
+def test_a_canary_counts_the_paths_it_is_told_and_says_so_while_it_waits(env):
+    """With only /health traffic, the default canary (synthesis paths) says on a pipe what
+    it counted while it waits and, at the deadline, which paths count; told to count
+    /health, the same traffic carries it through."""
+    assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
+    port = env.service["port"]
+    stop = threading.Event()
+
+    def health_traffic():
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
+
+    sender = threading.Thread(target=health_traffic, daemon=True)
+    sender.start()
+    try:
+        plan = env.cli("deploy", "--dry-run", "--strategy", "canary")
+        assert "canary steps count requests to /synthesize, /v1/audio/speech" in plan.output
+        env.write(deploy={**env.service["deploy"], "progress_deadline_seconds": 4})
+        waited = env.cli("deploy", "--strategy", "canary")
+        assert waited.exit_code == 1
+        assert "requests counted, 0 errors" in waited.output  # progress on a pipe
+        assert ("requests to /synthesize, /v1/audio/speech reached it (need 5) before the"
+                " deadline; only those paths count") in waited.output, waited.output
+        env.write(deploy={**env.service["deploy"], "progress_deadline_seconds": 60,
+                          "canary": {**env.service["deploy"]["canary"],
+                                     "count_paths": ["/health"]}})
+        counted = env.cli("deploy", "--strategy", "canary")
+        assert counted.exit_code == 0, counted.output
+    finally:
+        stop.set()
+        sender.join(10)

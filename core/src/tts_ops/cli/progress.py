@@ -70,7 +70,8 @@ class LiveReporter(Reporter):
             self.weights = dict(data["weights"])
         elif kind == "samples":
             self.samples = data
-        super().event(kind, **data)  # the line above the live area, as without a terminal
+        if kind not in ("weights", "samples"):  # those live in the area, not as lines
+            super().event(kind, **data)  # the line above the live area, as without one
         if kind == "result":
             self._close()
         else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -14,8 +13,8 @@ from typing import Any
 from tts_ops.backend import StartFailed
 from tts_ops.errors import OperationFailed
 
-_METRIC = re.compile(r'^tts_requests_total\{path="/synthesize",status="(\d{3})"\} ([0-9.e+]+)$',
-                     re.M)
+#: the requests a canary step counts by default: synthesis, what clients come for
+COUNTED_PATHS = ("/synthesize", "/v1/audio/speech")
 
 
 class DeployFailed(OperationFailed):
@@ -177,8 +176,10 @@ class DeployContext:
                 return server.requests, server.errors
         return 0, 0
 
-    def counters(self, svc: Any) -> tuple[int, int]:
-        """(requests, 5xx responses) to /synthesize so far, from the service's /metrics."""
+    def counters(self, svc: Any, paths: tuple[str, ...] | list[str] = COUNTED_PATHS
+                 ) -> tuple[int, int]:
+        """(requests, 5xx responses) to ``paths`` so far, from the service's /metrics
+        (``tts_requests_total{path, status}``, read with prometheus_client's parser)."""
         parts = urllib.parse.urlsplit(base_url(svc))
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
         try:
@@ -188,12 +189,22 @@ class DeployContext:
             return 0, 0
         finally:
             conn.close()
+        from prometheus_client.parser import text_string_to_metric_families
+
         total = errors = 0
-        for code, value in _METRIC.findall(text):
-            count = int(float(value))
-            total += count
-            if code.startswith("5"):
-                errors += count
+        try:
+            for family in text_string_to_metric_families(text):
+                if family.name != "tts_requests":
+                    continue
+                for sample in family.samples:
+                    if sample.name != "tts_requests_total" or \
+                            sample.labels.get("path") not in paths:
+                        continue
+                    total += int(sample.value)
+                    if sample.labels.get("status", "").startswith("5"):
+                        errors += int(sample.value)
+        except ValueError:  # not the exposition format: nothing counted
+            return 0, 0
         return total, errors
 
 

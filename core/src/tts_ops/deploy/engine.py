@@ -33,14 +33,16 @@ class Reporter:
     """Phases as they happen: plain lines, or JSON lines with --json.
 
     Events: start, platform, phase_start, phase, log, plan, weights, samples, result. Plain
-    lines show start, platform, phase, log, plan and result (weights and samples are in the
-    strategies' log lines too); JSON lines show every event.
+    lines show all but phase_start: a canary waiting for traffic says how much it counted
+    when the count moves (at least every 10 s), so a pipe sees it is alive; JSON lines
+    show every event.
     """
 
     def __init__(self, as_json: bool, echo: Callable[[str], None]) -> None:
         self.as_json = as_json
         self._echo = echo
         self.closed = False
+        self._samples: tuple[Any, float] = (None, 0.0)
 
     def __enter__(self) -> Reporter:
         return self
@@ -89,6 +91,18 @@ class Reporter:
                       + (f"; downtime {data['downtime_s']:.2f}s" if data.get("downtime_s")
                          is not None else "") + (f" ({data['reason']})" if data.get("reason")
                                                  else ""))
+        elif kind == "weights":
+            weights = ", ".join(f"{k}={v}" for k, v in sorted(data["weights"].items()))
+            self.echo(f"       {data['service']}: weights {weights}")
+        elif kind == "samples":
+            # a canary waiting for traffic: a line when the count moved, or every 10 s
+            key = (data.get("step"), data.get("samples"))
+            now = time.monotonic()
+            if key != self._samples[0] or now - self._samples[1] >= 10:
+                self._samples = (key, now)
+                self.echo(f"       {data['service']}: canary at {data['step']}%:"
+                          f" {data['samples']} of {data['need']} requests counted,"
+                          f" {data['errors']} errors")
         elif kind == "plan":
             self.echo(f"  plan: stop {data['old'] or 'nothing'}; start {data['new']}"
                       f" (ports {data['ports']}); checks: "
@@ -96,6 +110,9 @@ class Reporter:
             self.echo(f"  address: {data['address']}")
             if data.get("records"):
                 self.echo(f"  records: {', '.join(data['records'])}")
+            if data.get("counts"):
+                self.echo(f"  canary steps count requests to {', '.join(data['counts'])}"
+                          " (deploy.canary.count_paths); health checks and scrapes do not")
 
 
 class DeployEngine:
@@ -239,7 +256,9 @@ class DeployEngine:
                                ports=[s.port for s in new_preview], problems=problems,
                                address=address_guarantee(svc, name),
                                records=[f"{s.instance_id} at {reachable_host(s.host, advertise)}"
-                                        f":{s.port}" for s in new_preview])
+                                        f":{s.port}" for s in new_preview],
+                               counts=getattr(strategy_options(svc, name, self.app.host),
+                                              "count_paths", None))
                 record["result"] = "dry_run" if not problems else "checks_failed"
                 return record
             if problems:

@@ -49,12 +49,12 @@ class Canary:
 
     def _step(self, ctx: DeployContext, weights: dict[str, int], percent: int) -> None:
         opts = ctx.options or CanarySettings()
-        before = [ctx.counters(n) for n in ctx.new]
+        before = [ctx.counters(n, opts.count_paths) for n in ctx.new]
         routed_before = [ctx.router_counters(n) for n in ctx.new]
         ctx.set_weights(weights)
         time.sleep(min(opts.step_pause_seconds, max(0.0, ctx.deadline - time.monotonic())))
         while True:
-            after = [ctx.counters(n) for n in ctx.new]
+            after = [ctx.counters(n, opts.count_paths) for n in ctx.new]
             routed_after = [ctx.router_counters(n) for n in ctx.new]
             if _backwards(before, after) or _backwards(routed_before, routed_after):
                 # an instance or the router restarted and its counters began again: what
@@ -62,7 +62,7 @@ class Canary:
                 ctx.log(f"canary at {percent}%: counters went backwards (a restart); the"
                         " step's sample starts again")
                 before, routed_before = after, routed_after
-                self._wait(ctx, percent, 0, opts.min_samples)
+                self._wait(ctx, percent, 0, opts)
                 continue
             total = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
             errors = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
@@ -70,7 +70,7 @@ class Canary:
                          errors=errors)
             if total >= opts.min_samples:
                 break
-            self._wait(ctx, percent, total, opts.min_samples)
+            self._wait(ctx, percent, total, opts)
         rate = errors / total
         if all(r is not None for r in (*routed_before, *routed_after)):
             # the router's own count: it also sees what the instance never answered
@@ -95,10 +95,12 @@ class Canary:
                                f" above max {opts.max_error_rate:.4f}")
 
     @staticmethod
-    def _wait(ctx: DeployContext, percent: int, total: int, need: int) -> None:
+    def _wait(ctx: DeployContext, percent: int, total: int, opts: CanarySettings) -> None:
         if time.monotonic() > ctx.deadline:
-            raise DeployFailed(f"canary at {percent}%: inconclusive, {total} requests"
-                               f" reached it (need {need}) before the deadline")
+            raise DeployFailed(f"canary at {percent}%: inconclusive, {total} requests to"
+                               f" {', '.join(opts.count_paths)} reached it (need"
+                               f" {opts.min_samples}) before the deadline; only those paths"
+                               " count (deploy.canary.count_paths)")
         time.sleep(0.5)  # not ctx.pause: this loop reports the deadline itself
 
     def rollback(self, ctx: DeployContext) -> None:

@@ -34,6 +34,20 @@ class CanarySettings(_Settings):
     min_samples: int = Field(default=20, ge=1, le=10_000)
     #: the highest error rate (0-1) a step may show
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    #: the request paths a step counts (``tts_requests_total{path}`` of the instance's
+    #: /metrics); health checks and metrics scrapes are not traffic
+    count_paths: list[str] = Field(
+        default_factory=lambda: ["/synthesize", "/v1/audio/speech"], min_length=1,
+        max_length=50)
+
+    @field_validator("count_paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or not path.isprintable() or len(path) > 200:
+                raise PydanticCustomError("count_paths", "each must be a path such as"
+                                          " /synthesize (got {got!r})", {"got": path})
+        return value
 
     @field_validator("steps")
     @classmethod
