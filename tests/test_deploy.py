@@ -726,7 +726,8 @@ def test_events_follow_the_generation_that_serves_under_the_service_s_name(tmp_p
 
 def test_the_web_page_s_log_of_a_service_is_its_serving_generation_s(env):
     """``/api/logs/tts`` after a deploy (tts runs as tts-blue, then tts-green) is the
-    serving slot's log, not a 404 for a name nothing runs under any more."""
+    serving slot's log, not a 404 for a name nothing runs under any more; status and the
+    page show the configured address, not the slot's private port."""
     for _ in range(2):
         assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
     web = subprocess.Popen([sys.executable, "-m", "tts_ops", "-c", str(env.cfg),
@@ -742,6 +743,12 @@ def test_the_web_page_s_log_of_a_service_is_its_serving_generation_s(env):
         green = next(r for r in env.status() if r["name"] == "tts-green")
         # the green slot's own start lines: its private port is in them
         assert any(str(green["port"]) in line for line in body["lines"]), body
+        # status and the page name the address clients use, the private port beside it
+        configured = f"127.0.0.1:{env.service['port']}"
+        assert green["address"] == configured and green["port"] != env.service["port"]
+        with urllib.request.urlopen(f"{url}/api/status", timeout=10) as resp:
+            rows = json.loads(resp.read())["services"]
+        assert {r["name"]: r["address"] for r in rows} == {"tts-green": configured}
     finally:
         web.send_signal(signal.SIGINT)
         web.communicate(timeout=20)

@@ -15,10 +15,12 @@ class ServiceRow:
     owner: str           # the configured service (a slot's is the service it serves)
     #: the service's router (HAProxy): its address answers for the instances behind it
     router: bool = False
+    #: where clients reach it (a slot's: its service's configured address)
+    address: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**self.status.to_json(), "release": self.release, "service": self.owner,
-                "health": health_of(self.status)}
+                "health": health_of(self.status), "address": self.address}
 
 
 def health_of(status: Any) -> str | None:
@@ -31,7 +33,7 @@ def health_of(status: Any) -> str | None:
 
 def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
     """Every configured service as it runs (slots included), each backend asked once."""
-    from tts_ops.cli.service_cmd import _statuses
+    from tts_ops.cli.service_cmd import _statuses, address_of
     from tts_ops.deploy.slots import RELEASE_LABEL
     from tts_ops.routing import is_router_process
 
@@ -42,7 +44,8 @@ def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
         svc = by_name.get(status.name)
         rows.append(ServiceRow(status, svc.labels.get(RELEASE_LABEL) if svc else None,
                                svc.owner if svc else status.name,
-                               svc is not None and is_router_process(svc)))
+                               svc is not None and is_router_process(svc),
+                               address_of(svc) if svc else None))
     return rows
 
 

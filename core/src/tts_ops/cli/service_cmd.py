@@ -186,7 +186,8 @@ def restart(app, names, all_, pm, as_json) -> None:
 
 def _rows_json(rows: list[Any], services: list[Any]) -> list[dict[str, Any]]:
     """Status rows as ``--json`` prints them: each with the configured service it runs
-    for (a slot's is its service) and the release it runs."""
+    for (a slot's is its service), the release it runs, and the address its clients use
+    (``address``: a slot's is its service's; ``host``/``port`` stay the process's own)."""
     from tts_ops.deploy.slots import RELEASE_LABEL
 
     by_name = {svc.name: svc for svc in services}
@@ -194,8 +195,18 @@ def _rows_json(rows: list[Any], services: list[Any]) -> list[dict[str, Any]]:
     for row in rows:
         svc = by_name.get(row.name)
         out.append({**row.to_json(), "service": svc.owner if svc else row.name,
-                    "release": svc.labels.get(RELEASE_LABEL) if svc else None})
+                    "release": svc.labels.get(RELEASE_LABEL) if svc else None,
+                    "address": address_of(svc) if svc else None})
     return out
+
+
+def address_of(svc: Any) -> str | None:
+    """Where clients reach ``svc``: its service's shared address (a deploy's slot, behind
+    a router or a shared socket), else its own ``host:port``."""
+    if not getattr(svc, "uses_port", True):
+        return None
+    host, port = svc.shared_address() or (svc.host, svc.port)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _any_running(app, svc, pm) -> bool:

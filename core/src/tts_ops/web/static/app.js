@@ -70,7 +70,10 @@ function renderServices(services) {
     cell(tr, bytes(s.rss_bytes));
     cell(tr, s.release);
     cell(tr, s.health);
-    cell(tr, s.port ? s.host + ":" + s.port : null);
+    const own = s.port ? s.host + ":" + s.port : null;
+    // clients use the service's address; a slot's own (private) port is shown beside it
+    cell(tr, s.address && own && s.address !== own ? s.address + " (private " + own + ")"
+                                                   : s.address || own);
     const td = cell(tr, "", "actions");
     if (actions) {
       for (const action of ["restart", "stop", "start"]) {
