@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -789,7 +790,7 @@ def test_a_canary_counts_the_paths_it_is_told_and_says_so_while_it_waits(env):
 
     def health_traffic():
         while not stop.is_set():
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, http.client.HTTPException):
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
 
     sender = threading.Thread(target=health_traffic, daemon=True)
