@@ -117,12 +117,10 @@ def operator(network, tmp_path):
 
 def test_fleet_deploy_and_rollback_reach_every_host_with_no_failed_request(operator):
     from tts_ops.testing.load import PinnedLoad, require_hey
+    from tts_ops_haproxy.testing import require_haproxy
 
     require_hey()
-    if shutil.which("haproxy") is None and not os.access("/usr/sbin/haproxy", os.X_OK):
-        if os.environ.get("CI"):
-            pytest.fail("CI must install haproxy (apt install haproxy)")
-        pytest.skip("haproxy is not installed")
+    require_haproxy()
     h3 = operator.net.hosts[2]
     before = operator.cli("fleet", "status", "--json")
     check("fleet status", before.stdout)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -97,13 +96,10 @@ def _passing(records):
 
 def test_deployed_records_name_addresses_another_host_reaches(nodes):
     from tts_ops.testing.load import PinnedLoad, require_hey
-    from tts_ops_haproxy.testing import who
+    from tts_ops_haproxy.testing import require_haproxy, who
 
     require_hey()
-    if shutil.which("haproxy") is None and not os.access("/usr/sbin/haproxy", os.X_OK):
-        if os.environ.get("CI"):
-            pytest.fail("CI must install haproxy (apt install haproxy)")
-        pytest.skip("haproxy is not installed")
+    require_haproxy()
     h1, h2, h3 = nodes
     for node in (h1, h2):
         node.cli("deploy", "--strategy", "blue_green")

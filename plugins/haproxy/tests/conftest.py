@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 
 @pytest.fixture(scope="session")
 def haproxy():
-    path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.access(
-        "/usr/sbin/haproxy", os.X_OK) else None)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install haproxy (apt install haproxy)")
-        pytest.skip("haproxy is not installed")
-    return path
+    from tts_ops_haproxy.testing import require_haproxy
+
+    return require_haproxy()
 
 
 @pytest.fixture(scope="session")

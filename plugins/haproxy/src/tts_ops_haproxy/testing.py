@@ -1,13 +1,30 @@
 """Measuring a routed service from outside, for the tests and ``bench/``: the share of
-requests a canary at its first step serves, counted from ``X-TTS-Instance``."""
+requests a canary at its first step serves, counted from ``X-TTS-Instance``; and
+`require_haproxy` for the tests that need a real HAProxy."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
+
+
+def require_haproxy() -> str:
+    """The haproxy binary; the calling test is skipped without it, and fails under
+    ``CI=true``, where it must be installed."""
+    import pytest
+
+    path = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.access(
+        "/usr/sbin/haproxy", os.X_OK) else None)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install haproxy (apt install haproxy)")
+        pytest.skip("haproxy is not installed")
+    return path
 
 
 @dataclass
