@@ -12,5 +12,7 @@ ruff check --quiet .
 lint-imports --no-cache >/dev/null || lint-imports --no-cache  # quiet unless broken
 # each first-party implementation against its Protocol (tests/typing/check_contracts.py)
 MYPYPATH=core/src:plugins/manual/src:plugins/systemd/src:plugins/supervisor/src:plugins/strategies/src:plugins/etcd/src:plugins/haproxy/src:plugins/kubernetes/src \
-    mypy --follow-imports=silent --no-error-summary --cache-dir "$TTS_OPS_VENV/mypy-cache" tests/typing/check_contracts.py
+    mypy --follow-imports=silent --no-error-summary --cache-dir "$TTS_OPS_VENV/mypy-cache" tests/typing/check_contracts.py \
+    core/src/tts_ops/plugin.py core/src/tts_ops/runtime core/src/tts_ops/deploy/engine.py \
+    core/src/tts_ops/deploy/operation.py core/src/tts_ops/deploy/context.py
 exec python -m pytest "$@"

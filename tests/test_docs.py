@@ -62,3 +62,15 @@ def test_the_command_reference_is_current():
 
     assert (ROOT / "docs" / "cli.md").read_text() == render(create_cli()), (
         "docs/cli.md is stale: python -m tts_ops.cli.reference > docs/cli.md")
+
+
+def test_the_import_allow_list_is_the_public_api():
+    """pyproject's plugin-boundary contract allows exactly `tts_ops.plugin` and its
+    PUBLIC_MODULES (an allow-list: every other module of tts_ops is private)."""
+    import tomllib
+
+    from tts_ops import plugin
+
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in settings["contracts"] if c["type"] == "allowlist"]
+    assert sorted(contract["allowed"]) == sorted(["tts_ops.plugin", *plugin.PUBLIC_MODULES])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from tts_ops.backend import BackendEvent
+    from tts_ops.config.models import ServiceConfig
     from tts_ops.deploy.context import DeployContext
     from tts_ops.discovery.record import InstanceRecord
     from tts_ops.routing import RouterServer, RouterState
@@ -144,7 +145,7 @@ class SharedRegistry(Protocol):
 class EventSource(Protocol):
     """A backend that keeps lifecycle events (``tts-ops events``, the views)."""
 
-    def events(self, services: list[Any], follow: bool = False, last: int | None = None,
+    def events(self, services: list[ServiceConfig], follow: bool = False, last: int | None = None,
                stop: Callable[[], bool] = ...) -> Iterator[BackendEvent]: ...
 
 
@@ -152,7 +153,7 @@ class EventSource(Protocol):
 class LogRotator(Protocol):
     """A backend that rotates a service's log on demand (``tts-ops logs rotate``)."""
 
-    def rotate_logs(self, service: Any) -> str: ...
+    def rotate_logs(self, service: ServiceConfig) -> str: ...
 
 
 @runtime_checkable
@@ -160,7 +161,7 @@ class LogLocator(Protocol):
     """A backend whose services log somewhere other than their ``log_file`` (the journal,
     supervisord's files): ``(sink name, location)``."""
 
-    def log_sink(self, service: Any) -> tuple[str, Any]: ...
+    def log_sink(self, service: ServiceConfig) -> tuple[str, Any]: ...
 
 
 @runtime_checkable
@@ -174,32 +175,32 @@ class Router(Protocol):
 
     name: str
 
-    def process(self, service: Any) -> Any:
+    def process(self, service: ServiceConfig) -> Any:
         """The service config of the router's own process for ``service`` (named
         ``NAME-router``), which the service's process backend runs."""
         ...
 
-    def sync(self, service: Any, servers: list[RouterServer]) -> bool:
+    def sync(self, service: ServiceConfig, servers: list[RouterServer]) -> bool:
         """Route to exactly ``servers`` (address and weight): write the config (checked
         first: a bad one raises and changes nothing) and, when the router runs, apply the
         difference live. True when more than the servers changed: `reload` is due."""
         ...
 
-    def set_weights(self, service: Any, weights: dict[str, int]) -> None:
+    def set_weights(self, service: ServiceConfig, weights: dict[str, int]) -> None:
         """Give servers (by name) new weights, 0-100, at once."""
         ...
 
-    def drain(self, service: Any, names: list[str], timeout: float) -> int:
+    def drain(self, service: ServiceConfig, names: list[str], timeout: float) -> int:
         """Send no new request to ``names``; wait up to ``timeout`` for the requests they
         are serving to end. Returns how many were still in flight."""
         ...
 
-    def status(self, service: Any) -> RouterState:
+    def status(self, service: ServiceConfig) -> RouterState:
         """The frontend and every server (state, check, weight, sessions, counters);
         ``running=False`` with a one-line ``detail`` when the router cannot be reached."""
         ...
 
-    def reload(self, service: Any, pid: int) -> None:
+    def reload(self, service: ServiceConfig, pid: int) -> None:
         """Reload the router running as ``pid`` with its config, without closing its
         listening socket or a connection in flight."""
         ...

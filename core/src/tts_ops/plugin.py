@@ -69,6 +69,13 @@ _NAMES = {
     "RouterState": "tts_ops.routing",
     "ServerState": "tts_ops.routing",
     "ROUTER_ROLE_LABEL": "tts_ops.routing",
+    # what runs for a service, whatever generation serves it, and the core object
+    "Service": "tts_ops.runtime.model",
+    "Generation": "tts_ops.runtime.model",
+    "Instance": "tts_ops.runtime.model",
+    "Runtime": "tts_ops.runtime.core",
+    # what a backend is asked to run (a service, or one slot of a generation)
+    "ServiceConfig": "tts_ops.config.models",
     # deploy strategies
     "DeployContext": "tts_ops.deploy.context",
     "DeployFailed": "tts_ops.deploy.context",
@@ -109,4 +116,133 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers see: the same names, imported eagerly
-    pass
+    from tts_ops import hookimpl as hookimpl
+    from tts_ops.backend import (
+        CAPABILITIES as CAPABILITIES,
+    )
+    from tts_ops.backend import (
+        EVENT_HOOKS as EVENT_HOOKS,
+    )
+    from tts_ops.backend import (
+        BackendContext as BackendContext,
+    )
+    from tts_ops.backend import (
+        BackendEvent as BackendEvent,
+    )
+    from tts_ops.backend import (
+        BackendUnavailable as BackendUnavailable,
+    )
+    from tts_ops.backend import (
+        ProcessBackend as ProcessBackend,
+    )
+    from tts_ops.backend import (
+        ServiceStatus as ServiceStatus,
+    )
+    from tts_ops.backend import (
+        StartFailed as StartFailed,
+    )
+    from tts_ops.backend import (
+        State as State,
+    )
+    from tts_ops.backend import (
+        Support as Support,
+    )
+    from tts_ops.backend import (
+        command_problem as command_problem,
+    )
+    from tts_ops.config.models import (
+        ServiceConfig as ServiceConfig,
+    )
+    from tts_ops.config.models import (
+        with_overrides as with_overrides,
+    )
+    from tts_ops.config.paths import (
+        ensure_writable_dir as ensure_writable_dir,
+    )
+    from tts_ops.contracts import (
+        ChangeFeed as ChangeFeed,
+    )
+    from tts_ops.contracts import (
+        EventSource as EventSource,
+    )
+    from tts_ops.contracts import (
+        LiveFile as LiveFile,
+    )
+    from tts_ops.contracts import (
+        LogLocator as LogLocator,
+    )
+    from tts_ops.contracts import (
+        LogRotator as LogRotator,
+    )
+    from tts_ops.contracts import (
+        LogSink as LogSink,
+    )
+    from tts_ops.contracts import (
+        RegistryStore as RegistryStore,
+    )
+    from tts_ops.contracts import (
+        Router as Router,
+    )
+    from tts_ops.contracts import (
+        SharedRegistry as SharedRegistry,
+    )
+    from tts_ops.contracts import (
+        Strategy as Strategy,
+    )
+    from tts_ops.deploy.context import (
+        DeployContext as DeployContext,
+    )
+    from tts_ops.deploy.context import (
+        DeployFailed as DeployFailed,
+    )
+    from tts_ops.discovery.record import (
+        HEALTH as HEALTH,
+    )
+    from tts_ops.discovery.record import (
+        InstanceRecord as InstanceRecord,
+    )
+    from tts_ops.errors import (
+        ConfigError as ConfigError,
+    )
+    from tts_ops.errors import (
+        MissingComponent as MissingComponent,
+    )
+    from tts_ops.errors import (
+        OperationFailed as OperationFailed,
+    )
+    from tts_ops.errors import (
+        PluginError as PluginError,
+    )
+    from tts_ops.errors import (
+        TtsOpsError as TtsOpsError,
+    )
+    from tts_ops.logs.sinks import (
+        FileSink as FileSink,
+    )
+    from tts_ops.registry import (
+        Register as Register,
+    )
+    from tts_ops.registry import (
+        Registration as Registration,
+    )
+    from tts_ops.routing import (
+        RouterServer as RouterServer,
+    )
+    from tts_ops.routing import (
+        RouterState as RouterState,
+    )
+    from tts_ops.routing import (
+        ServerState as ServerState,
+    )
+    from tts_ops.runtime.core import (
+        Runtime as Runtime,
+    )
+    from tts_ops.runtime.model import (
+        Generation as Generation,
+    )
+    from tts_ops.runtime.model import (
+        Instance as Instance,
+    )
+    from tts_ops.runtime.model import (
+        Service as Service,
+    )

@@ -15,10 +15,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tts_ops.deploy.slots import SLOT_LABEL
 from tts_ops.errors import OperationFailed
+
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
 #: on the router's own process: it is not an instance (discovery skips it)
 ROLE_LABEL = "tts-ops/role"
@@ -79,7 +82,7 @@ def is_remote(name: str) -> bool:
     return "." in name
 
 
-def remote_servers(app: Any, service: Any) -> list[RouterServer]:
+def remote_servers(app: Runtime, service: Any) -> list[RouterServer]:
     """With ``router_scope: cluster``, the instances of ``service`` that other hosts keep
     in the shared registry (etcd) and that are not critical, named ``SLOT.NODE``; else
     none. HAProxy's own checks still decide which of them get requests."""
@@ -101,7 +104,7 @@ def remote_servers(app: Any, service: Any) -> list[RouterServer]:
     return sorted(out, key=lambda s: s.name)
 
 
-def follow_remote(app: Any, change: dict[str, Any]) -> None:
+def follow_remote(app: Runtime, change: dict[str, Any]) -> None:
     """Another host's instance of a ``router_scope: cluster`` service changed (``discovery
     watch`` saw it): route to that host's instances as they are now, this host's as the
     router has them."""
@@ -166,7 +169,7 @@ def wait_routable(router: Any, service: Any, names: list[str], timeout: float) -
         time.sleep(0.1)
 
 
-def prepare_start(app: Any, service: Any, pm: str | None) -> None:
+def prepare_start(app: Runtime, service: Any, pm: str | None) -> None:
     """Before ``start``: the instances' private ports chosen and kept, and the router's
     config written for them, so that the router starts beside them (a running router
     takes them live, and reloads if its own settings changed)."""
@@ -182,7 +185,7 @@ def prepare_start(app: Any, service: Any, pm: str | None) -> None:
             router.reload(service, status.pid)
 
 
-def finish_start(app: Any, service: Any) -> None:
+def finish_start(app: Runtime, service: Any) -> None:
     """After ``start``: return only when the router sees every instance up."""
     from tts_ops.deploy.slots import runtime_services
 

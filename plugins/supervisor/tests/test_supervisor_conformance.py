@@ -1,7 +1,36 @@
-"""The supervisor backend passes the core's conformance suite unchanged, on a real supervisord."""
+"""The supervisor backend passes the core's conformance suite unchanged, on a real
+supervisord, and its log sink the log sink suite."""
+
+import pytest
 
 from tts_ops.testing.conformance import BackendConformance
+from tts_ops.testing.contracts import LogSinkConformance
 
 
 class TestSupervisorConformance(BackendConformance):
     pass
+
+
+class TestSupervisorSinkConformance(LogSinkConformance):
+    """The registered ``supervisor`` sink: supervisord's log file of a program (and its
+    ``NAME.log.N`` backups), written here as supervisord writes it."""
+
+    @pytest.fixture
+    def make_sink(self, tmp_path):
+        from tts_ops_supervisor import plugin
+
+        from tts_ops.testing import make_host
+
+        factory = make_host(plugin).lookup("log_sink", "supervisor").factory
+        path = tmp_path / "tts-out.log"
+
+        def make(lines: list[bytes]):
+            path.write_bytes(b"".join(lines))
+
+            def append(line: bytes) -> None:
+                with open(path, "ab") as fh:
+                    fh.write(line)
+
+            return factory(path), append
+
+        return make

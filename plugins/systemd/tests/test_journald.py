@@ -18,6 +18,7 @@ import pytest
 
 from tts_ops.backend import BackendContext
 from tts_ops.testing import free_port, make_host, run_cli, service, wait_for
+from tts_ops.testing.contracts import LogSinkConformance
 
 JOURNALD = "/lib/systemd/systemd-journald"
 SOCKETS = Path("/run/systemd/journal")
@@ -103,3 +104,39 @@ def test_units_log_to_the_journal_and_every_command_reads_it(journald, tmp_path)
     finally:
         backend.uninstall(svc)
         time.sleep(0.2)
+
+
+class TestJournaldSinkConformance(LogSinkConformance):
+    """The registered ``journald`` sink against the real journal: each sink's unit is a
+    transient user unit (``systemd-run --user``) whose output, the lines of a file, goes to
+    the journal (``tail -F``); ``append`` writes one more line to the file."""
+
+    @pytest.fixture
+    def make_sink(self, journald, tmp_path):
+        from tts_ops_systemd import plugin
+
+        factory = make_host(plugin).lookup("log_sink", "journald").factory
+        units: list[str] = []
+
+        def make(lines: list[bytes]):
+            path = tmp_path / f"lines-{len(units)}.txt"
+            path.write_bytes(b"".join(lines))
+            unit = f"sink-{os.urandom(4).hex()}.service"
+            subprocess.run(["systemd-run", "--user", "--quiet", f"--unit={unit}",
+                            "-p", "StandardOutput=journal", "tail", "-n", "+1", "-F",
+                            str(path)], check=True, timeout=30)
+            units.append(unit)
+            sink = factory((unit, "user"))
+            if lines:  # the journal has them all before the suite reads them
+                wait_for(lambda: len(list(sink.lines(lambda _m: None))) >= len(lines),
+                         timeout=20, message="the unit's lines in the journal")
+
+            def append(line: bytes) -> None:
+                with open(path, "ab") as fh:
+                    fh.write(line)
+
+            return sink, append
+
+        yield make
+        for unit in units:
+            subprocess.run(["systemctl", "--user", "stop", unit], timeout=30, check=False)

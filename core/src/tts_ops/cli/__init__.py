@@ -223,7 +223,7 @@ def create_cli(host_factory: Callable[[], Any] | None = None) -> click.Group:
     def cli(ctx: click.Context, config_path: str | None, state_dir: str | None, verbose: bool,
             debug: bool) -> None:
         """Deploy, supervise, discover and roll out a text-to-speech HTTP service."""
-        from tts_ops.cli.app import App
+        from tts_ops.runtime import Runtime as App
 
         _setup_logging(debug)
         ctx.obj = App(config_path=config_path, state_dir=state_dir, verbose=verbose, debug=debug,

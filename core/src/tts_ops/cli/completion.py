@@ -19,7 +19,7 @@ SHELLS = ("bash", "zsh", "fish")
 
 
 def _app(ctx: click.Context) -> Any:
-    from tts_ops.cli.app import App
+    from tts_ops.runtime import Runtime as App
 
     params: dict[str, Any] = {}
     current: click.Context | None = ctx

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,8 +17,11 @@ from tts_ops.cli import completion
 from tts_ops.cli.service_cmd import backend_options
 from tts_ops.errors import OperationFailed
 
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
-def _every_process(app: Any, configured: list[Any]) -> list[Any]:
+
+def _every_process(app: Runtime, configured: list[Any]) -> list[Any]:
     """Every name the services have run under or may run under: the plain service, each
     generation's slots and the router (a deploy moves a service from one to the other
     while ``events -f`` runs), and what runs now (a deploy under way)."""

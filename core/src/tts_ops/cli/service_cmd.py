@@ -13,6 +13,7 @@ import click
 
 from tts_ops.cli import completion
 from tts_ops.errors import MissingComponent, OperationFailed, TtsOpsError
+from tts_ops.runtime.model import address_of
 
 
 def backend_options(f):
@@ -176,7 +177,7 @@ def restart(app, names, all_, pm, as_json) -> None:
             engine.deploy(svc, strategy=None, pm=pm, release=current, kind="restart",
                           environment=current.environment if current else
                           engine.environment(None))
-            done += _statuses(app, app.runtime([svc]), pm)
+            done += app.statuses(app.runtime([svc]), pm)
     if as_json:
         click.echo(json.dumps(_rows_json(done, app.runtime(configured)), indent=2))
         return
@@ -200,33 +201,9 @@ def _rows_json(rows: list[Any], services: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def address_of(svc: Any) -> str | None:
-    """Where clients reach ``svc``: its service's shared address (a deploy's slot, behind
-    a router or a shared socket), else its own ``host:port``."""
-    if not getattr(svc, "uses_port", True):
-        return None
-    host, port = svc.shared_address() or (svc.host, svc.port)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _any_running(app, svc, pm) -> bool:
     return any(str(st.state) in ("running", "unhealthy", "starting", "backoff")
-               for st in _statuses(app, app.runtime([svc]), pm))
-
-
-def _statuses(app, services, pm) -> list[Any]:
-    """Statuses of ``services`` in their order, each backend asked once."""
-    from tts_ops.backend import BackendUnavailable
-
-    rows = []
-    for name, group in app.by_backend(services, pm).items():
-        try:
-            rows.extend(app.backend(name).status(group))
-        except BackendUnavailable as exc:
-            raise MissingComponent(f"{name}: {exc}") from None
-    order = {svc.name: i for i, svc in enumerate(services)}
-    rows.sort(key=lambda r: order.get(r.name, len(order)))
-    return rows
+               for st in app.statuses(app.runtime([svc]), pm))
 
 
 @click.command()
@@ -257,7 +234,7 @@ def status(app, names, pm, as_json, watch, interval) -> None:
 
 def _status_once(app, names, pm, as_json: bool, compact: bool = False) -> None:
     services = app.runtime(app.services(names, not names))
-    rows = _statuses(app, services, pm)
+    rows = app.statuses(services, pm)
     if as_json:
         click.echo(json.dumps(_rows_json(rows, services), indent=None if compact else 2))
         return
@@ -320,15 +297,18 @@ def _one_service_command(action: str, doc: str):
     @backend_options
     @click.pass_obj
     def command(app, names, pm) -> None:
+        from tts_ops.backend import Support
+
         if action in ("install", "enable"):
             app.require_valid()
         for svc in app.services(names, False):
             name = app.choose_backend(svc, pm)  # the flag, else the one it was started with
-            if name == "manual":
-                raise OperationFailed(
-                    f"{svc.name}: the manual backend cannot {action} anything (its"
-                    " supervisor needs no install): pass --process-manager systemd|supervisor")
             backend = app.backend(name)
+            if backend.capabilities().get("auto_start") == Support.UNSUPPORTED:
+                raise OperationFailed(
+                    f"{svc.name}: the {name} backend cannot {action} anything (it has no"
+                    " boot-time manager to install into): pass --process-manager with one"
+                    " that has (tts-ops plugins shows each backend's auto_start)")
             serving = app.runtime([svc])  # after a blue/green deploy: the serving slots
             if action in ("install", "enable"):
                 for running in serving:

@@ -15,12 +15,15 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tts_ops.cli.overview import health_of
 from tts_ops.errors import ConfigError
+from tts_ops.runtime.views import health_of
+
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
 KEYS_HELP = "up/down choose  r restart  s stop  a start  l logs  q quit"
 COLUMNS = ("NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "CPU", "RSS", "RELEASE",
@@ -116,7 +119,7 @@ def rate_and_p95(old: Sample | None, new: Sample | None) -> tuple[float | None, 
 
 
 class Top:
-    def __init__(self, app: Any, pm: str | None, interval: float) -> None:
+    def __init__(self, app: Runtime, pm: str | None, interval: float) -> None:
         self.app, self.pm, self.interval = app, pm, interval
         self.selected = 0
         self.samples: dict[str, Sample | None] = {}
@@ -127,7 +130,7 @@ class Top:
         self.owners: dict[str, str] = {}
 
     def refresh(self) -> None:
-        from tts_ops.cli.overview import service_rows
+        from tts_ops.runtime.views import service_rows
 
         rows = service_rows(self.app, self.pm)
         self.releases = {r.status.name: r.release for r in rows}
@@ -145,7 +148,7 @@ class Top:
         self.selected = min(self.selected, max(0, len(table) - 1))
 
     def events(self) -> list[str]:
-        from tts_ops.cli.overview import recent_events
+        from tts_ops.runtime.views import recent_events
 
         return [f"{time.strftime('%H:%M:%S', time.localtime(e.ts))}  {e.service}  {e.kind}"
                 f"{f'  {e.reason}' if e.reason else ''}"

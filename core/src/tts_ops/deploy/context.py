@@ -8,10 +8,16 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tts_ops.backend import StartFailed
 from tts_ops.errors import OperationFailed
+
+if TYPE_CHECKING:
+    from tts_ops.backend import ProcessBackend
+    from tts_ops.config.models import ServiceConfig
+    from tts_ops.contracts import Router
+    from tts_ops.routing import RouterServer
 
 #: the requests a canary step counts by default: synthesis, what clients come for
 COUNTED_PATHS = ("/synthesize", "/v1/audio/speech")
@@ -28,10 +34,13 @@ class DeployFailed(OperationFailed):
 
 @dataclass
 class DeployContext:
-    service: Any                      # the base service config (for this environment)
-    old: list[Any]                    # the services of the generation now serving
-    new: list[Any]                    # the services of the generation being deployed
-    backend: Any
+    #: services are `ServiceConfig` values (a release's snapshot is a view of the same
+    #: fields): ``service`` is the base config for this environment, ``old`` and ``new``
+    #: the slots of the generation serving and of the one being deployed
+    service: ServiceConfig
+    old: list[ServiceConfig]
+    new: list[ServiceConfig]
+    backend: ProcessBackend
     registry: Any
     settings: Any                     # service.deploy
     release_id: str
@@ -40,8 +49,8 @@ class DeployContext:
     emit: Callable[..., None]
     verify_hooks: Callable[[Any, str], list[str]]
     deadline: float = 0.0
-    started: list[Any] = field(default_factory=list)   # new services started so far
-    stopped: list[Any] = field(default_factory=list)   # old services stopped so far
+    started: list[ServiceConfig] = field(default_factory=list)  # new ones started so far
+    stopped: list[ServiceConfig] = field(default_factory=list)  # old ones stopped so far
     downtime_s: float | None = None
     #: structured progress for displays: progress("weights", weights={...}) or
     #: progress("samples", step=10, samples=40, need=50, errors=0)
@@ -50,12 +59,12 @@ class DeployContext:
     options: Any = None
     #: the service's router (`tts_ops.contracts.Router`), None without one; ``servers``:
     #: what it routes to, by server name (the engine fills it with the old generation)
-    router: Any = None
-    servers: dict[str, Any] = field(default_factory=dict)
+    router: Router | None = None
+    servers: dict[str, RouterServer] = field(default_factory=dict)
 
     # --- processes ---
 
-    def start(self, svc: Any) -> Any:
+    def start(self, svc: ServiceConfig) -> Any:
         """Start a new instance; behind a router it is added at its initial weight."""
         self.check_deadline()
         # recorded before its start begins: an interrupt at any point of the start (the
@@ -68,13 +77,13 @@ class DeployContext:
         self._route(svc, int(svc.labels.get("tts-ops/initial-weight", 100)))
         return status
 
-    def bring_back(self, svc: Any, weight: int = 0) -> None:
+    def bring_back(self, svc: ServiceConfig, weight: int = 0) -> None:
         """Start an instance of the old release again (a rollback); behind a router at
         ``weight`` (0: until the strategy gives the old release its weight back)."""
         self.backend.start(svc)
         self._route(svc, weight)
 
-    def stop(self, svc: Any) -> None:
+    def stop(self, svc: ServiceConfig) -> None:
         """Stop an instance; behind a router, it is drained first (no new request, the
         ones in flight finish) and taken out."""
         if self.router is not None:
@@ -90,7 +99,7 @@ class DeployContext:
                 self.router.sync(self.service, list(self.servers.values()))
         self.backend.stop(svc)
 
-    def _route(self, svc: Any, weight: int) -> None:
+    def _route(self, svc: ServiceConfig, weight: int) -> None:
         if self.router is None:
             return
         from tts_ops.routing import server_of
@@ -99,12 +108,12 @@ class DeployContext:
         self.servers[server.name] = server
         self.router.sync(self.service, list(self.servers.values()))
 
-    def running(self, svc: Any) -> bool:
+    def running(self, svc: ServiceConfig) -> bool:
         return str(self.backend.status([svc])[0].state) in ("running", "unhealthy")
 
     # --- traffic ---
 
-    def record_id(self, svc: Any) -> str:
+    def record_id(self, svc: ServiceConfig) -> str:
         slot = svc.labels.get("tts-ops/slot")
         return f"{self.service.name}@{slot}" if slot else svc.name
 
@@ -124,7 +133,7 @@ class DeployContext:
                 if server is not None:
                     routed[server.name] = weight
                     self.servers[server.name] = replace(server, weight=weight)
-        if routed:
+        if routed and self.router is not None:
             self.router.set_weights(self.service, routed)
         for rid, weight in by_id.items():
             self.registry.set_weight(rid, weight)
@@ -145,7 +154,7 @@ class DeployContext:
 
     # --- checks ---
 
-    def verify(self, svc: Any) -> None:
+    def verify(self, svc: ServiceConfig) -> None:
         """Health, then a real synthesis for the reference server, then the plugins' checks."""
         from tts_ops.health import check_service
 
@@ -163,7 +172,7 @@ class DeployContext:
         self.log(f"verified {svc.name}: health passing"
                  + (", speech synthesized" if svc.uses_reference_server else ""))
 
-    def router_counters(self, svc: Any) -> tuple[int, int] | None:
+    def router_counters(self, svc: ServiceConfig) -> tuple[int, int] | None:
         """(requests, errors) the router counted for ``svc`` so far (5xx answers, failed
         connections, broken responses); None without a router."""
         if self.router is None:
@@ -176,12 +185,12 @@ class DeployContext:
                 return server.requests, server.errors
         return 0, 0
 
-    def counters(self, svc: Any, paths: tuple[str, ...] | list[str] = COUNTED_PATHS
+    def counters(self, svc: ServiceConfig, paths: tuple[str, ...] | list[str] = COUNTED_PATHS
                  ) -> tuple[int, int]:
         """(requests, 5xx responses) to ``paths`` so far, from the service's /metrics
         (``tts_requests_total{path, status}``, read with prometheus_client's parser)."""
         parts = urllib.parse.urlsplit(base_url(svc))
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
         try:
             conn.request("GET", "/metrics")
             text = conn.getresponse().read().decode()
@@ -208,15 +217,15 @@ class DeployContext:
         return total, errors
 
 
-def base_url(svc: Any) -> str:
+def base_url(svc: ServiceConfig) -> str:
     host = "127.0.0.1" if svc.host in ("0.0.0.0", "", "localhost") else svc.host
     return f"http://{host}:{svc.port}"
 
 
-def verify_synthesis(svc: Any, text: str) -> str | None:
+def verify_synthesis(svc: ServiceConfig, text: str) -> str | None:
     """Synthesize ``text`` on the new instance; a problem in one line, or None."""
     parts = urllib.parse.urlsplit(base_url(svc))
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     try:
         conn.request("POST", "/synthesize", body=json.dumps({"text": text}),
                      headers={"Content-Type": "application/json"})

@@ -21,9 +21,12 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tts_ops.statefile import atomic_write_json, private_dir, read_json
+
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
 SUFFIX = ".journal.json"
 
@@ -169,7 +172,7 @@ def in_flight(state_dir: Path, name: str, base: Any = None) -> list[Any]:
                                entry.get("new_host"))
 
 
-def recover(app: Any, names: list[str] | None = None) -> list[str]:
+def recover(app: Runtime, names: list[str] | None = None) -> list[str]:
     """Finish every deploy whose process died (of ``names``, or all); one line each."""
     lines = []
     for name in pending(app.state_dir):
@@ -181,7 +184,7 @@ def recover(app: Any, names: list[str] | None = None) -> list[str]:
     return lines
 
 
-def _route_only(app: Any, service: Any, survivors: list[Any]) -> None:
+def _route_only(app: Runtime, service: Any, survivors: list[Any]) -> None:
     """Behind a router: route only to the generation that stays, before the other stops."""
     if service is None or not service.router:
         return
@@ -194,7 +197,7 @@ def _route_only(app: Any, service: Any, survivors: list[Any]) -> None:
         pass  # the router is down too: the next start or deploy routes it afresh
 
 
-def _recover_one(app: Any, name: str) -> str | None:
+def _recover_one(app: Runtime, name: str) -> str | None:
     from tts_ops.deploy import history, slots
     from tts_ops.deploy.lock import DeployLock
     from tts_ops.deploy.releases import ReleaseStore
@@ -264,7 +267,7 @@ def _recover_one(app: Any, name: str) -> str | None:
         lock.__exit__(None, None, None)
 
 
-def _weights(app: Any, name: str, weights: list[tuple[Any, int]]) -> None:
+def _weights(app: Runtime, name: str, weights: list[tuple[Any, int]]) -> None:
     from tts_ops.deploy.slots import SLOT_LABEL
 
     try:

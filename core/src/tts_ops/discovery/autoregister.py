@@ -13,6 +13,7 @@ from tts_ops.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from tts_ops.discovery.record import InstanceRecord
+    from tts_ops.runtime.core import Runtime
 
 PLUGIN_NAME = "tts_ops.discovery.autoregister"
 
@@ -57,7 +58,7 @@ class AutoRegister:
     missed, and the heartbeats put it right when the registry is back.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Runtime) -> None:
         self.app = app
 
     def _registry(self, service: Any = None):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tts_ops.logread import follow
 from tts_ops.logs.sources import files_for, iter_lines
+
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
 
 class FileSink:
@@ -36,7 +39,7 @@ class FileSink:
         yield from follow(self.path, stop=stop)
 
 
-def sink_for(app: Any, service: Any, backend: Any) -> Any:
+def sink_for(app: Runtime, service: Any, backend: Any) -> Any:
     from tts_ops.contracts import LogLocator
 
     if isinstance(backend, LogLocator):

@@ -9,12 +9,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tts_ops.backend import StartFailed
 from tts_ops.errors import TtsOpsError
 from tts_ops.health import check_http, check_service
 from tts_ops.orchestrate.graph import Edge, Graph
+
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
 POLL = 0.1
 
@@ -50,7 +53,7 @@ class Outcome:
 
 
 class Orchestrator:
-    def __init__(self, app: Any, graph: Graph, pm: str | None = None,
+    def __init__(self, app: Runtime, graph: Graph, pm: str | None = None,
                  log: Callable[[str], None] = lambda m: None) -> None:
         self.app = app
         self.graph = graph

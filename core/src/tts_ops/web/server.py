@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -25,6 +25,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
 ACTIONS = ("restart", "stop", "start")
 LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -43,7 +46,7 @@ class Views:
     """The CLI's `App`, asked by one request at a time (it caches, and is not thread-safe);
     the config is read again when its file changes."""
 
-    def __init__(self, app: Any, pm: str | None, token: str | None, refresh_s: float) -> None:
+    def __init__(self, app: Runtime, pm: str | None, token: str | None, refresh_s: float) -> None:
         self.app, self.pm, self.token, self.refresh_s = app, pm, token or None, refresh_s
         self.lock = threading.Lock()
         self._config_stamp = self._stamp()
@@ -65,7 +68,7 @@ class Views:
         self.app._recovered = False  # as each `status` would: finish a deploy that died
 
     def status(self) -> dict[str, Any]:
-        from tts_ops.cli.overview import recent_deploys, recent_events, service_rows
+        from tts_ops.runtime.views import recent_deploys, recent_events, service_rows
 
         with self.lock:
             self._fresh()
@@ -79,7 +82,7 @@ class Views:
             }
 
     def logs(self, name: str, lines: int) -> list[str] | None:
-        from tts_ops.cli.overview import log_tail
+        from tts_ops.runtime.views import log_tail
 
         with self.lock:
             self._fresh()

@@ -17,4 +17,4 @@ def _manual(context):
 
 @hookimpl
 def tts_ops_register_backends(register) -> None:
-    register.add("manual", _manual)
+    register.add("manual", _manual, auto_order=30)  # needs nothing: tried last

@@ -24,7 +24,7 @@ def _options() -> type:
 
 @hookimpl
 def tts_ops_register_backends(register) -> None:
-    register.add("supervisor", _supervisor, options=_options)
+    register.add("supervisor", _supervisor, options=_options, auto_order=20)
 
 
 def _conf_flag():

@@ -41,16 +41,9 @@ class JournaldSink:
                 entry = json.loads(raw)
             except ValueError:
                 continue
-            message = entry.get("MESSAGE")
-            if isinstance(message, list):  # journald stores non-UTF-8 text as bytes
-                message = bytes(message).decode("utf-8", "replace")
-            if not isinstance(message, str):
-                continue
-            if not message.startswith("{"):
-                usec = int(entry.get("__REALTIME_TIMESTAMP", 0))
-                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(usec / 1e6))
-                message = f"{stamp} {message}"
-            yield (message + "\n").encode()
+            message = _message(entry)
+            if message is not None:
+                yield (message + "\n").encode()
         proc.wait()
 
     def follow(self, stop: Callable[[], bool]) -> Iterator[str]:
@@ -62,6 +55,24 @@ class JournaldSink:
                     proc.terminate()
                     break
                 try:
-                    yield json.loads(raw).get("MESSAGE", "")
+                    entry = json.loads(raw)
                 except ValueError:
                     continue
+                message = _message(entry) if isinstance(entry, dict) else None
+                if message is not None:
+                    yield message
+
+
+def _message(entry: dict) -> str | None:
+    """An entry as a log line: its MESSAGE, a plain one after journald's time of it (a
+    JSON line carries its own), the same in `JournaldSink.lines` and `JournaldSink.follow`."""
+    message = entry.get("MESSAGE")
+    if isinstance(message, list):  # journald stores non-UTF-8 text as bytes
+        message = bytes(message).decode("utf-8", "replace")
+    if not isinstance(message, str):
+        return None
+    if not message.startswith("{"):
+        usec = int(entry.get("__REALTIME_TIMESTAMP", 0))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(usec / 1e6))
+        message = f"{stamp} {message}"
+    return message

@@ -19,7 +19,8 @@ def _options() -> type:
 
 @hookimpl
 def tts_ops_register_backends(register) -> None:
-    register.add("systemd", _systemd, options=_options)  # options.systemd: scope, hardening
+    # auto_order: systemd first (its services outlive tts-ops and the login session)
+    register.add("systemd", _systemd, options=_options, auto_order=10)  # options.systemd
 
 
 def _scope_flag():

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tts_ops.runtime.core import Runtime
 
 
 @dataclass
@@ -31,16 +34,16 @@ def health_of(status: Any) -> str | None:
     return (status.extra or {}).get("health")
 
 
-def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
+def service_rows(app: Runtime, pm: str | None) -> list[ServiceRow]:
     """Every configured service as it runs (slots included), each backend asked once."""
-    from tts_ops.cli.service_cmd import _statuses, address_of
     from tts_ops.deploy.slots import RELEASE_LABEL
     from tts_ops.routing import is_router_process
+    from tts_ops.runtime.model import address_of
 
     services = app.runtime(app.services((), True))
     by_name = {svc.name: svc for svc in services}
     rows = []
-    for status in _statuses(app, services, pm):
+    for status in app.statuses(services, pm):
         svc = by_name.get(status.name)
         rows.append(ServiceRow(status, svc.labels.get(RELEASE_LABEL) if svc else None,
                                svc.owner if svc else status.name,
@@ -49,7 +52,7 @@ def service_rows(app: Any, pm: str | None) -> list[ServiceRow]:
     return rows
 
 
-def recent_events(app: Any, pm: str | None, last: int) -> list[Any]:
+def recent_events(app: Runtime, pm: str | None, last: int) -> list[Any]:
     """The newest ``last`` lifecycle events of every service, oldest first (backends that
     keep no history add none)."""
     from tts_ops.contracts import EventSource
@@ -64,14 +67,14 @@ def recent_events(app: Any, pm: str | None, last: int) -> list[Any]:
     return sorted(found, key=lambda e: e.ts)[-last:]
 
 
-def recent_deploys(app: Any, last: int) -> list[dict[str, Any]]:
+def recent_deploys(app: Runtime, last: int) -> list[dict[str, Any]]:
     """The newest ``last`` deploy history records, newest first."""
     from tts_ops.deploy import history
 
     return list(reversed(history.read(app.state_dir)))[:last]
 
 
-def log_tail(app: Any, name: str, lines: int, pm: str | None) -> list[str] | None:
+def log_tail(app: Runtime, name: str, lines: int, pm: str | None) -> list[str] | None:
     """The last ``lines`` lines of a service's log: of the generation that runs it now
     (after a deploy ``tts`` runs as ``tts-green``; with N instances each line says which),
     or of one process named exactly (a slot, a router); None when no such service or
