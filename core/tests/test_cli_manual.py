@@ -236,7 +236,7 @@ def test_a_rejecting_policy_gates_start_but_never_stop_status_or_logs(tmp_path):
 
 
 def test_reading_event_history_dispatches_nothing_again(tmp_path):
-    from tts_ops.cli.events_cmd import state_after
+    from tts_ops.runtime.events import state_after
 
     port = free_port()
     cfg = tmp_path / "c.json"

@@ -28,37 +28,37 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tts_ops import cgroups
 from tts_ops.logwriter import RotatingLogWriter
 from tts_ops.procinfo import children, kill_group, start_ticks
 from tts_ops.sockets import SocketUnavailable, activation_env
 from tts_ops.sockets import fetch as fetch_socket
-from tts_ops.spawn import PR_SET_PDEATHSIG, credentials_for, spawn
+from tts_ops.spawn import credentials_for, spawn
 from tts_ops.spawn import libc as _libc
 from tts_ops.statefile import append_line, atomic_write_bytes, atomic_write_json, private_dir
-from tts_ops_manual.probe import Probe
+from tts_ops_manual.keeper import Keeper
+from tts_ops_manual.output import (  # noqa: F401  (MAX_PARTIAL, has_long_line: tests)
+    MAX_PARTIAL,
+    PIPE_SIZE,
+    OutputPipe,
+    cut_long_lines,
+    has_long_line,
+)
+from tts_ops_manual.readiness import Readiness
+
+if TYPE_CHECKING:
+    from tts_ops_manual.probe import Probe
 
 PR_SET_CHILD_SUBREAPER = 36
-PR_SET_NAME = 15
-KEEPER_NAME = b"tts-ops-keeper"
-MAX_PARTIAL = 64 * 1024
-PIPE_SIZE = READ_SIZE = 1 << 20  # the default pipe-max-size: no privilege needed
-COALESCE_BELOW = 64 * 1024  # a read smaller than this pauses the pipe for:
-COALESCE_SECONDS = 0.002
 F_SETPIPE_SZ = 1031
-BEAT_NICE = 10
 COMPRESS_DELAY = 1.0  # seconds a rotated log waits, so a burst is written before it is gzipped
 STATUS_RETRY = 1.0  # seconds between attempts to write a status the disk refused
-DROPS_REPORT = 1.0  # seconds between status updates while log lines are being dropped
-SCM_CREDENTIALS = getattr(socket, "SCM_CREDENTIALS", 2)
-CRED_SPACE = socket.CMSG_SPACE(struct.calcsize("iII"))  # struct ucred: pid, uid, gid
 
 
 def _uniform(low: float, high: float) -> float:
@@ -66,7 +66,11 @@ def _uniform(low: float, high: float) -> float:
     return low + (high - low) * int.from_bytes(os.urandom(4), "big") / 0xFFFFFFFF
 
 
-class Supervisor:
+class Supervisor(Keeper, Readiness, OutputPipe):
+    """One service's supervisor: its spawn, exits, restarts, stops, timers and signals
+    here; the keeper and heartbeats, readiness and health, and the output are parts of it
+    (`tts_ops_manual.keeper`, `.readiness`, `.output`)."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.spec: dict[str, Any] = json.loads((directory / "spec.json").read_text())
@@ -253,295 +257,6 @@ class Supervisor:
                           ready_at=None, status_text=None, reason=None, health="unknown")
         self.event("started")
         self.start_keeper()  # after the status: a respawn is visible without waiting for it
-
-    # --- the keeper: the service dies with us, even when we die by SIGKILL ----
-
-    def start_keeper(self) -> None:
-        """Fork a keeper that ends the service's whole tree if this supervisor dies.
-
-        PR_SET_PDEATHSIG reaches only our direct child (the service's main process); the
-        keeper, told of our death by its own parent-death signal, kills the service's
-        cgroup (everything it ever forked) or, without one, its process group. It lives in
-        a process group of its own, so a kill of ours does not take it along.
-        """
-        pgid, cgroup, supervisor = self.pgid, self.cgroup, os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                signal.set_wakeup_fd(-1)
-                os.setpgid(0, 0)
-                for sig in (signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-                            signal.SIGCHLD, signal.SIGINT):
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-                os.closerange(3, 65536)
-                _libc.prctl(PR_SET_NAME, KEEPER_NAME, 0, 0, 0)  # what ps shows
-                _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-                while os.getppid() == supervisor:  # a stray SIGTERM is not our death
-                    signal.sigwait({signal.SIGTERM})
-                if cgroup is not None:
-                    cgroups.kill(cgroup)
-                if pgid is not None:
-                    kill_group(pgid, signal.SIGKILL)
-            finally:
-                os._exit(0)
-        self.keeper = pid
-        self.helpers.add(pid)
-
-    def stop_keeper(self, wait: bool = False) -> None:
-        if self.keeper is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.keeper, signal.SIGKILL)
-            if wait:  # on our way out: no zombie of ours left in the cgroup
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(self.keeper, 0)
-                self.helpers.discard(self.keeper)
-            self.keeper = None
-
-    # --- discovery heartbeats ---------------------------------------------
-
-    def beat(self, health: str) -> None:
-        """Send a heartbeat in a forked child: a registry client (sqlite3, requests) would
-        add megabytes to this process."""
-        registry = self.spec.get("registry")
-        if not registry:
-            return
-        if health == "passing":
-            self.timers["beat"] = time.monotonic() + registry["interval"]
-        else:
-            self.timers.pop("beat", None)
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                signal.set_wakeup_fd(-1)
-                # its imports cost ~90 ms of CPU: behind the service and this supervisor's
-                # capture of its output (a heartbeat has a ttl of seconds to land in)
-                os.nice(BEAT_NICE)
-                from tts_ops.plugin import discovery_heartbeat
-
-                discovery_heartbeat(registry["name"], registry["location"],
-                                    registry["record"], health, registry.get("weights"))
-            except BaseException:
-                code = 1
-            os._exit(code)
-        self.helpers.add(pid)
-        self.beaters.add(pid)
-
-    def end_beats(self) -> None:
-        """Before the status says stopped: a heartbeat still in flight carries the record
-        and would register it again after the CLI took it out of discovery."""
-        for pid in list(self.beaters):
-            if pid in self.helpers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-                self.helpers.discard(pid)
-        self.beaters.clear()
-
-    # --- readiness and health -------------------------------------------
-
-    def mark_ready(self, how: str) -> None:
-        if self.status["ready"] or self.stop_mode:
-            return
-        for name in ("ready_deadline", "ready_probe", "start_seconds"):
-            self.timers.pop(name, None)
-        self.timers["health"] = time.monotonic() + self.spec["health_interval"]
-        # the event first: whoever sees the status ready finds the event already recorded
-        self.event("ready", how=how)
-        self.write_status(state="running", ready=True, ready_at=time.time(), health="passing")
-        self.beat("passing")
-
-    def start_probe(self, purpose: str) -> None:
-        if self.probe is not None or self.child_pid is None:
-            return
-        h = self.spec["health"]
-        self.probe = Probe(h["type"], h["host"], h["port"], h["path"], h["timeout"], h.get("url"))
-        self.probe_purpose = purpose
-        if self.probe.result is not None:
-            self.probe_done(*self.probe.result)
-            return
-        self.probe_fd = self.probe.fileno()
-        events = selectors.EVENT_WRITE if self.probe.wants_write else selectors.EVENT_READ
-        self.sel.register(self.probe_fd, events, "probe")
-        self.timers["probe_timeout"] = self.probe.deadline
-
-    def probe_step(self) -> None:
-        assert self.probe is not None
-        was_connect = self.probe.wants_write
-        result = self.probe.step()
-        if result is not None:
-            self.probe_done(*result)
-        elif was_connect and not self.probe.wants_write:
-            self.sel.modify(self.probe_fd, selectors.EVENT_READ, "probe")
-
-    def probe_done(self, ok: bool, detail: str) -> None:
-        if self.probe_fd is not None:
-            self.sel.unregister(self.probe_fd)
-            self.probe_fd = None
-        if self.probe is not None:
-            self.probe.close()
-        self.probe = None
-        self.timers.pop("probe_timeout", None)
-        if self.child_pid is None or self.stop_mode:
-            return
-        if self.probe_purpose == "ready":
-            if ok:
-                self.status["health_detail"] = detail
-                self.mark_ready("health check")
-            else:
-                self.timers["ready_probe"] = time.monotonic() + 0.1
-            return
-        self.timers["health"] = time.monotonic() + self.spec["health_interval"]
-        if ok:
-            self.health_failures = 0
-            if self.status["state"] == "unhealthy" or self.status["health"] != "passing":
-                self.write_status(state="running", health="passing", health_detail=detail)
-                self.event("healthy", detail=detail)
-                self.beat("passing")
-            return
-        self.health_failures += 1
-        self.status["health_detail"] = detail
-        if self.health_failures >= self.spec["unhealthy_threshold"]:
-            if self.status["state"] != "unhealthy":
-                self.write_status(state="unhealthy", health="critical")
-                self.event("unhealthy", detail=detail)
-                self.beat("critical")
-            if self.spec["restart_on_unhealthy"]:
-                self.supervisor_log(f"restarting: {self.health_failures} failed health checks"
-                                    f" ({detail})")
-                self.kill_for_restart(f"unhealthy: {detail}")
-
-    def from_service(self, ancdata: list[tuple[int, int, bytes]]) -> bool:
-        """Whether a datagram's sender (SCM_CREDENTIALS) is in the service's process group."""
-        if self.pgid is None:
-            return False
-        for level, kind, data in ancdata:
-            if level == socket.SOL_SOCKET and kind == SCM_CREDENTIALS and len(data) >= 12:
-                pid = struct.unpack("iII", data[:12])[0]
-                try:
-                    return os.getpgid(pid) == self.pgid
-                except OSError:  # the sender is gone: we cannot tell, so no
-                    return False
-        return False
-
-    def handle_notify(self) -> None:
-        while True:
-            try:
-                data, ancdata, _flags, _addr = self.notify.recvmsg(4096, CRED_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            if not self.from_service(ancdata):
-                self.ignored_notify += 1
-                continue
-            fields = dict(line.partition("=")[::2]
-                          for line in data.decode("utf-8", "replace").splitlines())
-            # one datagram often says READY=1 and STATUS= together: apply STATUS first
-            if "STATUS" in fields:
-                self.status["status_text"] = fields["STATUS"][:200]
-                if not (fields.get("READY") == "1" and self.spec["notify"]):
-                    self.write_status()
-            if fields.get("WATCHDOG") == "1" and self.spec.get("watchdog_sec"):
-                self.timers["watchdog"] = time.monotonic() + self.spec["watchdog_sec"]
-            if "EXTEND_TIMEOUT_USEC" in fields and "ready_deadline" in self.timers:
-                try:
-                    extra = int(fields["EXTEND_TIMEOUT_USEC"]) / 1_000_000
-                except ValueError:
-                    extra = 0
-                self.timers["ready_deadline"] = max(self.timers["ready_deadline"],
-                                                    time.monotonic() + extra)
-            if fields.get("READY") == "1" and self.spec["notify"]:
-                self.mark_ready("READY=1")
-
-    # --- output ---------------------------------------------------------
-
-    def handle_pipe(self) -> None:
-        assert self.pipe_fd is not None
-        try:
-            chunk = os.read(self.pipe_fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        if not chunk:
-            self.close_pipe()
-            return
-        self.write_output(chunk)
-        if len(chunk) < COALESCE_BELOW:
-            # a trickle (a service writing a few hundred bytes at a time): let it gather for
-            # a moment instead of waking for each piece; lines appear at most 2 ms later
-            self.sel.unregister(self.pipe_fd)
-            self.pipe_paused = True
-            self.timers["pipe"] = time.monotonic() + COALESCE_SECONDS
-
-    def resume_pipe(self) -> None:
-        if self.pipe_paused and self.pipe_fd is not None:
-            self.sel.register(self.pipe_fd, selectors.EVENT_READ, "pipe")
-        self.pipe_paused = False
-
-    def write_output(self, chunk: bytes) -> None:
-        first, last = chunk.find(b"\n"), chunk.rfind(b"\n")
-        if first < 0 or len(self.partial) + first > MAX_PARTIAL or (
-                len(chunk) - last - 1 > MAX_PARTIAL) or (
-                last - first > MAX_PARTIAL and has_long_line(chunk, MAX_PARTIAL, first + 1,
-                                                             last + 1)):
-            self.write_output_joined(chunk)
-            return
-        # the usual read: written from the chunk itself, never a copy of it (a fresh MiB
-        # costs more in page faults than its write); only the line the last read left
-        # unfinished is joined to its end
-        if self.partial:
-            self.log.write_lines(self.partial + chunk[: first + 1])
-            self.log.write_lines(chunk, first + 1, last + 1)
-        else:
-            self.log.write_lines(chunk, 0, last + 1)
-        self.partial = chunk[last + 1 :]
-        self.note_drops()
-        self.schedule_compress()
-
-    def write_output_joined(self, chunk: bytes) -> None:
-        """The general case: an unfinished line, or lines over MAX_PARTIAL to cut."""
-        data = self.partial + chunk
-        cut = data.rfind(b"\n") + 1
-        whole, self.partial = data[:cut], data[cut:]
-        if len(self.partial) > MAX_PARTIAL or (
-                len(whole) > MAX_PARTIAL and has_long_line(whole)):
-            whole, self.partial = cut_long_lines(whole, self.partial)
-        if whole:
-            self.log.write_lines(whole)
-            self.note_drops()
-            self.schedule_compress()
-
-    def schedule_compress(self) -> None:
-        if self.log.compress_due is not None and "compress" not in self.timers:
-            self.timers["compress"] = self.log.compress_due
-
-    def note_drops(self) -> None:
-        """Say in the status, at most once a second, that log lines are being lost."""
-        if self.log.dropped != self.status.get("log_dropped", 0) and \
-                "drops" not in self.timers:
-            self.timers["drops"] = time.monotonic() + (0 if not self.status.get(
-                "log_dropped") else DROPS_REPORT)
-
-    def close_pipe(self) -> None:
-        if self.pipe_fd is None:
-            return
-        while True:  # drain what is left
-            try:
-                chunk = os.read(self.pipe_fd, READ_SIZE)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.write_output(chunk)
-        if self.partial:
-            self.log.write_lines(self.partial + b"\n")
-            self.partial = b""
-        if not self.pipe_paused:
-            self.sel.unregister(self.pipe_fd)
-        self.pipe_paused = False
-        self.timers.pop("pipe", None)
-        os.close(self.pipe_fd)
-        self.pipe_fd = None
 
     # --- exits, restarts, stopping ---------------------------------------
 
@@ -830,35 +545,6 @@ class Supervisor:
         return 0
 
 
-def has_long_line(data: bytes, limit: int = MAX_PARTIAL, start: int = 0,
-                  end: int | None = None) -> bool:
-    """Whether a line of ``data[start:end]`` is longer than ``limit`` bytes (its newline
-    aside).
-
-    One ``rfind`` per ``limit`` bytes, from each line end to the last newline within
-    reach: a regex for the same (``[^\\n]{limit+1}``) scanned every byte and cost 20 ms a
-    MiB, most of the capture's time with a fast writer. A property test holds the two equal.
-    """
-    end = len(data) if end is None else end
-    while end - start > limit:
-        newline = data.rfind(b"\n", start, start + limit + 1)
-        if newline < 0:
-            return True
-        start = newline + 1
-    return False
-
-
-def cut_long_lines(whole: bytes, partial: bytes) -> tuple[bytes, bytes]:
-    """Lines over MAX_PARTIAL cut into MAX_PARTIAL pieces, each a line of its own, at the
-    same places whatever the reads were; an unfinished line keeps its last piece."""
-    out = []
-    for line in whole.split(b"\n")[:-1]:
-        for start in range(0, max(len(line), 1), MAX_PARTIAL):
-            out.append(line[start:start + MAX_PARTIAL])
-    while len(partial) > MAX_PARTIAL:
-        out.append(partial[:MAX_PARTIAL])
-        partial = partial[MAX_PARTIAL:]
-    return (b"\n".join(out) + b"\n") if out else b"", partial
 
 
 def backoff_delay(first: float, factor: float, failures: int, cap: float) -> float:
