@@ -330,45 +330,7 @@ def test_status_watch_follows_a_stop_and_ends_cleanly_on_ctrl_c(tmp_path):
     assert watch.returncode == 0 and "Traceback" not in err
 
 
-class Terminal:
-    """A detached tmux session: a real terminal for commands that draw on one."""
-
-    def __init__(self, *argv: str, width: int = 180, height: int = 30, plugins: str = "manual"):
-        import os
-        import shutil
-        import subprocess
-        import uuid
-
-        if shutil.which("tmux") is None:
-            if os.environ.get("CI"):
-                pytest.fail("CI must install tmux")
-            pytest.skip("tmux is not installed")
-        self.session = f"tty-{uuid.uuid4().hex[:8]}"
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width),
-                        "-y", str(height), "-e", f"TTS_OPS_PLUGINS={plugins}", *argv],
-                       check=True)
-
-    def tmux(self, *args: str) -> None:
-        import subprocess
-
-        subprocess.run(["tmux", args[0], "-t", self.session, *args[1:]], check=True)
-
-    def screen(self) -> str:
-        import subprocess
-
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session],
-                              capture_output=True, text=True).stdout
-
-    def alive(self) -> bool:
-        import subprocess
-
-        return subprocess.run(["tmux", "has-session", "-t", self.session],
-                              capture_output=True).returncode == 0
-
-    def close(self) -> None:
-        import subprocess
-
-        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+from tts_ops.testing.terminal import Terminal  # noqa: E402
 
 
 def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):

@@ -375,8 +375,8 @@ def test_the_largest_maxconn_validation_allows_starts(haproxy, tmp_path, manual_
 def test_top_scrapes_the_instances_and_not_the_router(haproxy, tmp_path, manual_host):
     """Through the router, /metrics is whichever instance answered: top's row for the
     router shows no rate, each instance's row its own."""
-    from tts_ops.cli.app import App
     from tts_ops.cli.top_cmd import Top
+    from tts_ops.runtime import Runtime as App
 
     name, _port, cli = _config(tmp_path, process_manager="manual", instances=2)
     try:
@@ -384,7 +384,8 @@ def test_top_scrapes_the_instances_and_not_the_router(haproxy, tmp_path, manual_
         app = App(config_path=cli[1], state_dir=cli[3], host_factory=lambda: manual_host)
         top = Top(app, None, 1.0)
         top.refresh()
-        sampled = {row.name: top.samples[row.name] is not None for row, _r, _p in top.rows}
+        sampled = {row.name: top.trends.samples.get(row.name) is not None
+                   for row, _r, _p in top.rows}
         assert sampled == {f"{name}-blue-0": True, f"{name}-blue-1": True,
                            f"{name}-router": False}
     finally:

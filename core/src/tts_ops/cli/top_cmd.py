@@ -3,9 +3,12 @@
 Each refresh (``--interval``, 1 s) asks the backends for every service's status (as
 ``status``), reads each running service's ``/metrics`` (parsed by prometheus_client) for
 requests per second and the p95 synthesis time over the last interval, and shows the
-recent lifecycle events underneath. Keys: up/down (or k/j) choose a service; ``r``
-restarts it, ``s`` stops it, ``a`` starts it (each a ``tts-ops`` command of its own, its
-one-line result shown at the bottom); ``l`` follows its log until Ctrl-C; ``q`` quits.
+recent lifecycle events underneath. Under the table, the selected service's requests per
+second, p95 and errors over the last 15 minutes as sparklines, with a ``^`` under each of
+its deploys on the same time axis (`tts_ops.runtime.trends`). Keys: up/down (or k/j)
+choose a service; ``r`` restarts it, ``s`` stops it, ``a`` starts it (each a ``tts-ops``
+command of its own, its one-line result shown at the bottom); ``l`` follows its log until
+``q`` or Ctrl-C; ``q`` quits.
 Drawn with rich; needs a terminal (``status --watch`` is the non-interactive cousin).
 """
 
@@ -14,12 +17,12 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from tts_ops.errors import ConfigError
+from tts_ops.runtime.trends import Trends
 from tts_ops.runtime.views import health_of
 
 if TYPE_CHECKING:
@@ -30,122 +33,28 @@ COLUMNS = ("NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "CPU", "RSS", 
            "HEALTH", "REQ/S", "P95")
 
 
-@dataclass
-class Sample:
-    at: float
-    requests: float
-    buckets: list[tuple[float, float]] = field(default_factory=list)  # (le, cumulative count)
-
-
-#: the two families top reads; servers built on prometheus_client send only these
-METRICS_PATH = "/metrics?name[]=tts_requests_total&name[]=tts_synthesis_seconds_bucket"
-
-
-class Scraper:
-    """Reads each service's /metrics over a connection kept open between refreshes."""
-
-    def __init__(self) -> None:
-        self.connections: dict[tuple[str, int], Any] = {}
-        self.last: dict[tuple[str, int], tuple[str, Sample | None]] = {}
-
-    def text(self, host: str, port: int) -> str | None:
-        import http.client
-
-        host = "127.0.0.1" if host in ("0.0.0.0", "", "localhost") else host
-        for attempt in range(2):  # a kept connection the server closed: once more, anew
-            conn = self.connections.get((host, port))
-            if conn is None:
-                conn = self.connections[(host, port)] = http.client.HTTPConnection(
-                    host, port, timeout=0.3)
-            try:
-                conn.request("GET", METRICS_PATH)
-                resp = conn.getresponse()
-                body = resp.read()
-                if resp.will_close:
-                    conn.close()
-                    del self.connections[(host, port)]
-                return body.decode() if resp.status == 200 else None
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                del self.connections[(host, port)]
-                if attempt:
-                    return None
-        return None
-
-    def sample(self, host: str, port: int) -> Sample | None:
-        """Requests so far and the synthesis-time buckets, from the service's /metrics."""
-        text = self.text(host, port)
-        if text is None:
-            return None
-        # an idle service: nothing new to parse (our own scrape counts under /metrics)
-        key = "\n".join(ln for ln in text.splitlines() if 'path="/metrics"' not in ln)
-        last = self.last.get((host, port))
-        if last is not None and last[0] == key:
-            return last[1] and Sample(time.monotonic(), last[1].requests, last[1].buckets)
-        sample = parse(text)
-        self.last[(host, port)] = (key, sample)
-        return sample
-
-
-def parse(text: str) -> Sample | None:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    sample = Sample(time.monotonic(), 0.0)
-    try:
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                if s.name == "tts_requests_total" and s.labels.get("path") in (
-                        "/synthesize", "/v1/audio/speech"):
-                    sample.requests += s.value
-                elif s.name == "tts_synthesis_seconds_bucket":
-                    sample.buckets.append((float(s.labels["le"]), s.value))
-    except (ValueError, KeyError):  # not Prometheus text: a service of another kind
-        return None
-    sample.buckets.sort()
-    return sample
-
-
-def rate_and_p95(old: Sample | None, new: Sample | None) -> tuple[float | None, float | None]:
-    if old is None or new is None or new.at <= old.at:
-        return None, None
-    rate = max(0.0, new.requests - old.requests) / (new.at - old.at)
-    before = dict(old.buckets)
-    deltas = [(le, count - before.get(le, 0.0)) for le, count in new.buckets]
-    total = deltas[-1][1] if deltas else 0.0
-    if total <= 0:
-        return rate, None
-    p95 = next((le for le, count in deltas if count >= 0.95 * total), None)
-    return rate, p95
-
-
 class Top:
     def __init__(self, app: Runtime, pm: str | None, interval: float) -> None:
         self.app, self.pm, self.interval = app, pm, interval
         self.selected = 0
-        self.samples: dict[str, Sample | None] = {}
-        self.scraper = Scraper()
+        self.trends = Trends()
         self.message = KEYS_HELP
         self.rows: list[Any] = []
         self.releases: dict[str, str | None] = {}
         self.owners: dict[str, str] = {}
+        self.deploys: list[dict[str, Any]] = []
 
     def refresh(self) -> None:
-        from tts_ops.runtime.views import service_rows
+        from tts_ops.runtime.views import recent_deploys, service_rows
 
         rows = service_rows(self.app, self.pm)
+        self.deploys = recent_deploys(self.app, 50)
         self.releases = {r.status.name: r.release for r in rows}
         self.owners = {r.status.name: r.owner for r in rows}
-        table = []
-        for r in rows:
-            row = r.status
-            # a router's /metrics are whichever instance answered: its rows show no rate
-            new = self.scraper.sample(row.host, row.port) if row.port and not r.router and str(
-                row.state) in ("running", "unhealthy") else None
-            rate, p95 = rate_and_p95(self.samples.get(row.name), new)
-            self.samples[row.name] = new
-            table.append((row, rate, p95))
-        self.rows = table
-        self.selected = min(self.selected, max(0, len(table) - 1))
+        # a router's /metrics are whichever instance answered: its rows show no rate
+        self.trends.observe(rows)
+        self.rows = [(r.status, *self.trends.rate_and_p95(r.status.name)) for r in rows]
+        self.selected = min(self.selected, max(0, len(self.rows) - 1))
 
     def events(self) -> list[str]:
         from tts_ops.runtime.views import recent_events
@@ -187,8 +96,37 @@ class Top:
                   for i, cells in enumerate(rows)]
         events = Text("\n".join(self.events()) or "no events yet", no_wrap=True,
                       overflow="crop")
-        return Group(*lines, Text(""), Text("recent events:", style="bold"), events,
-                     Text(self.message, style="dim"))
+        return Group(*lines, Text(""), *self.charts(), Text("recent events:", style="bold"),
+                     events, Text(self.message, style="dim"))
+
+    def charts(self) -> list[Any]:
+        """The selected service's last 15 minutes: a sparkline per metric, deploys as ``^``."""
+        from rich.text import Text
+
+        from tts_ops.runtime.trends import columns, marks, span, spark
+
+        if not self.rows:
+            return []
+        service = self.owners.get(self.rows[self.selected][0].name, "")
+        points = self.trends.points.get(service, [])
+        times = [d["started_at"] for d in self.deploys if d.get("service") == service
+                 and isinstance(d.get("started_at"), int | float)]
+        now = time.time()
+        seconds = span(points, times, now)
+        width = 60
+        shown = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+        out = [Text(f"{service}, last {shown} ({seconds / width:.1f} s a column, ^ a deploy;"
+                    " up to 15 minutes):", style="bold")]
+        for label, field, scale, unit in (("req/s", "rate", 1, ""), ("p95", "p95", 1000, "ms"),
+                                          ("err/s", "errors", 1, "")):
+            cells = columns(points, field, width, now, seconds)
+            top = max((c for c in cells if c is not None), default=None)
+            peak = "-" if top is None else f"{top * scale:.1f}{unit}"
+            out.append(Text(f"{label:>6} |{spark(cells)}| max {peak}", no_wrap=True,
+                            overflow="crop"))
+        out.append(Text(f"{'deploy':>6} |{marks(times, width, now, seconds)}|", no_wrap=True,
+                        overflow="crop"))
+        return [*out, Text("")]
 
     def act(self, action: str) -> None:
         if not self.rows:

@@ -88,6 +88,7 @@ def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str 
     sock = _bind(host, port)
     loopback = _is_loopback(host)
     views = Views(app, pm, token, refresh_s)
+    views.sample_every(max(5.0, refresh_s))  # the charts' last 15 minutes, page open or not
     allowed = _allowed_hosts(host, loopback, allow_hosts)
     asgi = build(views, allowed)
     limit_error_logs()

@@ -10,6 +10,7 @@ command of its own (an argv list, the service name checked against the config fi
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import subprocess
@@ -47,9 +48,36 @@ class Views:
     the config is read again when its file changes."""
 
     def __init__(self, app: Runtime, pm: str | None, token: str | None, refresh_s: float) -> None:
+        from tts_ops.runtime.trends import Trends
+
         self.app, self.pm, self.token, self.refresh_s = app, pm, token or None, refresh_s
         self.lock = threading.Lock()
         self._config_stamp = self._stamp()
+        self.trends = Trends()
+        self._sampled = 0.0  # time.monotonic() of the last sample of every service
+
+    def sample_every(self, seconds: float) -> None:
+        """Sample the services' /metrics every ``seconds`` in a thread, page open or not:
+        the charts have the last 15 minutes when a page opens."""
+        def loop() -> None:
+            while True:
+                time.sleep(seconds)
+                with contextlib.suppress(Exception), self.lock:  # the next round tries again
+                    if time.monotonic() - self._sampled >= seconds * 0.9:
+                        self._fresh()
+                        self._observe()
+
+        threading.Thread(target=loop, name="tts-ops web sampler", daemon=True).start()
+
+    def _observe(self) -> list[Any]:
+        from tts_ops.runtime.views import service_rows
+
+        rows = service_rows(self.app, self.pm)
+        # at most one sample per half refresh: two pages open do not halve the interval
+        if time.monotonic() - self._sampled >= self.refresh_s / 2:
+            self.trends.observe(rows)
+            self._sampled = time.monotonic()
+        return rows
 
     def _stamp(self) -> tuple[int, int] | None:
         if not self.app.config_path:
@@ -68,17 +96,28 @@ class Views:
         self.app._recovered = False  # as each `status` would: finish a deploy that died
 
     def status(self) -> dict[str, Any]:
-        from tts_ops.runtime.views import recent_deploys, recent_events, service_rows
+        from tts_ops.runtime.trends import WINDOW_S
+        from tts_ops.runtime.views import recent_deploys, recent_events
 
         with self.lock:
             self._fresh()
+            rows = self._observe()
+            now = time.time()
+            deploys = recent_deploys(self.app, 200)
             return {
-                "generated_at": time.time(),
+                "generated_at": now,
                 "refresh_s": self.refresh_s,
                 "actions": self.token is not None,
-                "services": [row.to_json() for row in service_rows(self.app, self.pm)],
+                "services": [row.to_json() for row in rows],
                 "events": [e.to_json() for e in recent_events(self.app, self.pm, 20)],
-                "deploys": recent_deploys(self.app, 10),
+                "deploys": deploys[:10],
+                "window_s": WINDOW_S,
+                # each service's points: [time, requests/s, p95 ms, errors/s]
+                "trends": self.trends.to_json(),
+                # the deploys on the charts' time axis
+                "timeline": [{k: d.get(k) for k in ("id", "service", "kind", "result",
+                                                     "started_at")}
+                             for d in deploys if d.get("started_at", 0) >= now - WINDOW_S],
             }
 
     def logs(self, name: str, lines: int) -> list[str] | None:

@@ -88,7 +88,8 @@ function renderServices(services) {
   }
   const select = $("#log-name");
   const chosen = select.value;
-  const names = services.map((s) => s.name);
+  // a service's log is its serving generation's: it stays chosen across deploys
+  const names = Array.from(new Set(services.map((s) => s.service)));
   if (names.join("\n") !== Array.from(select.options).map((o) => o.value).join("\n")) {
     select.replaceChildren(...names.map((n) => {
       const option = document.createElement("option");
@@ -96,6 +97,85 @@ function renderServices(services) {
       return option;
     }));
     if (names.includes(chosen)) select.value = chosen;
+  }
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs) {
+  const element = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attrs)) element.setAttribute(key, String(value));
+  return element;
+}
+
+// one metric of one service over the window, with its deploys as vertical marks
+function chart(service, points, index, label, unit, deploys, now, windowS) {
+  const W = 320, H = 64;
+  const box = svg("svg", {viewBox: "0 0 " + W + " " + H, width: W, height: H, class: "trend",
+                          role: "img"});
+  box.dataset.service = service;
+  box.dataset.metric = label;
+  const values = points.map((p) => p[index]).filter((v) => v !== null);
+  const top = Math.max(0, ...values) || 1;
+  // the axis spans what there is, up to the window: a fresh page's minute fills the width
+  const span = Math.max(10, Math.min(windowS, now - Math.min(now - 10, ...points.map((p) => p[0]),
+    ...deploys.filter((d) => d.service === service && d.started_at >= now - windowS)
+      .map((d) => d.started_at))));
+  const x = (t) => Math.max(0, Math.min(W, (t - (now - span)) / span * W));
+  box.dataset.span = String(Math.round(span));
+  const y = (v) => H - 3 - v / top * (H - 16);
+  let d = "", pen = false;
+  for (const p of points) {
+    if (p[index] === null) { pen = false; continue; }
+    d += (pen ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(p[index]).toFixed(1) + " ";
+    pen = true;
+  }
+  box.dataset.points = String(values.length);
+  box.appendChild(svg("rect", {x: 0, y: 0, width: W, height: H, class: "frame"}));
+  box.appendChild(svg("path", {d: d.trim() || "M0 " + (H - 3), class: "line"}));
+  for (const dep of deploys) {
+    if (dep.service !== service || dep.started_at < now - span) continue;
+    const at = x(dep.started_at).toFixed(1);
+    const mark = svg("line", {x1: at, x2: at, y1: 0, y2: H,
+                              class: "deploy deploy-" + (dep.result || "running")});
+    mark.dataset.id = dep.id;
+    const title = svg("title", {});
+    title.textContent = (dep.kind || "deploy") + " " + dep.id + ": " + (dep.result || "running") +
+      " at " + clock(dep.started_at);
+    mark.appendChild(title);
+    box.appendChild(mark);
+  }
+  const last = values.length ? values[values.length - 1] : null;
+  const text = svg("text", {x: 4, y: 11, class: "label"});
+  text.textContent = label + (last === null ? "" : "  " + last.toFixed(last < 10 ? 2 : 0) +
+    " " + unit) + "  (max " + (values.length ? top.toFixed(top < 10 ? 2 : 0) : "-") +
+    ", last " + (span < 120 ? Math.round(span) + " s" : Math.round(span / 60) + " min") + ")";
+  box.appendChild(text);
+  return box;
+}
+
+function renderTrends(trends, deploys, now, windowS) {
+  const section = $("#trends");
+  const names = Array.from(new Set(Object.keys(trends).concat(
+    deploys.filter((d) => d.started_at >= now - windowS).map((d) => d.service)))).sort();
+  section.replaceChildren(...names.map((service) => {
+    const points = trends[service] || [];
+    const div = document.createElement("div");
+    div.className = "trend-row";
+    div.dataset.service = service;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = service;
+    div.appendChild(name);
+    div.appendChild(chart(service, points, 1, "requests", "/s", deploys, now, windowS));
+    div.appendChild(chart(service, points, 2, "p95", "ms", deploys, now, windowS));
+    div.appendChild(chart(service, points, 3, "errors", "/s", deploys, now, windowS));
+    return div;
+  }));
+  if (!names.length) {
+    const p = document.createElement("p");
+    p.textContent = "no samples yet: a running service's /metrics is read every refresh";
+    section.replaceChildren(p);
   }
 }
 
@@ -147,6 +227,8 @@ async function refresh() {
     renderServices(data.services);
     renderEvents(data.events);
     renderDeploys(data.deploys);
+    renderTrends(data.trends || {}, data.timeline || [], data.generated_at,
+                 data.window_s || 900);
     const updated = $("#updated");
     updated.textContent = "updated " + clock(data.generated_at);
     updated.className = "";
