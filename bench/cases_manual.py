@@ -104,9 +104,9 @@ def manual_vs_supervisord(quick: bool) -> list[Result]:
         r.ok = ours_ms < 50 and r.ratio <= 1.0
         results.append(r)
 
-        # --- stop all 20 ---
+        # --- stop all 20: best of 5 on each side, everything started again between ---
         stops, sd_stops = [], []
-        for _ in range(3 if quick else 5):
+        for _ in range(5):
             time.sleep(1.0)  # both settled, as services in production would be
             t = time.perf_counter()
             subprocess.run(tts_ops("stop", "--all"), env=env, check=True, capture_output=True)
@@ -116,11 +116,16 @@ def manual_vs_supervisord(quick: bool) -> list[Result]:
             sd_stops.append(time.perf_counter() - t)
             subprocess.run(tts_ops("start", "--all"), env=env, check=True, capture_output=True)
             sup.rpc().supervisor.startAllProcesses()
-        r = Result("manual: stop --all of 20 services", statistics.median(stops) * 1000, "ms",
-                   statistics.median(sd_stops) * 1000, "supervisorctl stop all", "ratio < 0.3",
-                   note="supervisorctl runs: " + ", ".join(f"{x * 1000:.0f}" for x in sd_stops)
-                   + " ms")
-        r.ok = r.ratio < 0.3
+        # supervisord's stop all is bimodal (about 0.1 s when SIGCHLD wakes its loop, 1.1 s
+        # when it waits for its 1-second tick): the goal is against its best, not its tick
+        subprocess.run(tts_ops("stop", "--all"), env=env, check=True, capture_output=True)
+        floor = median_run(tts_ops("stop", "--all"), 5, env=env)  # nothing left to stop
+        r = Result("manual: stop --all of 20 services, best of 5", min(stops) * 1000, "ms",
+                   min(sd_stops) * 1000, "supervisorctl stop all, best of 5", "ratio <= 1.0",
+                   note="tts-ops runs: " + ", ".join(f"{x * 1000:.0f}" for x in stops)
+                   + " ms; supervisorctl runs: " + ", ".join(f"{x * 1000:.0f}" for x in sd_stops)
+                   + f" ms; tts-ops stop --all with nothing to stop: {floor * 1000:.0f} ms")
+        r.ok = r.ratio <= 1.0
         results.append(r)
         subprocess.run(tts_ops("stop", "--all", "--force"), env=env, capture_output=True)
     finally:

@@ -251,6 +251,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+#: the first-party distributions, only to name the one to install when a name is not
+#: registered at all (nothing installed can say so): a documented default, never a decision
 _KNOWN_DISTS = {
     ("backend", "manual"): "tts-ops-manual",
     ("backend", "systemd"): "tts-ops-systemd",

@@ -181,43 +181,83 @@ def create_app(state: ServerState, limits: Limits | None = None,
         return Response(render_metrics(state.metrics.registry, names),
                         media_type=CONTENT_TYPE_LATEST)
 
+    from tts_server.openai_api import routes as openai_routes
+
+    app = Starlette(routes=[
+        Route("/synthesize", synthesize_route(state), methods=["POST"]),
+        Route("/health", health),
+        Route("/ready", ready),
+        Route("/voices", voices),
+        Route("/metrics", metrics),
+        *openai_routes(state),
+    ], exception_handlers={HTTPException: _http_error})
+    inner: Any = app
+    if cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        inner = CORSMiddleware(app, allow_origins=list(cors_origins),
+                               allow_methods=["GET", "POST"], allow_headers=["*"])
+    return _AccessLog(BodyGuard(inner, limits or Limits()), state)
+
+
+
+@dataclass
+class SpeechRequest:
+    """A valid ``POST /synthesize`` body."""
+
+    text: str
+    voice: str | None
+    rate: int | None
+    stream: bool
+
+
+def speech_request(ctype: str, raw: bytes, max_text: int) -> SpeechRequest | JSONResponse:
+    """The request, or the error answer naming the field and the fix."""
+    if ctype != "application/json":
+        return _error(415, "Content-Type must be application/json", "content-type")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"malformed JSON: {exc}", "body")
+    except RecursionError:
+        return _error(400, "malformed JSON: nested too deeply", "body")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object", "body")
+    unknown = set(body) - {"text", "voice", "rate", "stream"}
+    if unknown:
+        return _error(400, f"unknown field {sorted(unknown)[0]!r}: use text, voice, rate,"
+                           " stream",
+                      sorted(unknown)[0])
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        return _error(400, "text is required: a non-empty string", "text")
+    for name in ("text", "voice"):
+        problem = _bad_text(body.get(name))
+        if problem:
+            return _error(400, f"{name} {problem}", name)
+    if len(text) > max_text:
+        return _error(413, f"text is {len(text)} characters; the limit is {max_text}", "text")
+    voice = body.get("voice")
+    if voice is not None and not isinstance(voice, str):
+        return _error(400, "voice must be a string", "voice")
+    rate = body.get("rate")
+    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool)):
+        return _error(400, "rate must be an integer (words per minute)", "rate")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        return _error(400, "stream must be true or false", "stream")
+    return SpeechRequest(text, voice, rate, stream)
+
+
+def synthesize_route(state: ServerState) -> Any:
+    """``POST /synthesize``: a WAV, from the cache or one synthesis shared by identical
+    requests; with ``stream``, sentence by sentence."""
     async def synthesize(request: Request) -> Response:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return _error(415, "Content-Type must be application/json", "content-type")
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"malformed JSON: {exc}", "body")
-        except RecursionError:
-            return _error(400, "malformed JSON: nested too deeply", "body")
-        if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object", "body")
-        unknown = set(body) - {"text", "voice", "rate", "stream"}
-        if unknown:
-            return _error(400, f"unknown field {sorted(unknown)[0]!r}: use text, voice, rate,"
-                               " stream",
-                          sorted(unknown)[0])
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
-            return _error(400, "text is required: a non-empty string", "text")
-        for name in ("text", "voice"):
-            problem = _bad_text(body.get(name))
-            if problem:
-                return _error(400, f"{name} {problem}", name)
-        if len(text) > state.max_text:
-            return _error(413, f"text is {len(text)} characters; the limit is {state.max_text}",
-                          "text")
-        voice = body.get("voice")
-        if voice is not None and not isinstance(voice, str):
-            return _error(400, "voice must be a string", "voice")
-        rate = body.get("rate")
-        if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool)):
-            return _error(400, "rate must be an integer (words per minute)", "rate")
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            return _error(400, "stream must be true or false", "stream")
+        asked = speech_request(ctype, await request.body(), state.max_text)
+        if isinstance(asked, JSONResponse):
+            return asked
+        text, voice, rate, stream = asked.text, asked.voice, asked.rate, asked.stream
         started = time.perf_counter()
         parts = sentences(text) if stream else [text]
 
@@ -250,23 +290,7 @@ def create_app(state: ServerState, limits: Limits | None = None,
                                                    keep), media_type="audio/wav")
         return _cached_answer(request, body, etag, "audio/wav")
 
-    from tts_server.openai_api import routes as openai_routes
-
-    app = Starlette(routes=[
-        Route("/synthesize", synthesize, methods=["POST"]),
-        Route("/health", health),
-        Route("/ready", ready),
-        Route("/voices", voices),
-        Route("/metrics", metrics),
-        *openai_routes(state),
-    ], exception_handlers={HTTPException: _http_error})
-    inner: Any = app
-    if cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
-        inner = CORSMiddleware(app, allow_origins=list(cors_origins),
-                               allow_methods=["GET", "POST"], allow_headers=["*"])
-    return _AccessLog(BodyGuard(inner, limits or Limits()), state)
+    return synthesize
 
 
 def sentences(text: str) -> list[str]:

@@ -115,113 +115,123 @@ def _canned(status: int, reason: str, message: str) -> bytes:
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
+class GuardedH11(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout and a connection cap; `protocol_class`
+    makes one per server with its limits."""
+
+    limits: Limits
+    budget: Budget
+    busy_answer = b""
+    slow_answer = b""
+    on_reject: Any = None
+    _header_timer: asyncio.TimerHandle | None = None
+    _draining = False
+    _requests = 0
+    _counted: Any = None
+    _admitted = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # h11 sends the head and the body in two writes: with Nagle on, the body
+            # waits for the ACK a keep-alive client delays by 40 ms
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        admitted = self.budget.admit()
+        if admitted == "busy":
+            self.count("busy")
+            transport.write(self.busy_answer)
+            transport.close()
+            return
+        self._admitted = True
+        if admitted == "evicted":
+            self.count("evicted")
+        self._await_headers(start_timer=True)
+
+    def count(self, kind: str) -> None:
+        if self.on_reject is not None:
+            self.on_reject(kind)
+
+    def evict(self) -> None:
+        self._forget()  # now: its close completes only on the loop's next pass
+        self.transport.close()
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _await_headers(self, start_timer: bool) -> None:
+        self.budget.wait(self)
+        if start_timer and self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.limits.header_timeout,
+                                                      self._headers_late)
+
+    def _forget(self) -> None:
+        self.budget.busy(self)
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self._idle() and not self.transport.is_closing():
+            self.count("header_timeout")
+            self.transport.write(self.slow_answer)
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._idle():
+            self._await_headers(start_timer=True)
+        super().data_received(data)
+        if not self._idle():
+            self._forget()  # a request is under way: its headers are complete
+            if self.cycle is not self._counted:
+                self._counted = self.cycle
+                self._requests += 1
+            if self._draining or self._requests >= self.limits.max_requests:
+                _last_answer(self.cycle)
+
+    def shutdown(self) -> None:
+        if self.transport.is_closing():
+            return
+        self._draining = True
+        if not self._idle():
+            _last_answer(self.cycle)
+        else:
+            self.loop.call_later(IDLE_CLOSE_S, self._close_quiet)
+
+    def _close_quiet(self) -> None:
+        if self._idle() and not self.transport.is_closing():
+            super().shutdown()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._idle() and not self.transport.is_closing():
+            # idle keep-alive: uvicorn's keep-alive timer closes it; we may evict it
+            self._await_headers(start_timer=False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+        if self._admitted:
+            self._admitted = False
+            self.budget.leave(self)
+        super().connection_lost(exc)
+
+
 def protocol_class(limits: Limits, on_reject: Any = None,
                    budget: Budget | None = None) -> type[H11Protocol]:
-    """uvicorn's h11 protocol with a header timeout and a connection cap.
+    """`GuardedH11` with these limits.
 
     ``on_reject(kind)`` is called for every connection closed by a limit ("busy",
     "evicted", "header_timeout"), for the metrics. ``budget``: the cap shared with the
     worker's other protocols (Wyoming).
     """
-    budget = budget or Budget(limits.max_connections)
-    busy = _canned(503, "Service Unavailable", "too many connections; retry shortly")
-    slow = _canned(408, "Request Timeout",
-                   f"request headers not received within {limits.header_timeout:g}s")
-
-    def count(kind: str) -> None:
-        if on_reject is not None:
-            on_reject(kind)
-
-    class GuardedH11(H11Protocol):
-        _header_timer: asyncio.TimerHandle | None = None
-        _draining = False
-        _requests = 0
-        _counted: Any = None
-        _admitted = False
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                # h11 sends the head and the body in two writes: with Nagle on, the body
-                # waits for the ACK a keep-alive client delays by 40 ms
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            admitted = budget.admit()
-            if admitted == "busy":
-                count("busy")
-                transport.write(busy)
-                transport.close()
-                return
-            self._admitted = True
-            if admitted == "evicted":
-                count("evicted")
-            self._await_headers(start_timer=True)
-
-        def evict(self) -> None:
-            self._forget()  # now: its close completes only on the loop's next pass
-            self.transport.close()
-
-        def _idle(self) -> bool:
-            return self.cycle is None or self.cycle.response_complete
-
-        def _await_headers(self, start_timer: bool) -> None:
-            budget.wait(self)
-            if start_timer and self._header_timer is None:
-                self._header_timer = self.loop.call_later(limits.header_timeout,
-                                                          self._headers_late)
-
-        def _forget(self) -> None:
-            budget.busy(self)
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _headers_late(self) -> None:
-            self._header_timer = None
-            if self._idle() and not self.transport.is_closing():
-                count("header_timeout")
-                self.transport.write(slow)
-                self.transport.close()
-
-        def data_received(self, data: bytes) -> None:
-            if self._idle():
-                self._await_headers(start_timer=True)
-            super().data_received(data)
-            if not self._idle():
-                self._forget()  # a request is under way: its headers are complete
-                if self.cycle is not self._counted:
-                    self._counted = self.cycle
-                    self._requests += 1
-                if self._draining or self._requests >= limits.max_requests:
-                    _last_answer(self.cycle)
-
-        def shutdown(self) -> None:
-            if self.transport.is_closing():
-                return
-            self._draining = True
-            if not self._idle():
-                _last_answer(self.cycle)
-            else:
-                self.loop.call_later(IDLE_CLOSE_S, self._close_quiet)
-
-        def _close_quiet(self) -> None:
-            if self._idle() and not self.transport.is_closing():
-                super().shutdown()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self._idle() and not self.transport.is_closing():
-                # idle keep-alive: uvicorn's keep-alive timer closes it; we may evict it
-                self._await_headers(start_timer=False)
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._forget()
-            if self._admitted:
-                self._admitted = False
-                budget.leave(self)
-            super().connection_lost(exc)
-
-    return GuardedH11
+    return type("GuardedH11", (GuardedH11,), {
+        "limits": limits, "budget": budget or Budget(limits.max_connections),
+        "on_reject": staticmethod(on_reject) if on_reject is not None else None,
+        "busy_answer": _canned(503, "Service Unavailable",
+                               "too many connections; retry shortly"),
+        "slow_answer": _canned(408, "Request Timeout", "request headers not received"
+                               f" within {limits.header_timeout:g}s")})
 
 
 def _last_answer(cycle: Any) -> None:

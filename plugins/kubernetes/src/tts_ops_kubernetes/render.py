@@ -179,45 +179,7 @@ def render(svc: Any, *, image: str, namespace: str | None, options: Any, config_
     strategy, comment = strategy_of(svc)
     out.comments.append(f"{svc.name}: {comment}")
     out.warnings += _not_carried(svc)
-    readiness, liveness, warning = probes(svc)
-    if warning:
-        out.warnings.append(warning)
-    container: dict[str, Any] = {
-        "name": "tts", "image": image, "command": container_argv(svc),
-        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
-        "env": [{"name": k, "value": v} for k, v in svc.env.items()],
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/tts-ops", "readOnly": True}],
-    }
-    if svc.wyoming_port and svc.command is None:
-        container["ports"].append({"name": "wyoming", "containerPort": svc.wyoming_port,
-                                   "protocol": "TCP"})
-    if readiness:
-        container["readinessProbe"] = readiness
-        container["livenessProbe"] = liveness
-        container["startupProbe"] = {**{k: v for k, v in readiness.items()
-                                        if k in ("httpGet", "tcpSocket")},
-                                     "periodSeconds": 1, "timeoutSeconds": 1,
-                                     "failureThreshold": max(1, math.ceil(svc.start_timeout))}
-    drain = math.ceil(svc.deploy.drain_seconds)
-    if drain > 0:  # endpoints leave after SIGTERM is sent (kubernetes#43576): wait first
-        container["lifecycle"] = {"preStop": {"sleep": {"seconds": drain}}}
-    limits = _limits(svc, out.warnings)
-    if limits:
-        container["resources"] = {"limits": limits}
-    if svc.working_dir is not None and svc.source is None:
-        container["workingDir"] = str(svc.working_dir)
-    pod: dict[str, Any] = {
-        "terminationGracePeriodSeconds": math.ceil(svc.stop_timeout) + drain,
-        "containers": [container],
-        "volumes": [{"name": "config", "configMap": {"name": f"{name}-config"}}],
-    }
-    init = _init_containers(svc, services, options, out)
-    if init:
-        pod["initContainers"] = init
-    if options.service_account:
-        pod["serviceAccountName"] = options.service_account
-    if options.node_selector:
-        pod["nodeSelector"] = dict(options.node_selector)
+    pod = _pod(svc, _container(svc, image, out), services, options, out)
     stable_replicas = svc.instances
 
     def deployment(object_name: str, replicas: int, track: str, strat: dict) -> dict[str, Any]:
@@ -257,6 +219,57 @@ def render(svc: Any, *, image: str, namespace: str | None, options: Any, config_
         "data": {"tts_services.json": config_json}})
     return out
 
+
+
+def _container(svc: Any, image: str, out: Rendered) -> dict[str, Any]:
+    """The service's container: its command, ports, probes, drain and limits."""
+    readiness, liveness, warning = probes(svc)
+    if warning:
+        out.warnings.append(warning)
+    container: dict[str, Any] = {
+        "name": "tts", "image": image, "command": container_argv(svc),
+        "ports": [{"name": "http", "containerPort": svc.port, "protocol": "TCP"}],
+        "env": [{"name": k, "value": v} for k, v in svc.env.items()],
+        "volumeMounts": [{"name": "config", "mountPath": "/etc/tts-ops", "readOnly": True}],
+    }
+    if svc.wyoming_port and svc.command is None:
+        container["ports"].append({"name": "wyoming", "containerPort": svc.wyoming_port,
+                                   "protocol": "TCP"})
+    if readiness:
+        container["readinessProbe"] = readiness
+        container["livenessProbe"] = liveness
+        container["startupProbe"] = {**{k: v for k, v in readiness.items()
+                                        if k in ("httpGet", "tcpSocket")},
+                                     "periodSeconds": 1, "timeoutSeconds": 1,
+                                     "failureThreshold": max(1, math.ceil(svc.start_timeout))}
+    drain = math.ceil(svc.deploy.drain_seconds)
+    if drain > 0:  # endpoints leave after SIGTERM is sent (kubernetes#43576): wait first
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": drain}}}
+    limits = _limits(svc, out.warnings)
+    if limits:
+        container["resources"] = {"limits": limits}
+    if svc.working_dir is not None and svc.source is None:
+        container["workingDir"] = str(svc.working_dir)
+    return container
+
+
+def _pod(svc: Any, container: dict[str, Any], services: dict[str, Any], options: Any,
+         out: Rendered) -> dict[str, Any]:
+    """The pod spec: the container, its config volume, the dependencies' init containers."""
+    drain = math.ceil(svc.deploy.drain_seconds)
+    pod: dict[str, Any] = {
+        "terminationGracePeriodSeconds": math.ceil(svc.stop_timeout) + drain,
+        "containers": [container],
+        "volumes": [{"name": "config", "configMap": {"name": f"{k8s_name(svc.name)}-config"}}],
+    }
+    init = _init_containers(svc, services, options, out)
+    if init:
+        pod["initContainers"] = init
+    if options.service_account:
+        pod["serviceAccountName"] = options.service_account
+    if options.node_selector:
+        pod["nodeSelector"] = dict(options.node_selector)
+    return pod
 
 def _limits(svc: Any, warnings: list[str]) -> dict[str, str]:
     limits: dict[str, str] = {}
