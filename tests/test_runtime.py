@@ -79,6 +79,7 @@ def test_a_program_deploys_through_the_runtime_and_every_view_speaks_of_the_serv
         assert instance.running and instance.id == f"tts@{serving.name}"
         assert instance.private != address and instance.private.startswith("127.0.0.1:")
         assert instance.health in ("passing", None)
+        assert instance.weight == 100  # the registry's record of it carries the traffic
         other = [g for g in after.generations if not g.serving]
         assert other == []  # the old generation is gone, and nothing else runs
         # the address answers from the serving generation's instance

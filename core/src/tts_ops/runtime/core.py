@@ -306,6 +306,10 @@ class Runtime:
         serving = slots.active_generation(self.state_dir, name)["generation"] or "plain"
         if serving == "plain" and configured.router:
             serving = "blue"
+        try:
+            weights = {r.id: r.weight for r in self.registry().find_services(service=name)}
+        except TtsOpsError:  # the registry is down: the rest is still known
+            weights = {}
         router = None
         groups: dict[str, list[Instance]] = {}
         releases: dict[str, str | None] = {}
@@ -317,7 +321,8 @@ class Runtime:
                 state=str(st.state) if st else "unknown", pid=st.pid if st else None,
                 health=health_of(st) if st else None,
                 backend=st.backend if st else self.choose_backend(svc, pm),
-                log_file=str(svc.log_file) if svc.log_file else None)
+                log_file=str(svc.log_file) if svc.log_file else None,
+                weight=weights.get(svc.instance_id))
             if is_router_process(svc):
                 router = instance
                 continue

@@ -25,6 +25,7 @@ class Instance:
     health: str | None      # the last check's, only while the process runs
     backend: str            # the process manager that runs it
     log_file: str | None    # where its output goes (None: the backend's own store)
+    weight: int | None = None  # its discovery weight (a router's follows it); None: no record
 
     @property
     def running(self) -> bool:
