@@ -13,7 +13,7 @@ import click
 
 from tts_ops.cli import completion
 from tts_ops.errors import MissingComponent, OperationFailed, TtsOpsError
-from tts_ops.runtime.model import address_of
+from tts_ops.runtime.address import address_of
 
 
 def backend_options(f):

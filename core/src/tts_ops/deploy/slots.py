@@ -51,10 +51,10 @@ def active_generation(state_dir: Path, name: str) -> dict[str, Any]:
 
 def valid_host(value: Any) -> bool:
     """None, or an IP address: what a generation's private ports may bind on."""
-    import ipaddress
-
     if value is None:
         return True
+    import ipaddress
+
     try:
         ipaddress.ip_address(value)
     except (TypeError, ValueError):

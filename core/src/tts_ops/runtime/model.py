@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tts_ops.runtime.address import address_of, join_address
+
+__all__ = ["Generation", "Instance", "Service", "address_of", "join_address"]
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -64,16 +68,3 @@ class Service:
         return {"service": self.name, "address": self.address,
                 "generations": [asdict(g) for g in self.generations],
                 "router": asdict(self.router) if self.router else None}
-
-
-def address_of(svc: Any) -> str | None:
-    """Where clients reach ``svc``: its service's shared address (a deploy's slot, behind
-    a router or a shared socket), else its own ``host:port``."""
-    if not getattr(svc, "uses_port", True):
-        return None
-    host, port = svc.shared_address() or (svc.host, svc.port)
-    return join_address(host, port)
-
-
-def join_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -38,7 +38,7 @@ def service_rows(app: Runtime, pm: str | None) -> list[ServiceRow]:
     """Every configured service as it runs (slots included), each backend asked once."""
     from tts_ops.deploy.slots import RELEASE_LABEL
     from tts_ops.routing import is_router_process
-    from tts_ops.runtime.model import address_of
+    from tts_ops.runtime.address import address_of
 
     services = app.runtime(app.services((), True))
     by_name = {svc.name: svc for svc in services}
