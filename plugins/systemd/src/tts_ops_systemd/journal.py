@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import select
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -47,20 +49,31 @@ class JournaldSink:
         proc.wait()
 
     def follow(self, stop: Callable[[], bool]) -> Iterator[str]:
-        with subprocess.Popen(self._cmd("-f", "-n", "0"), stdout=subprocess.PIPE,
-                              text=True) as proc:
+        """New entries until ``stop()``, asked at least every 0.2 s even when the unit is
+        silent (waiting on journalctl's next line alone, a stop waited for it)."""
+        with subprocess.Popen(self._cmd("-f", "-n", "0"), stdout=subprocess.PIPE) as proc:
             assert proc.stdout is not None
-            for raw in proc.stdout:
-                if stop():
-                    proc.terminate()
-                    break
-                try:
-                    entry = json.loads(raw)
-                except ValueError:
-                    continue
-                message = _message(entry) if isinstance(entry, dict) else None
-                if message is not None:
-                    yield message
+            fd = proc.stdout.fileno()
+            pending = b""
+            try:
+                while not stop():
+                    readable, _w, _x = select.select([fd], [], [], 0.2)
+                    if not readable:
+                        continue
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        break  # journalctl ended
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for raw in lines:
+                        try:
+                            entry = json.loads(raw)
+                        except ValueError:
+                            continue
+                        message = _message(entry) if isinstance(entry, dict) else None
+                        if message is not None:
+                            yield message
+            finally:
+                proc.terminate()
 
 
 def _message(entry: dict) -> str | None:
