@@ -88,7 +88,8 @@ def web(app, host: str, port: int, token: str | None, refresh_s: float, pm: str 
     sock = _bind(host, port)
     loopback = _is_loopback(host)
     views = Views(app, pm, token, refresh_s)
-    views.sample_every(max(5.0, refresh_s))  # the charts' last 15 minutes, page open or not
+    # the charts' last 15 minutes, page open or not (a page's polls sample more often)
+    views.sample_every(max(15.0, refresh_s))
     allowed = _allowed_hosts(host, loopback, allow_hosts)
     asgi = build(views, allowed)
     limit_error_logs()

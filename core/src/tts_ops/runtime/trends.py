@@ -80,9 +80,27 @@ class Trends:
         found = self.last.get(name)
         return (found.rate, found.p95()) if found is not None else (None, None)
 
-    def to_json(self) -> dict[str, list[list[Any]]]:
-        return {service: [p.to_json() for p in points]
-                for service, points in self.points.items()}
+    def to_json(self, columns: int = 90, now: float | None = None
+                ) -> dict[str, list[list[Any]]]:
+        """Each service's points, at most ``columns`` of them over the time it has (10 s
+        each over a full 15 minutes: a page polled every 2 s gets a bounded answer): the
+        points of a column merged."""
+        now = time.time() if now is None else now
+        out = {}
+        for service, points in self.points.items():
+            width = max(now - min(p.at for p in points), 1e-3) / columns
+            groups: dict[int, list[Point]] = {}
+            for point in points:
+                groups.setdefault(int((now - point.at) // width), []).append(point)
+            out[service] = [combine(groups[k]).to_json() for k in sorted(groups, reverse=True)]
+        return out
+
+
+def combine(points: list[Point]) -> Point:
+    """Points of one column as one: the mean rates, the largest p95, the latest time."""
+    known = [p.p95 for p in points if p.p95 is not None]
+    return Point(max(p.at for p in points), sum(p.rate for p in points) / len(points),
+                 max(known) if known else None, sum(p.errors for p in points) / len(points))
 
 
 def merge(at: float, deltas: list[Delta]) -> Point:

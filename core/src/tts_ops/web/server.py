@@ -73,8 +73,8 @@ class Views:
         from tts_ops.runtime.views import service_rows
 
         rows = service_rows(self.app, self.pm)
-        # at most one sample per half refresh: two pages open do not halve the interval
-        if time.monotonic() - self._sampled >= self.refresh_s / 2:
+        # at most one sample per refresh: two pages open do not halve the interval
+        if time.monotonic() - self._sampled >= self.refresh_s * 0.9:
             self.trends.observe(rows)
             self._sampled = time.monotonic()
         return rows
