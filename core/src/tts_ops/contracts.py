@@ -28,6 +28,8 @@ class Strategy(Protocol):
 
     ``same_slot``: the new release replaces the old in its own slot (direct) rather than
     starting beside it. ``initial_weight``: the discovery weight new instances start at.
+    Optional ``splits_traffic = True``: both releases serve for a while (canary); the
+    deploy's note on the address says what that means without a router.
     ``run`` starts, verifies and switches through the context and raises
     ``DeployFailed`` after restoring the old release; ``rollback`` undoes what ``run`` did
     so far (the engine calls it when ``run`` raised anything else, Ctrl-C included).

@@ -79,7 +79,7 @@ class Operation:
                 return self._dry_run(problems)
             # what a client pinned to the address will see
             self.out.event("log", service=svc.name,
-                           message="address: " + address_guarantee(svc, self.t.strategy))
+                           message="address: " + address_guarantee(svc, self.t.strat))
             if problems:
                 raise OperationFailed(f"{svc.name}: pre-deployment validation failed;"
                                       " nothing was changed", details=problems)
@@ -187,7 +187,7 @@ class Operation:
         self.out.event("plan", service=svc.name, old=[s.name for s in self.old],
                        new=[s.name for s in self.new_preview],
                        ports=[s.port for s in self.new_preview], problems=problems,
-                       address=address_guarantee(svc, self.t.strategy),
+                       address=address_guarantee(svc, self.t.strat),
                        records=[f"{s.instance_id} at {reachable_host(s.host, advertise)}"
                                 f":{s.port}" for s in self.new_preview],
                        counts=getattr(strategy_options(svc, self.t.strategy, self.rt.host),
@@ -311,8 +311,10 @@ def running(backend: Any, svc: Any) -> bool:
         return False
 
 
-def address_guarantee(svc: Any, strategy: str) -> str:
-    """What a client pinned to the service's configured address sees during the deploy."""
+def address_guarantee(svc: Any, strategy: Any) -> str:
+    """What a client pinned to the service's configured address sees during the deploy,
+    from what the strategy says of itself: ``same_slot`` (it stops before it starts) and
+    the optional ``splits_traffic`` (some requests go to each release for a while)."""
     where = f"{svc.host}:{svc.port}"
     if svc.router:
         return (f"{where} is {svc.router}'s (router): instances change behind it, weights move"
@@ -322,12 +324,12 @@ def address_guarantee(svc: Any, strategy: str) -> str:
         return (f"{where} is bound by the command itself (socket: none): it closes while the"
                 " generations change; only discovery clients follow the switch")
     line = f"{where} stays open: every generation inherits its socket"
-    if strategy == "direct":
+    if strategy.same_slot:
         return line + "; connections wait while the new release starts"
-    if strategy == "canary":
-        return (line + "; without a router the canary's share is its share of the accepting"
-                " processes (new connections), not the step weight, which discovery clients"
-                " follow")
+    if getattr(strategy, "splits_traffic", False):
+        return (line + "; without a router the new release's share is its share of the"
+                " accepting processes (new connections), not the step weight, which discovery"
+                " clients follow")
     return line + ": no connection is refused"
 
 

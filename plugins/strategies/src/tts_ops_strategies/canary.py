@@ -24,6 +24,7 @@ def _backwards(before: list, after: list) -> bool:
 class Canary:
     name = "canary"
     same_slot = False
+    splits_traffic = True  # both releases serve for a while (the address's note says so)
     initial_weight = 0
 
     def run(self, ctx: DeployContext) -> None:
