@@ -9,6 +9,7 @@ import pytest
 
 from tts_ops import hookimpl
 from tts_ops.testing import DUMMY, free_port, make_host, run_cli
+from tts_ops.testing.terminal import Terminal
 from tts_ops_manual import plugin as manual_plugin
 
 
@@ -328,9 +329,6 @@ def test_status_watch_follows_a_stop_and_ends_cleanly_on_ctrl_c(tmp_path):
         _out, err = watch.communicate(timeout=20)
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
     assert watch.returncode == 0 and "Traceback" not in err
-
-
-from tts_ops.testing.terminal import Terminal  # noqa: E402
 
 
 def test_top_shows_the_services_acts_on_keys_and_quits(tmp_path):
