@@ -156,9 +156,10 @@ def test_1500_slow_header_connections_under_1024_descriptors(site):
     serve, _cli = site
     url = serve(prefix=("prlimit", "--nofile=1024:1024"))
     host, port = url.split("//")[1].rsplit(":", 1)
-    held = []
-    try:
-        for _ in range(1500):
+    held: list[socket.socket] = []
+
+    def connect(count: int) -> None:
+        for _ in range(count):
             sock = socket.socket()
             sock.settimeout(20)
             try:
@@ -168,6 +169,18 @@ def test_1500_slow_header_connections_under_1024_descriptors(site):
                 sock.close()
                 continue
             held.append(sock)
+
+    import threading
+
+    try:
+        # ten clients at once: a connect that meets a full accept queue waits a second for
+        # the kernel's SYN retry, and one client alone waited out 23 of them in a row
+        clients = [threading.Thread(target=connect, args=(150,)) for _ in range(10)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join()
+        assert len(held) > 1024  # past the descriptor limit: the oldest were closed
         started = time.monotonic()
         code, data = _request(f"{url}/api/status")
         assert code == 200 and {s["name"] for s in data["services"]} == {"web0", "web1"}
