@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -75,34 +74,22 @@ def served(tmp_path):
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
 
 
-def _browser():
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install chromium and chromium-driver")
-        pytest.skip("chromium or chromedriver is not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1400,1000"):
-        options.add_argument(arg)
-    return webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-
-
 def test_the_web_page_and_top_chart_traffic_and_deploys_on_one_axis(served, tmp_path):
     base, env, answers = served
     web = subprocess.Popen([*base, "web", "--port", "0", "--refresh", "0.5"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     term = Terminal(*base, "top", "--interval", "0.5", width=200, height=50,
                     plugins="manual,strategies")
-    browser = None
+    import contextlib
+
+    from tts_ops.testing.browser import chromium
+
+    stack = contextlib.ExitStack()
     try:
         first = web.stdout.readline()
         assert first.startswith("tts-ops web: http://"), first + web.stderr.read()
         url = first.split()[2].rstrip("/")
-        browser = _browser()
+        browser = stack.enter_context(chromium("--window-size=1400,1000"))
         browser.get(url + "/")
 
         def chart(metric: str) -> dict | None:
@@ -163,8 +150,7 @@ def test_the_web_page_and_top_chart_traffic_and_deploys_on_one_axis(served, tmp_
         print(term.screen())
         raise
     finally:
-        if browser is not None:
-            browser.quit()
+        stack.close()
         term.close()
         web.send_signal(signal.SIGINT)
         _out, err = web.communicate(timeout=20)

@@ -20,19 +20,9 @@ class TestFileSink(LogSinkConformance):
     @pytest.fixture
     def make_sink(self, tmp_path):
         from tts_ops.logs.sinks import FileSink
+        from tts_ops.testing.contracts import file_sink_maker
 
-        path = tmp_path / "svc.log"
-
-        def make(lines: list[bytes]):
-            path.write_bytes(b"".join(lines))
-
-            def append(line: bytes) -> None:
-                with open(path, "ab") as fh:
-                    fh.write(line)
-
-            return FileSink(path), append
-
-        return make
+        return file_sink_maker(tmp_path / "svc.log", FileSink)
 
 
 def test_lifecycle_hooks_fire_the_same_way_on_every_backend(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -205,22 +204,10 @@ def test_a_taken_port_or_bad_host_is_one_line(site):
 
 @pytest.fixture
 def browser():
-    if shutil.which("chromium") is None or shutil.which("chromedriver") is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install chromium and chromium-driver")
-        pytest.skip("chromium or chromedriver is not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+    from tts_ops.testing.browser import chromium
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 ROWS = ("return Array.from(document.querySelectorAll('#services tbody tr'))"

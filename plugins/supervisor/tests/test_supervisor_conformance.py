@@ -20,17 +20,7 @@ class TestSupervisorSinkConformance(LogSinkConformance):
         from tts_ops_supervisor import plugin
 
         from tts_ops.testing import make_host
+        from tts_ops.testing.contracts import file_sink_maker
 
         factory = make_host(plugin).lookup("log_sink", "supervisor").factory
-        path = tmp_path / "tts-out.log"
-
-        def make(lines: list[bytes]):
-            path.write_bytes(b"".join(lines))
-
-            def append(line: bytes) -> None:
-                with open(path, "ab") as fh:
-                    fh.write(line)
-
-            return factory(path), append
-
-        return make
+        return file_sink_maker(tmp_path / "tts-out.log", factory)

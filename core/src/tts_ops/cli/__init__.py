@@ -28,7 +28,7 @@ class _Group(click.Group):
     host_factory: Callable[[], Any] | None = None
 
     def plugin_host(self, ctx: click.Context) -> Any:
-        """The plugin host of this invocation, built once and shared with the `App`."""
+        """The plugin host of this invocation, built once and shared with the `Runtime`."""
         root = ctx.find_root()
         host = root.meta.get(_HOST)
         if host is None:

@@ -2,7 +2,7 @@
 the config, strategies and process managers from the registered plugins, release ids from
 the state, and ``tts-ops completion bash|zsh|fish`` to print the script.
 
-Completion runs without the group's callback, so each function builds the `App` from the
+Completion runs without the group's callback, so each function builds the `Runtime` from the
 options already typed (``-c``, ``--state-dir``, also after the subcommand) and never fails:
 anything that goes wrong completes nothing.
 """

@@ -51,7 +51,7 @@ def record_id(service: Any) -> str:
 
 
 class AutoRegister:
-    """Bound to the CLI's `App`; it opens the registry only when an event needs it.
+    """Bound to the `Runtime`; it opens the registry only when an event needs it.
 
     A registry that cannot be reached (an etcd outage, a full disk) never fails the
     command that started or stopped a service: one warning line says what discovery

@@ -123,9 +123,3 @@ def p95(buckets: list[tuple[float, float]]) -> float | None:
         return None
     return next((le for le, count in buckets if count >= 0.95 * total), None)
 
-
-def rate_and_p95(old: Sample | None, new: Sample | None) -> tuple[float | None, float | None]:
-    found = delta(old, new)
-    if found is None:
-        return None, None
-    return found.rate, found.p95()

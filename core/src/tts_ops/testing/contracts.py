@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,6 +225,21 @@ class LogSinkConformance:
         assert not thread.is_alive(), "follow did not end within 5 s of stop()"
         assert any(same_line((line.rstrip("\n") + "\n").encode(), b"new\n") for line in seen)
         assert "old" not in "".join(seen)
+
+
+def file_sink_maker(path: Path, factory: Callable[[Path], LogSink]) -> Callable[..., Any]:
+    """A ``make_sink`` for a sink that reads a file: ``path`` holds the lines, ``append``
+    adds one as a writer would, ``factory(path)`` is the sink under test."""
+    def make(lines: list[bytes]) -> tuple[LogSink, Callable[[bytes], None]]:
+        path.write_bytes(b"".join(lines))
+
+        def append(line: bytes) -> None:
+            with open(path, "ab") as fh:
+                fh.write(line)
+
+        return factory(path), append
+
+    return make
 
 
 def same_line(line: bytes, written: bytes) -> bool:

@@ -44,7 +44,7 @@ _SECURITY_HEADERS = {
 
 
 class Views:
-    """The CLI's `App`, asked by one request at a time (it caches, and is not thread-safe);
+    """The `Runtime`, asked by one request at a time (it caches, and is not thread-safe);
     the config is read again when its file changes."""
 
     def __init__(self, app: Runtime, pm: str | None, token: str | None, refresh_s: float) -> None:
