@@ -215,3 +215,60 @@ def test_piper_a_changed_model_file_misses(start_server, piper_voices):
         fh.write(b"\0")  # another model file: its digest changes
     assert synth(server, text, voice="copy").status_code == 200
     assert syntheses(server) == before + 1
+
+
+def test_a_failed_synthesis_reaches_every_waiting_request_and_is_not_stored(tmp_path):
+    import asyncio
+
+    from tts_server.cache import AudioCache
+
+    cache = AudioCache(tmp_path, 1 << 20)
+    made: list[str] = []
+
+    async def failing() -> bytes:
+        made.append("failing")
+        await asyncio.sleep(0)
+        raise RuntimeError("engine down")
+
+    async def working() -> bytes:
+        made.append("working")
+        return b"RIFF audio"
+
+    async def scenario() -> list:
+        outcomes = await asyncio.gather(*(cache.get_or_make("ab" * 32, failing)
+                                          for _ in range(3)), return_exceptions=True)
+        await cache.drain()
+        again = await cache.get_or_make("ab" * 32, working)
+        return [*outcomes, again]
+
+    outcomes = asyncio.run(scenario())
+    assert [type(o).__name__ for o in outcomes[:3]] == ["RuntimeError"] * 3
+    assert outcomes[3] == (b"RIFF audio", False)
+    assert made == ["failing", "working"]
+    assert cache.get("ab" * 32) == b"RIFF audio"
+
+
+def test_the_answer_goes_back_before_it_is_stored_and_is_never_made_twice(tmp_path):
+    import asyncio
+
+    from tts_server.cache import AudioCache
+
+    cache = AudioCache(tmp_path, 1 << 20)
+    made: list[int] = []
+
+    async def make() -> bytes:
+        made.append(1)
+        return b"RIFF" + bytes(1000)
+
+    async def scenario() -> tuple:
+        first = await cache.get_or_make("cd" * 32, make)
+        # the same key at once: the store may still be under way, the answer is not made again
+        second = await cache.get_or_make("cd" * 32, make)
+        await cache.drain()
+        return first, second, cache.get("cd" * 32)
+
+    first, second, stored = asyncio.run(scenario())
+    assert first == (b"RIFF" + bytes(1000), False)
+    assert second == (first[0], True)
+    assert stored == first[0]
+    assert made == [1]

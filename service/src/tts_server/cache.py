@@ -51,7 +51,8 @@ class AudioCache:
         self.dir = Path(directory)
         self.max_bytes = max_bytes
         self.metrics = metrics
-        self._inflight: dict[str, asyncio.Task] = {}
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._leads: set[asyncio.Task] = set()  # syntheses and the stores after them
         # record locks belong to the process: one descriptor held for its life (closing
         # any descriptor of the file would drop every lock this process holds on it)
         self._locks = os.open(self.dir / ".locks", os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
@@ -117,33 +118,55 @@ class AudioCache:
         if data is not None:
             self.count(hit=True)
             return data, True
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._lead(key, make))
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-            data, shared = await asyncio.shield(task)
-            return data, shared
-        data, _shared = await asyncio.shield(task)
+        waiting = self._inflight.get(key)
+        if waiting is None:
+            done: asyncio.Future = asyncio.get_running_loop().create_future()
+            self._inflight[key] = done
+            lead = asyncio.ensure_future(self._lead(key, make, done))
+            self._leads.add(lead)
+            lead.add_done_callback(lambda t: (self._inflight.pop(key, None),
+                                              self._leads.discard(t)))
+            return await asyncio.shield(done)
+        data, _shared = await asyncio.shield(waiting)
         self.count(hit=True)
         return data, True
 
-    async def _lead(self, key: str, make: Callable[[], Awaitable[bytes]]) -> tuple[bytes, bool]:
+    async def _lead(self, key: str, make: Callable[[], Awaitable[bytes]],
+                    done: asyncio.Future) -> None:
+        """Make the answer (or read another worker's), hand it to ``done``, then store it:
+        the answer goes back before the write and the eviction. The key stays in flight
+        (and its lock held) until it is stored, so no one makes it twice."""
         # a byte of the lock file past the eviction lock's, from the key: another worker
         # making the same answer holds it until the answer is stored
         offset = 1 + int(key[:15], 16)
-        await asyncio.to_thread(fcntl.lockf, self._locks, fcntl.LOCK_EX, 1, offset)
+        try:
+            fcntl.lockf(self._locks, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+        except OSError:  # another worker makes it: wait for it off the event loop
+            await asyncio.to_thread(fcntl.lockf, self._locks, fcntl.LOCK_EX, 1, offset)
         try:
             data = self.get(key)
             if data is not None:
                 self.count(hit=True)
-                return data, True
+                done.set_result((data, True))
+                return
             self.count(hit=False)
-            data = await make()
-            self.put(key, data)
-            return data, False
+            try:
+                data = await make()
+            except asyncio.CancelledError:
+                done.cancel()
+                raise
+            except Exception as exc:  # theirs to raise: every request waiting gets it
+                done.set_exception(exc)
+                return
+            done.set_result((data, False))
+            await asyncio.to_thread(self.put, key, data)
         finally:
             fcntl.lockf(self._locks, fcntl.LOCK_UN, 1, offset)
+
+    async def drain(self) -> None:
+        """Wait until every answer made so far is stored (or has failed)."""
+        while self._leads:
+            await asyncio.gather(*self._leads, return_exceptions=True)
 
     def count(self, hit: bool) -> None:
         if self.metrics is not None:

@@ -9,7 +9,14 @@ import sys
 from tts_server import __version__
 
 
-def parse_args(argv: list[str] | None = None):
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = parser()
+    args = p.parse_args(argv)
+    _check(p, args)
+    return args
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tts-server", description="Reference text-to-speech HTTP"
                                 " server: POST /synthesize returns audio/wav.")
     p.add_argument("--host", default="127.0.0.1")
@@ -61,7 +68,11 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--instance", default=os.environ.get("TTS_OPS_INSTANCE"), metavar="ID",
                    help="The discovery record id answered as X-TTS-Instance (tts-ops passes it).")
     p.add_argument("--version", action="version", version=f"tts-server {__version__}")
-    args = p.parse_args(argv)
+    return p
+
+
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Each value held to its range and shape (``p.error``: one line naming the flag)."""
     if args.workers == "auto":
         args.workers = os.cpu_count() or 1
     elif isinstance(args.workers, str):
@@ -89,7 +100,6 @@ def parse_args(argv: list[str] | None = None):
         value = getattr(args, name)
         if not low <= value <= high:  # False for NaN too
             p.error(f"--{name.replace('_', '-')} must be {low}-{high} (got {value})")
-    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,51 +49,16 @@ def routes(state: Any) -> list[Route]:
         from tts_server.app import (
             SynthesisFailed,
             Unavailable,
-            _bad_text,
             _cached_answer,
             sentences,
             stream_speech,
         )
         from tts_server.engines.base import BadRequest
 
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            return error(400, f"malformed JSON body: {exc}")
-        if not isinstance(body, dict):
-            return error(400, "the body must be a JSON object")
-        model = body.get("model")
-        if model not in models:
-            return error(400, f"model must be one of {', '.join(models)} (got {model!r})",
-                         "model", code="model_not_found")
-        text = body.get("input")
-        if not isinstance(text, str) or not text.strip():
-            return error(400, "input is required: a non-empty string", "input")
-        if _bad_text(text):
-            return error(400, f"input {_bad_text(text)}", "input")
-        if len(text) > state.max_text:
-            return error(400, f"input is {len(text)} characters; the limit is"
-                              f" {state.max_text}", "input")
-        voice = body.get("voice")
-        if isinstance(voice, dict):  # the SDK's {"id": ...} form for custom voices
-            voice = voice.get("id")
-        known = {v.name for v in state.engine.voices()}
-        if not isinstance(voice, str) or (voice not in known and voice not in OPENAI_VOICES):
-            return error(400, f"voice must be one of OpenAI's ({', '.join(OPENAI_VOICES)}) or"
-                              f" a voice from /voices (got {voice!r})", "voice")
-        ours = voice if voice in known else state.voice_map.get(voice)
-        fmt = body.get("response_format", "mp3")
-        if fmt not in FORMATS:
-            return error(400, f"response_format must be one of {', '.join(FORMATS)}"
-                              f" (got {fmt!r})", "response_format")
-        speed = body.get("speed", 1.0)
-        if isinstance(speed, bool) or not isinstance(speed, int | float) or \
-                not math.isfinite(speed) or not 0.25 <= speed <= 4.0:
-            return error(400, f"speed must be a number from 0.25 to 4.0 (got {speed!r})",
-                         "speed")
-        if body.get("stream_format", "audio") != "audio":
-            return error(400, "stream_format must be audio (server-sent events are not"
-                              " supported)", "stream_format")
+        asked = _asked(await request.body(), state, models)
+        if isinstance(asked, JSONResponse):
+            return asked
+        text, ours, fmt, speed = asked
         rate = min(RATE_RANGE[1], max(RATE_RANGE[0], round(BASE_RATE * speed)))
         parts = sentences(text)
         started = time.perf_counter()
@@ -120,3 +85,50 @@ def routes(state: Any) -> list[Route]:
 
     return [Route("/v1/audio/speech", speech, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"])]
+
+
+def _asked(raw: bytes, state: Any, models: tuple[str, ...]
+           ) -> tuple[str, str | None, str, float] | JSONResponse:
+    """The request's (input, the engine's voice, response_format, speed), or the error
+    that names the field to fix."""
+    from tts_server.app import _bad_text
+
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return error(400, f"malformed JSON body: {exc}")
+    if not isinstance(body, dict):
+        return error(400, "the body must be a JSON object")
+    model = body.get("model")
+    if model not in models:
+        return error(400, f"model must be one of {', '.join(models)} (got {model!r})",
+                     "model", code="model_not_found")
+    text = body.get("input")
+    if not isinstance(text, str) or not text.strip():
+        return error(400, "input is required: a non-empty string", "input")
+    if _bad_text(text):
+        return error(400, f"input {_bad_text(text)}", "input")
+    if len(text) > state.max_text:
+        return error(400, f"input is {len(text)} characters; the limit is"
+                          f" {state.max_text}", "input")
+    voice = body.get("voice")
+    if isinstance(voice, dict):  # the SDK's {"id": ...} form for custom voices
+        voice = voice.get("id")
+    known = {v.name for v in state.engine.voices()}
+    if not isinstance(voice, str) or (voice not in known and voice not in OPENAI_VOICES):
+        return error(400, f"voice must be one of OpenAI's ({', '.join(OPENAI_VOICES)}) or"
+                          f" a voice from /voices (got {voice!r})", "voice")
+    ours = voice if voice in known else state.voice_map.get(voice)
+    fmt = body.get("response_format", "mp3")
+    if fmt not in FORMATS:
+        return error(400, f"response_format must be one of {', '.join(FORMATS)}"
+                          f" (got {fmt!r})", "response_format")
+    speed = body.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, int | float) or \
+            not math.isfinite(speed) or not 0.25 <= speed <= 4.0:
+        return error(400, f"speed must be a number from 0.25 to 4.0 (got {speed!r})",
+                     "speed")
+    if body.get("stream_format", "audio") != "audio":
+        return error(400, "stream_format must be audio (server-sent events are not"
+                          " supported)", "stream_format")
+    return text, ours, fmt, speed

@@ -329,6 +329,15 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
             print(f"tts-server: error: {problem}", file=sys.stderr)
         forward(signal.SIGTERM, None)
         worst = 1
+    return max(worst, _keep_workers(children, stop, fork_worker, forward))
+
+
+def _keep_workers(children: set[int], stop: threading.Event, fork_worker: Any,
+                  forward: Any) -> int:
+    """Reap workers until none is left: each that dies is replaced by a new one (warm before
+    it accepts) unless we stop or too many died lately (then all stop); the worst exit
+    code of a stop."""
+    worst = 0
     deaths: list[float] = []
     while children:
         try:

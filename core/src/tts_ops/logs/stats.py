@@ -175,6 +175,12 @@ def consume(st: ServiceStats, lines, since: str | None, until: str | None) -> No
             _slow_lines(st, slow, since, until)
             slow.clear()
     _slow_lines(st, slow, since, until)
+    _add_counts(st, n, nbytes, requests, malformed, levels, first, last)
+
+
+def _add_counts(st: ServiceStats, n: int, nbytes: int, requests: int, malformed: int,
+                levels: dict[bytes, int], first: bytes | None, last: bytes | None) -> None:
+    """Fold the fast path's counts (kept in locals, bytes as bytes) into ``st``."""
     st.lines += n
     st.malformed += malformed
     st.bytes += nbytes

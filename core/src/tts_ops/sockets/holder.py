@@ -36,6 +36,42 @@ def _peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
+class _Handout:
+    """The unix socket at ``<where>/<name>.sock`` that hands the listener out: (re)made
+    when it is gone (a tmp cleaner may delete it, and every later restart or deploy needs
+    it to fetch the socket; the address itself stays open meanwhile)."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory, self.name = directory, name
+        self.path = directory / f"{name}.sock"
+        self.unix: socket.socket | None = None
+        self.inode: int | None = None
+
+    def publish(self) -> None:
+        tmp = self.directory / f".{self.name}.{os.getpid()}.sock"
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            unix.bind(str(tmp))
+        finally:
+            os.umask(old_umask)
+        unix.listen(64)
+        unix.settimeout(CHECK_S)
+        os.replace(tmp, self.path)
+        previous = self.unix
+        self.unix, self.inode = unix, os.stat(self.path).st_ino
+        if previous is not None:
+            previous.close()
+
+    def missing(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != self.inode
+        except OSError:
+            return True
+
+
 def main(argv: list[str]) -> int:
     name, host, port, where = argv[:4]
     allowed = {os.getuid(), 0, *(int(u) for u in (argv[4] if len(argv) > 4 else "").split(",")
@@ -47,54 +83,25 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", flush=True)
         return 1
-    directory = Path(where)
-    path = directory / f"{name}.sock"
-    current = {"unix": None, "inode": None}
-
-    def publish() -> None:
-        """(Re)create ``path``: a tmp cleaner may delete it, and every later restart or
-        deploy needs it to fetch the socket (the address itself stays open meanwhile)."""
-        tmp = directory / f".{name}.{os.getpid()}.sock"
-        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
-        try:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            unix.bind(str(tmp))
-        finally:
-            os.umask(old_umask)
-        unix.listen(64)
-        unix.settimeout(CHECK_S)
-        os.replace(tmp, path)
-        previous = current["unix"]
-        current["unix"], current["inode"] = unix, os.stat(path).st_ino
-        if previous is not None:
-            previous.close()
-
-    def missing() -> bool:
-        try:
-            return os.stat(path).st_ino != current["inode"]
-        except OSError:
-            return True
-
-    publish()
+    handout = _Handout(Path(where), name)
+    handout.publish()
     from tts_ops.procinfo import start_ticks
     from tts_ops.statefile import atomic_write_json
 
-    atomic_write_json(directory / f"{name}.json", {
+    atomic_write_json(handout.directory / f"{name}.json", {
         "pid": os.getpid(), "ticks": start_ticks(os.getpid()), "address": f"{host}:{port}",
-        "socket": str(path)})
+        "socket": str(handout.path)})
 
     def finish(_signum: int, _frame: object) -> None:
-        if not missing():  # a newer holder's socket is not ours to remove
+        if not handout.missing():  # a newer holder's socket is not ours to remove
             with contextlib.suppress(OSError):
-                os.unlink(path)
+                os.unlink(handout.path)
         os._exit(0)
 
     def republish(_signum: int, _frame: object) -> None:
-        if missing():
+        if handout.missing():
             with contextlib.suppress(OSError):
-                publish()
+                handout.publish()
 
     signal.signal(signal.SIGTERM, finish)
     signal.signal(signal.SIGUSR1, republish)  # a command found the path gone: at once
@@ -104,7 +111,7 @@ def main(argv: list[str]) -> int:
     os.close(devnull)
     while True:
         try:
-            conn, _addr = current["unix"].accept()  # type: ignore[union-attr]
+            conn, _addr = handout.unix.accept()  # type: ignore[union-attr]
         except TimeoutError:
             republish(0, None)
             continue
