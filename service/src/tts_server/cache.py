@@ -159,7 +159,8 @@ class AudioCache:
                 done.set_exception(exc)
                 return
             done.set_result((data, False))
-            await asyncio.to_thread(self.put, key, data)
+            with contextlib.suppress(OSError):  # the cache dir gone at exit: served, not kept
+                await asyncio.to_thread(self.put, key, data)
         finally:
             fcntl.lockf(self._locks, fcntl.LOCK_UN, 1, offset)
 
