@@ -503,3 +503,26 @@ def test_sigterm_ends_a_following_command_with_one_line(tmp_path, command):
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
     assert err.strip().splitlines() == ["tts-ops: terminated"], err
     assert follower.returncode == 143
+
+
+def test_port_and_host_in_a_command_are_filled_on_a_plain_start_too(tmp_path):
+    """``{port}``/``{host}`` in a command mean the service's own address before any deploy
+    as after one (a deploy's slots fill in theirs)."""
+    import urllib.request
+
+    port = free_port()
+    cfg = tmp_path / "tts_services.json"
+    cfg.write_text(json.dumps({"services": [
+        {"name": "web", "port": port, "command": [*DUMMY, "--host", "{host}", "--port", "{port}"],
+         "notify": True, "health_check": "http:/health", "restart_delay": 0}]}))
+    base = ["-c", str(cfg), "--state-dir", str(tmp_path / "state")]
+    host = make_host(manual_plugin)
+    try:
+        result = run_cli([*base, "start", "web"], host=host)
+        assert result.exit_code == 0, result.output
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
+            assert resp.status == 200
+        spec = json.loads((tmp_path / "state" / "manual" / "web" / "spec.json").read_text())
+        assert "{port}" not in json.dumps(spec) and str(port) in spec["argv"]
+    finally:
+        run_cli([*base, "stop", "--all", "--force"], host=host)

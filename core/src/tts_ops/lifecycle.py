@@ -8,6 +8,9 @@ backend. Backends report facts (a status, `StartFailed`); the core says what hap
   of the service is left; whether anything was running or not.
 - ``restart``: ``stopping``, then as ``start``.
 
+What starts (``start``, ``restart``, ``install``) gets ``{port}`` and ``{host}`` in its
+command filled with the service's own address.
+
 What happens inside a supervisor between commands (a crash, a respawn) reaches the hooks
 through ``tts-ops events -f`` (`tts_ops.backend.EVENT_HOOKS`).
 """
@@ -35,10 +38,21 @@ class Lifecycle:
         self._env = env or dict
 
     def _with_env(self, service: Any) -> Any:
+        """``service`` as it is started: the host's environment added where the service
+        sets none, and ``{port}``/``{host}`` in its command filled with its own address
+        (a deploy's slots come with theirs filled already)."""
+        update: dict[str, Any] = {}
         missing = {k: v for k, v in self._env().items() if k not in service.env}
-        if not missing:
-            return service
-        return service.model_copy(update={"env": {**service.env, **missing}})
+        if missing:
+            update["env"] = {**service.env, **missing}
+        command = service.command
+        if command and any("{port}" in a or "{host}" in a for a in command):
+            update["command"] = [a.replace("{port}", str(service.port))
+                                 .replace("{host}", service.host) for a in command]
+        return service.model_copy(update=update) if update else service
+
+    def install(self, service: Any) -> str | None:
+        return self.backend.install(self._with_env(service))
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.backend, attr)
