@@ -17,7 +17,7 @@ from tts_ops_manual import plugin as manual_plugin
 
 def test_the_runtime_and_the_engine_import_no_click():
     code = ("import sys, tts_ops.runtime, tts_ops.deploy.engine, tts_ops.deploy.journal,"
-            " tts_ops.web.server, tts_ops.orchestrate.runner;"
+            " tts_ops.web.server, tts_ops.orchestrate.runner, tts_ops.fleet.operate;"
             " print(sorted(m for m in sys.modules if m == 'click' or m.startswith('tts_ops.cli')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)

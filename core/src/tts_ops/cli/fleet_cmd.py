@@ -1,5 +1,6 @@
 """``tts-ops fleet``: status, deploy, rollback, restart, start, stop and run on every host
-of the config's ``fleet`` section, from this machine, over SSH (`tts_ops.fleet`).
+of the config's ``fleet`` section, from this machine, over SSH: a shell over
+`tts_ops.fleet.operate.Fleet`, whose events it prints as text or JSON lines.
 
 Each command sends each host its config (`tts_ops.fleet.inventory.host_config`) and runs
 ``tts-ops fleet receive -- COMMAND`` there in the same ssh round trip. ``receive`` is the
@@ -14,10 +15,13 @@ from typing import Any
 
 import click
 
-from tts_ops.errors import ConfigError, OperationFailed
+from tts_ops.errors import ConfigError
 
 #: a config larger than this is not a config: ``receive`` refuses it unread
 MAX_CONFIG = 16 * 1024 * 1024
+
+#: a host's own steps, said as ``HOST: message``
+_STEPS = ("running", "skipped", "ok", "failed", "undoing")
 
 
 @click.group()
@@ -25,86 +29,29 @@ def fleet() -> None:
     """Operate every host of the config's fleet section over SSH."""
 
 
-def _inventory(app: Any) -> tuple[Any, dict[str, Any]]:
-    """The fleet and the config document as written (each host gets it, not our model's
-    dump with every default). Each host's config is validated as the host will validate
-    it, once per content of the config (a marker beside its cache entry)."""
-    from tts_ops.config.loader import read_document
+def _fleet(app: Any) -> Any:
+    from tts_ops.fleet.operate import Fleet
 
-    loaded = app.loaded
-    fleet_config = loaded.config.fleet
-    if fleet_config is None:
-        raise ConfigError(f"{loaded.source}: no fleet section: add \"fleet\": {{\"hosts\":"
-                          " [{\"name\": \"web-1\", \"ssh\": \"deploy@10.0.0.1\"}]} (docs/fleet.md)")
-    document = read_document(loaded.path) if loaded.path else {}
-    marker = loaded.cache_file.with_suffix(".hosts-ok") if loaded.cache_file else None
-    if marker is None or not marker.exists():
-        from tts_ops.fleet.inventory import host_problems
-
-        problems = host_problems(document, fleet_config)
-        if problems:
-            raise ConfigError(problems[0], problems=problems)
-        if marker is not None and marker.parent.is_dir():
-            from tts_ops.statefile import atomic_write_bytes
-
-            atomic_write_bytes(marker, b"")
-    return fleet_config, document
+    return Fleet(app)
 
 
-def _payload(document: dict[str, Any], host: Any,
-             sources: dict[str, str] | None = None) -> bytes:
-    from tts_ops.fleet.hosts import host_config
+def _printer(as_json: bool) -> Any:
+    """What prints a `Fleet`'s events: JSON lines, or a line of text each."""
+    def report(event: dict[str, Any]) -> None:
+        click.echo(json.dumps(event) if as_json else _text(event))
 
-    return json.dumps(host_config(document, host, sources)).encode()
-
-
-def _push_sources(fleet_config: Any, document: dict[str, Any], host: Any) -> dict[str, str]:
-    """Each service's ``source`` directory (as it is on ``host``, overrides applied), sent
-    to the host: where the host keeps it, per service."""
-    from pathlib import Path
-
-    from tts_ops.fleet import sources, ssh
-    from tts_ops.fleet.hosts import host_config
-
-    kept: dict[str, str] = {}
-    for svc in host_config(document, host)["services"]:
-        if not svc.get("source"):
-            continue
-        remote = ssh.tts_ops_argv(host, ["fleet", "receive-source", "--name", svc["name"]])
-        answer = ssh.run(fleet_config, host, [], sources.pack(Path(svc["source"])),
-                         remote=remote)
-        if not answer.ok:
-            raise OperationFailed(f"{answer.problem()} (sending the source of"
-                                  f" {svc['name']})")
-        kept[svc["name"]] = answer.stdout.strip()
-    return kept
+    return report
 
 
-def _hosts(fleet_config: Any, names: tuple[str, ...]) -> list[Any]:
-    if not names:
-        return list(fleet_config.hosts)
-    chosen = []
-    for name in names:
-        host = fleet_config.get(name)
-        if host is None:
-            known = ", ".join(h.name for h in fleet_config.hosts)
-            raise ConfigError(f"--host {name}: not a host of the fleet ({known})")
-        chosen.append(host)
-    return chosen
-
-
-def _each(fleet_config: Any, document: dict[str, Any], hosts: list[Any], args: list[str],
-          parallel: int) -> list[Any]:
-    """Run ``args`` on ``hosts``, ``parallel`` at a time; the answers in the hosts' order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tts_ops.fleet import ssh
-
-    def one(host: Any) -> Any:
-        return ssh.run(fleet_config, host, args, _payload(document, host))
-
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
-        return list(pool.map(one, hosts))
+def _text(event: dict[str, Any]) -> str:
+    host, kind = event["fleet_host"], event.get("event")
+    if kind in _STEPS:
+        return f"{host}: {event.get('message')}"
+    if kind == "output":
+        return f"{host}:   {event.get('line')}"
+    if kind == "releases":
+        return f"{host}: runs {event.get('current')}"
+    return f"{host}:   {_rendered(event)}"
 
 
 _host_option = click.option("--host", "host_names", multiple=True, metavar="NAME",
@@ -118,19 +65,8 @@ _host_option = click.option("--host", "host_names", multiple=True, metavar="NAME
 @click.pass_obj
 def status(app, host_names, as_json) -> None:
     """Every host's processes in one table, asked in parallel."""
-    fleet_config, document = _inventory(app)
-    hosts = _hosts(fleet_config, host_names)
-    answers = _each(fleet_config, document, hosts, ["status", "--json"], len(hosts))
-    rows: list[dict[str, Any]] = []
-    for answer in answers:
-        try:
-            found = json.loads(answer.stdout) if answer.ok else None
-        except ValueError:
-            found = None
-        if not isinstance(found, list):
-            rows.append({"fleet_host": answer.host, "error": answer.problem()})
-            continue
-        rows += [{"fleet_host": answer.host, **row} for row in found if isinstance(row, dict)]
+    ops = _fleet(app)
+    rows = ops.status(ops.hosts(host_names))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -156,63 +92,6 @@ def _table(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if "error" in row:
             click.echo(f"tts-ops: error: {row['error']}", err=True)
-
-
-def _streamed(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
-              args: list[str], as_json: bool, with_sources: bool = False,
-              current: dict[str, str] | None = None) -> list[Any]:
-    """``args`` on ``hosts`` at once, each host's lines printed as they come, prefixed
-    with the host; the answers in the hosts' order. A deploy or rollback runs with
-    ``--json`` there: its events are shown as they happen (phase, weights, result), and
-    each deployed release is noted in ``current``."""
-    import threading
-
-    from tts_ops.fleet import ssh
-
-    lock = threading.Lock()
-    answers: dict[str, Any] = {}
-
-    def one(host: Any) -> None:
-        try:
-            kept = _push_sources(fleet_config, document, host) if with_sources else None
-        except OperationFailed as exc:
-            answers[host.name] = ssh.Answer(host.name, 1, "", exc.message)
-            return
-        proc = ssh.stream(fleet_config, host, args, _payload(document, host, kept))
-        assert proc.stdout is not None and proc.stderr is not None
-        out = []
-        for line in proc.stdout:
-            out.append(line)
-            event = _event_of(line) if current is not None else None
-            with lock:
-                if event is None:
-                    _line(as_json, host.name, line.rstrip("\n"))
-                    continue
-                if event.get("event") == "result" and event.get("result") == "deployed":
-                    noted = f"{event.get('service')}={event.get('release')}"
-                    current[host.name] = ", ".join(filter(None, [current.get(host.name),
-                                                                 noted]))
-                if as_json:
-                    click.echo(json.dumps({"fleet_host": host.name, **event}))
-                else:
-                    _line(False, host.name, _rendered(event))
-        err = proc.stderr.read()
-        answers[host.name] = ssh.Answer(host.name, proc.wait(), "".join(out), err)
-
-    threads = [threading.Thread(target=one, args=(h,), daemon=True) for h in hosts]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [answers[h.name] for h in hosts]
-
-
-def _event_of(line: str) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and "event" in event else None
 
 
 def _rendered(event: dict[str, Any]) -> str:
@@ -244,141 +123,12 @@ def _rendered(event: dict[str, Any]) -> str:
     return printable(text)
 
 
-def _line(as_json: bool, host: str, line: str) -> None:
-    if as_json:
-        click.echo(json.dumps({"fleet_host": host, "event": "output", "line": line}))
-    else:
-        click.echo(f"{host}:   {line}")
-
-
 def _one_by_one(app: Any, what: str, args: list[str], host_names: tuple[str, ...],
                 parallel: int | None, as_json: bool, undo: list[str] | None = None,
                 names: tuple[str, ...] = ()) -> None:
-    """``args`` on each host, ``parallel`` at a time, in the inventory's order; stop at
-    the first host that fails; with ``undo``, run it on the hosts already done (last
-    first). One line per host and what it answered; exit 1 when a host failed."""
-    fleet_config, document = _inventory(app)
-    hosts = _hosts(fleet_config, host_names)
-    if what in ("deploy", "rollback", "restart"):
-        routing = [h for h in hosts if _routes_only(document, h, names)]
-        for host in routing:
-            _say(as_json, host.name, "skipped", f"{host.name} only routes (instances: 0):"
-                 f" nothing to {what} there")
-        hosts = [h for h in hosts if h not in routing]
-    step = parallel or fleet_config.parallel
-    events = what in ("deploy", "rollback")  # their events: progress, and the release
-    current: dict[str, str] | None = {} if events else None
-    if events:
-        args = [*args, "--json"]
-    with _fleet_lock(app, what):
-        done: list[Any] = []
-        failed = None
-        for i in range(0, len(hosts), step):
-            batch = hosts[i:i + step]
-            for host in batch:
-                _say(as_json, host.name, "running", f"{what} on {host.name}")
-            answers = _streamed(fleet_config, document, batch, args, as_json,
-                                with_sources=what == "deploy", current=current)
-            for answer in answers:
-                _report(as_json, answer, what, printed=True)
-            done += [h for h, a in zip(batch, answers, strict=True) if a.ok]
-            failed = next((a for a in answers if not a.ok), None)
-            if failed is not None:
-                break
-        if failed is not None and undo:
-            for host in reversed(done):
-                _say(as_json, host.name, "undoing", f"{' '.join(undo)} on {host.name}")
-                if current is not None:
-                    current.pop(host.name, None)  # rolled back: asked again below
-                _report(as_json, _streamed(fleet_config, document, [host], undo, as_json)[0],
-                        " ".join(undo), printed=True)
-        _summary(fleet_config, document, hosts, as_json, current or {})
-    if failed is not None:
-        left = [h.name for h in hosts if h not in done and h.name != failed.host]
-        raise OperationFailed(f"fleet {what} stopped at {failed.problem()}"
-                              + (f"; not started on {', '.join(left)}" if left else ""))
-
-
-def _routes_only(document: dict[str, Any], host: Any, names: tuple[str, ...]) -> bool:
-    """Whether every service ``names`` picks (all, without names) is only routed on
-    ``host``: a router-only host (``instances: 0``) has no instance to deploy."""
-    from tts_ops.fleet.hosts import host_config
-
-    services = [s for s in host_config(document, host)["services"]
-                if not names or s.get("name") in names]
-    return bool(services) and all(s.get("instances", 1) == 0 for s in services)
-
-
-def _say(as_json: bool, host: str, phase: str, message: str) -> None:
-    if as_json:
-        click.echo(json.dumps({"fleet_host": host, "event": phase, "message": message}))
-    else:
-        click.echo(f"{host}: {message}")
-
-
-def _report(as_json: bool, answer: Any, what: str, printed: bool = False) -> None:
-    if not printed:
-        for line in answer.stdout.splitlines():
-            _line(as_json, answer.host, line)
-    phase = "ok" if answer.ok else "failed"
-    _say(as_json, answer.host, phase, f"{what} {'done' if answer.ok else 'failed'}"
-         + ("" if answer.ok else f": {answer.problem().split(': ', 1)[-1]}"))
-
-
-def _summary(fleet_config: Any, document: dict[str, Any], hosts: list[Any],
-             as_json: bool, known: dict[str, str]) -> None:
-    """Which release each host runs now (one line a host and service): as its deploy
-    just said, else asked (a host not reached, failed, or rolled back)."""
-    ask = [h for h in hosts if h.name not in known]
-    answers = _each(fleet_config, document, ask, ["releases", "--json"], len(ask)) \
-        if ask else []
-    for host in hosts:
-        if host.name in known:
-            _current(as_json, host.name, known[host.name])
-    for answer in answers:
-        current = "unreachable"
-        try:
-            found = json.loads(answer.stdout) if answer.ok else None
-        except ValueError:
-            found = None
-        if isinstance(found, list):
-            ids = sorted({f"{r.get('service')}={r.get('id')}" for r in found
-                          if isinstance(r, dict) and r.get("current")})
-            current = ", ".join(ids) or "no release"
-        _current(as_json, answer.host, current)
-
-
-def _current(as_json: bool, host: str, current: str) -> None:
-    if as_json:
-        click.echo(json.dumps({"fleet_host": host, "event": "releases", "current": current}))
-    else:
-        click.echo(f"{host}: runs {current}")
-
-
-class _fleet_lock:
-    """The fleet-wide lock of a shared registry (etcd), when the config has one: two
-    operators' fleet deploys never interleave. A registry of this machine alone (the
-    file registry) has no other operator to keep out: nothing is taken."""
-
-    def __init__(self, app: Any, what: str) -> None:
-        self.app = app
-        self.what = what
-        self.held: Any = None
-
-    def __enter__(self) -> _fleet_lock:
-        import os
-        import time
-
-        if self.app.config.discovery.registry == "file":
-            return self
-        holder = {"pid": os.getpid(), "since": time.time(), "cmd": f"tts-ops fleet {self.what}"}
-        self.held = self.app.registry().deploy_lock("fleet", holder)
-        self.held.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.held is not None:
-            self.held.__exit__(*exc)
+    ops = _fleet(app)
+    ops.one_by_one(what, args, ops.hosts(host_names), _printer(as_json), parallel=parallel,
+                   undo=undo, names=names)
 
 
 _parallel = click.option("--parallel", type=click.IntRange(1, 64), default=None,
@@ -454,15 +204,8 @@ stop = _start_stop("stop")
 @click.pass_obj
 def run(app, args, host_names, as_json) -> None:
     """Any tts-ops command on every host at once: fleet run -- logs tts --lines 5."""
-    fleet_config, document = _inventory(app)
-    hosts = _hosts(fleet_config, host_names)
-    answers = _each(fleet_config, document, hosts, list(args), len(hosts))
-    for answer in answers:
-        _report(as_json, answer, " ".join(args))
-    failed = [a for a in answers if not a.ok]
-    if failed:
-        raise OperationFailed(f"fleet run: {len(failed)} of {len(answers)} hosts failed;"
-                              f" first: {failed[0].problem()}")
+    ops = _fleet(app)
+    ops.run(ops.hosts(host_names), list(args), _printer(as_json))
 
 
 @fleet.command(name="receive-source", hidden=True)
