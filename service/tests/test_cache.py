@@ -5,6 +5,7 @@ and a client that leaves does not cancel it for the others."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -272,3 +273,49 @@ def test_the_answer_goes_back_before_it_is_stored_and_is_never_made_twice(tmp_pa
     assert second == (first[0], True)
     assert stored == first[0]
     assert made == [1]
+
+
+def _solo(server) -> float:
+    return metric(server, 'tts_synthesis_sessions_total{session="solo"}')
+
+
+@pytest.mark.slow
+def test_piper_a_worker_killed_mid_synthesis_leaves_no_core_counted_busy(start_server,
+                                                                        piper_voices):
+    """A lone request takes every core when no other worker runs a synthesis; a worker
+    SIGKILLed in the middle of one must not stay counted as running (its respawned
+    successor warms up, then every lone request is solo again)."""
+    import psutil
+
+    server = start_server("--engine", "piper", "--workers", "2", "--voices-dir",
+                          str(piper_voices))
+    body = json.dumps({"text": "A long text the worker is killed in the middle of. " * 30,
+                       "voice": "copy"}).encode()
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    client.sendall(f"POST /synthesize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                   f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    mine = client.getsockname()[1]
+    master = psutil.Process(server.proc.pid)
+    deadline = time.monotonic() + 60
+    worker = None
+    while worker is None:  # the worker holding our connection, once it is synthesizing
+        assert time.monotonic() < deadline, "no worker took the request"
+        for child in master.children():
+            with contextlib.suppress(psutil.Error):
+                if any(c.raddr and c.raddr.port == mine for c in child.net_connections()):
+                    worker = child
+        time.sleep(0.02)
+    spent = worker.cpu_times().user
+    while worker.cpu_times().user < spent + 0.3:  # it is running the model
+        assert time.monotonic() < deadline, "the worker never ran the model"
+        time.sleep(0.02)
+    worker.kill()
+    client.close()
+    while server.log_path.read_text().count("warm-up passed") < 3:  # its successor is warm
+        assert time.monotonic() < deadline + 60, "no worker replaced the killed one"
+        time.sleep(0.05)
+    before = _solo(server)
+    for i in range(3):
+        assert synth(server, f"Alone again {i} {time.time_ns()}.", voice="copy"
+                     ).status_code == 200
+    assert _solo(server) == before + 3

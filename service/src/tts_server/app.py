@@ -42,7 +42,6 @@ class ServerState:
     metrics: Metrics = field(default_factory=Metrics)
     lock: asyncio.Lock | None = None
     voice_map: dict[str, str] = field(default_factory=dict)  # OpenAI voice name -> ours
-    crowd: Any = None  # syntheses in flight in the whole server (`tts_server.server._Crowd`)
     cache: Any = None  # `tts_server.cache.AudioCache`, None when --cache-bytes 0
 
     async def synthesize(self, text: str, voice: str | None, rate: int | None) -> Any:
@@ -55,8 +54,6 @@ class ServerState:
             raise Unavailable("too many requests queued")
         self.waiting += 1
         self.metrics.in_flight.inc()
-        if self.crowd is not None:
-            self.crowd.add(1)
         started = time.perf_counter()
         try:
             audio = await asyncio.to_thread(self.engine.synthesize, text, voice, rate)
@@ -69,9 +66,9 @@ class ServerState:
         finally:
             self.waiting -= 1
             self.metrics.in_flight.dec()
-            if self.crowd is not None:
-                self.crowd.add(-1)
         self.metrics.synthesis.observe(time.perf_counter() - started)
+        if audio.session is not None:
+            self.metrics.sessions.labels(audio.session).inc()
         return audio
 
     def info(self) -> dict[str, Any]:

@@ -51,6 +51,10 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.sessions = Counter("tts_synthesis_sessions", "Syntheses by the engine session"
+                                " that ran them (piper: solo, every core for a lone request;"
+                                " shared, the worker's share)", ["session"],
+                                registry=self.registry)
         self.errors = Counter("tts_errors", "Errors by kind", ["kind"], registry=self.registry)
         for kind in ("synthesis", "http_5xx"):  # at 0 from the start, in every mode
             self.errors.labels(kind)

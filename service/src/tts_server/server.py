@@ -58,7 +58,7 @@ class Settings:
     threads: int = 0  # per worker's engine; 0: the cores divided among the workers
     cache_bytes: int = 0  # the audio cache's bound (0: no cache, no coalescing)
     cache_dir: str | None = None  # made by run(), shared by the workers
-    crowd: Any = None  # syntheses in flight in the whole server (shared memory, by run())
+    busy: Any = None  # which workers run a synthesis now (`tts_server.busy.Busy`, by run())
     wyoming_uri: str | None = None
     wyoming_sock: socket.socket | None = None  # bound by run(), shared by the workers
 
@@ -87,14 +87,16 @@ def warm_up(state: ServerState) -> None:
 
 def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
           on_ready=None, shared: bool = False) -> None:
-    crowd = settings.crowd if settings.crowd is not None else _Crowd()
+    from tts_server.busy import Busy
+
+    busy = settings.busy if settings.busy is not None else Busy()
     # explicit --threads: fixed; by default a lone request may take every core (piper)
     solo = 0 if settings.threads else (os.cpu_count() or 1)
     engine, note = create_engine(settings.engine, enable_coqui=settings.enable_coqui,
                                  coqui_model=settings.coqui_model,
                                  espeak_source=settings.espeak_source,
                                  voices_dir=settings.voices_dir, threads=settings_threads(settings),
-                                 solo_threads=solo, crowd=crowd.value)
+                                 solo_threads=solo, busy=busy)
     cache = None
     if settings.cache_bytes and settings.cache_dir:
         from tts_server.cache import AudioCache
@@ -102,7 +104,7 @@ def serve(settings: Settings, socks: list[socket.socket], notifier: Notifier,
         cache = AudioCache(settings.cache_dir, settings.cache_bytes)
     state = ServerState(engine=engine, engine_note=note, max_text=settings.max_text,
                         max_queue=settings.max_queue, voice_map=dict(settings.voice_map),
-                        crowd=crowd, cache=cache)
+                        cache=cache)
     if cache is not None:
         cache.metrics = state.metrics
     app = create_app(state, settings.limits, settings.cors_origins)
@@ -173,27 +175,6 @@ async def _warm_up_or_exit(state: ServerState) -> None:
         raise SystemExit(1) from None
 
 
-class _Crowd:
-    """Syntheses in flight in the whole server: a counter in memory shared by the workers
-    (made before they fork), or this process's own with one worker."""
-
-    def __init__(self, shared: bool = False) -> None:
-        import multiprocessing
-
-        self._shared = multiprocessing.Value("i", 0) if shared else None
-        self._own = 0
-
-    def add(self, n: int) -> None:
-        if self._shared is None:
-            self._own += n
-            return
-        with self._shared.get_lock():
-            self._shared.value += n
-
-    def value(self) -> int:
-        return self._own if self._shared is None else self._shared.value
-
-
 def settings_threads(settings: Settings) -> int:
     """Threads each engine may use: the cores shared among the workers (no oversubscription)."""
     if settings.threads:
@@ -236,7 +217,9 @@ def run(settings: Settings) -> int:
         settings.cache_dir = made = make_directory()  # before the fork: shared
     else:
         made = None
-    settings.crowd = _Crowd(shared=settings.workers > 1)
+    from tts_server.busy import Busy
+
+    settings.busy = Busy(settings.workers)
     try:
         if settings.workers <= 1:
             serve(settings, socks, notifier, shared=shared)
@@ -280,10 +263,12 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
     ready_r, ready_w = os.pipe()
     master = os.getpid()
     children: set[int] = set()
+    busy, slots = settings.busy, {}  # worker pid -> its byte of `busy`
 
     # every worker warms before it accepts, at first start as on respawn: a fresh server's
     # cold worker answered 503 after another one's /ready said 200
     def fork_worker(warm_first: bool = True) -> None:
+        busy.slot = min(set(range(busy.slots)) - set(slots.values()))
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
@@ -303,6 +288,12 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
                 code = 1
             os._exit(code)
         children.add(pid)
+        slots[pid] = busy.slot
+
+    def gone(pid: int) -> None:
+        worker_died(pid)
+        if pid in slots:
+            busy.clear(slots.pop(pid))  # it may have died mid-synthesis
 
     for _ in range(settings.workers):
         fork_worker()
@@ -329,11 +320,11 @@ def _prefork(settings: Settings, socks: list[socket.socket], notifier: Notifier,
             print(f"tts-server: error: {problem}", file=sys.stderr)
         forward(signal.SIGTERM, None)
         worst = 1
-    return max(worst, _keep_workers(children, stop, fork_worker, forward))
+    return max(worst, _keep_workers(children, stop, fork_worker, forward, gone))
 
 
 def _keep_workers(children: set[int], stop: threading.Event, fork_worker: Any,
-                  forward: Any) -> int:
+                  forward: Any, gone: Any) -> int:
     """Reap workers until none is left: each that dies is replaced by a new one (warm before
     it accepts) unless we stop or too many died lately (then all stop); the worst exit
     code of a stop."""
@@ -345,7 +336,7 @@ def _keep_workers(children: set[int], stop: threading.Event, fork_worker: Any,
         except ChildProcessError:
             break
         children.discard(pid)
-        worker_died(pid)
+        gone(pid)
         code = os.waitstatus_to_exitcode(wstatus)
         if stop.is_set():
             worst = max(worst, code if code > 0 else 0)

@@ -9,7 +9,7 @@ from tts_server.engines.base import Engine, EngineUnavailable
 
 def create_engine(name: str, *, enable_coqui: bool = False, coqui_model: str | None = None,
                   espeak_source: str = "auto", voices_dir: str | None = None,
-                  threads: int = 0, solo_threads: int = 0, crowd=None) -> tuple[Engine, str]:
+                  threads: int = 0, solo_threads: int = 0, busy=None) -> tuple[Engine, str]:
     """The engine and a one-line note on why it was chosen."""
     if name == "espeak":
         from tts_server.engines.espeak import EspeakEngine
@@ -18,7 +18,7 @@ def create_engine(name: str, *, enable_coqui: bool = False, coqui_model: str | N
     if name == "piper":
         from tts_server.engines.piper import PiperEngine
 
-        return PiperEngine(voices_dir, threads, solo_threads, crowd), "requested"
+        return PiperEngine(voices_dir, threads, solo_threads, busy), "requested"
     if name == "coqui":
         from tts_server.engines.coqui import CoquiEngine
 
@@ -38,7 +38,7 @@ def create_engine(name: str, *, enable_coqui: bool = False, coqui_model: str | N
     if piper_installed() or (voices_dir and importlib.util.find_spec("piper")):
         from tts_server.engines.piper import PiperEngine
 
-        return (PiperEngine(voices_dir, threads, solo_threads, crowd),
+        return (PiperEngine(voices_dir, threads, solo_threads, busy),
                 "; ".join([*notes, "hybrid: piper installed"]))
     from tts_server.engines.espeak import EspeakEngine
 

@@ -30,6 +30,7 @@ class Voice:
 class Audio:
     pcm: bytes  # 16-bit signed little-endian mono
     sample_rate: int
+    session: str | None = None  # which of the engine's sessions spoke it (piper: solo, shared)
 
 
 class Engine(Protocol):

@@ -8,10 +8,12 @@ a directory of many voices does not take a model's memory each. Each ONNX sessio
 ``threads`` intra-op threads (the server gives each worker its share of the cores).
 
 Adaptive threads: with ``solo_threads`` above ``threads`` each voice also gets a session
-of ``solo_threads`` (every core), and a synthesis runs on it when it is the only one in
-flight in the whole server (``crowd()``, counted across the workers): a lone request gets
-all the cores, as piper's own server gives it, while many at once get one session of
-their share each, which is what gives the throughput. Idle threads sleep (no spinning).
+of ``solo_threads`` (every core), and a synthesis runs on it when no other worker is
+running one (``busy``, `tts_server.busy.Busy`): a lone request gets all the cores, as
+piper's own server gives it, and so does a worker whose clients queue while the others
+are idle (keep-alive connections need not spread evenly over the workers); syntheses side
+by side get one session of their share each, which is what gives the throughput. Idle
+threads sleep (no spinning).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class PiperEngine:
     name = "piper"
 
     def __init__(self, voices_dir: str | None = None, threads: int = 0,
-                 solo_threads: int = 0, crowd: Any = None) -> None:
+                 solo_threads: int = 0, busy: Any = None) -> None:
         try:
             from piper.config import SynthesisConfig
         except ImportError as exc:
@@ -58,7 +60,11 @@ class PiperEngine:
         self._config_cls = SynthesisConfig
         self.threads = threads
         self.solo_threads = solo_threads if solo_threads > max(1, threads) else 0
-        self.crowd = crowd or (lambda: 1)
+        if busy is None:
+            from tts_server.busy import Busy
+
+            busy = Busy()
+        self.busy = busy
         self.last_choice: str | None = None  # the session of the last synthesis
         self.files: dict[str, tuple[Path, Path]] = {}  # voice name -> (model, config)
         try:
@@ -146,12 +152,16 @@ class PiperEngine:
         config = self._config_cls(length_scale=(175 / rate) if rate else None)
         with self._lock:
             sessions = self._voice(name)
-            pick = "solo" if "solo" in sessions and self.crowd() <= 1 else "shared"
+            pick = "solo" if "solo" in sessions and not self.busy.others() else "shared"
             self.last_choice = pick
-            chunks = list(sessions[pick].synthesize(text, syn_config=config))
+            self.busy.running(True)
+            try:
+                chunks = list(sessions[pick].synthesize(text, syn_config=config))
+            finally:
+                self.busy.running(False)
         pcm = b"".join(c.audio_int16_bytes for c in chunks)
         rate_hz = chunks[0].sample_rate if chunks else self.sample_rate
-        return Audio(pcm, rate_hz)
+        return Audio(pcm, rate_hz, pick)
 
 
 def _session(model: Path, config: Any, threads: int, spin: bool = False) -> Any:
