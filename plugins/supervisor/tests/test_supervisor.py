@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 
@@ -131,7 +132,12 @@ def test_status_is_one_round_trip(backend, cleanup, monkeypatch):
                 for _ in range(4)]
     for svc in services:
         cleanup(svc)
-        backend.start(svc)
+    # side by side: each start waits out supervisord's startsecs (4 x 2 s one by one)
+    starts = [threading.Thread(target=backend.start, args=(svc,)) for svc in services]
+    for t in starts:
+        t.start()
+    for t in starts:
+        t.join()
     calls = []
     original = Client.call
 
