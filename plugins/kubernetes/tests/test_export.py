@@ -34,7 +34,8 @@ def full_config() -> dict:
                         {"service_name": "cache", "dependency_type": "optional"}],
          "options": {"kubernetes": {"service_account": "tts", "node_selector": {
              "disk": "ssd"}}}},
-        {"name": "db", "command": ["/usr/bin/db", "--port", "{port}", *HOSTILE_TEXT],
+        {"name": "db", "command": ["/usr/bin/db", "--port", "{port}", "--host", "{host}",
+                                   *HOSTILE_TEXT],
          "port": 5432, "health_check": "tcp", "working_dir": "/srv/db",
          "deploy": {"strategy": "rolling", "rolling": {"max_surge": 2, "max_unavailable": 1}}},
         {"name": "cache", "command": ["/bin/cache"], "port": 6379, "health_check": "none",
@@ -150,7 +151,8 @@ def test_probes_follow_each_health_check(rendered):
     _, docs, _ = rendered
     [db] = find(docs, "Deployment", "db")["spec"]["template"]["spec"]["containers"]
     assert db["readinessProbe"]["tcpSocket"] == {"port": "http"}
-    assert db["command"] == ["/usr/bin/db", "--port", "5432", *HOSTILE_TEXT]
+    assert db["command"] == ["/usr/bin/db", "--port", "5432", "--host", "0.0.0.0",
+                             *HOSTILE_TEXT]
     assert db["workingDir"] == "/srv/db"
     [web] = find(docs, "Deployment", "web-ui-v2")["spec"]["template"]["spec"]["containers"]
     assert web["readinessProbe"]["httpGet"]["path"] == "/healthz"

@@ -53,11 +53,12 @@ def cpu(percent: int) -> str:
 
 
 def container_argv(svc: Any) -> list[str]:
-    """The command in the image: ``command`` (``{port}`` filled in), or the reference
-    server's own arguments, listening on every address of the pod (a Service reaches it
-    there, never on loopback)."""
+    """The command in the image: ``command`` (``{port}`` filled in, ``{host}`` as every
+    address of the pod), or the reference server's own arguments, listening on every
+    address of the pod (a Service reaches it there, never on loopback)."""
     if svc.command is not None:
-        return [a.replace("{port}", str(svc.port)) for a in svc.command]
+        return [a.replace("{port}", str(svc.port)).replace("{host}", "0.0.0.0")
+                for a in svc.command]
     argv = svc.model_copy(update={"host": "0.0.0.0"}).argv(python="python")
     return ["tts-server", *argv[3:]] if argv[1:3] == ["-m", "tts_server"] else argv
 
