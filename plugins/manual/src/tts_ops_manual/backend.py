@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tts_ops import cgroups
-from tts_ops.logread import follow, tail
 from tts_ops.logwriter import claim_log_file
 from tts_ops.plugin import (
     BackendContext,
@@ -38,8 +37,6 @@ from tts_ops.procinfo import (
     kill_group,
     usage,
 )
-from tts_ops.sockets import SocketUnavailable, hold_for
-from tts_ops.sockets import release as release_holder
 from tts_ops.statefile import atomic_write_json, locked, open_nofollow, private_dir, read_json
 from tts_ops_manual.spec import build_spec
 
@@ -94,7 +91,9 @@ class ManualBackend:
         self._nothing(service, "disable auto-start")
 
     def release_socket(self, service: Any) -> None:
-        release_holder(self.ctx.state_dir, service.owner)
+        from tts_ops.sockets import release
+
+        release(self.ctx.state_dir, service.owner)
 
     # --- paths and state ---
 
@@ -138,6 +137,8 @@ class ManualBackend:
                     "name": service.name, "state": "failed", "ready": False, "pid": None,
                     "restarts": 0, "reason": problem, "updated_at": time.time()})
                 raise StartFailed(problem, [])
+            from tts_ops.sockets import SocketUnavailable, hold_for
+
             try:
                 held = hold_for(self.ctx.state_dir, service)
             except SocketUnavailable as exc:
@@ -202,6 +203,8 @@ class ManualBackend:
         reason = status.reason or f"not ready within {service.start_timeout:g}s"
         if status.state == State.STOPPED and status.reason:
             reason = f"{status.reason} before becoming ready"
+        from tts_ops.logread import tail
+
         raise StartFailed(reason, tail(service.log_path(self.ctx.state_dir), TAIL_ON_FAILURE))
 
     def _check_port(self, service: Any) -> None:
@@ -364,6 +367,8 @@ class ManualBackend:
 
     def logs(self, service: Any, lines: int, follow_: bool) -> Iterator[str]:
         path = service.log_path(self.ctx.state_dir)
+        from tts_ops.logread import follow, tail
+
         yield from tail(path, lines)
         if follow_:
             yield from follow(path)
@@ -405,5 +410,7 @@ def _group_usage(pid: int) -> tuple[float | None, int | None]:
 
 
 def _last_lines(path: Path) -> list[str]:
+    from tts_ops.logread import tail
+
     return tail(path, TAIL_ON_FAILURE) if path.exists() else []
 
