@@ -117,15 +117,23 @@ def manual_vs_supervisord(quick: bool) -> list[Result]:
             subprocess.run(tts_ops("start", "--all"), env=env, check=True, capture_output=True)
             sup.rpc().supervisor.startAllProcesses()
         # supervisord's stop all is bimodal (about 0.1 s when SIGCHLD wakes its loop, 1.1 s
-        # when it waits for its 1-second tick): the goal is against its best, not its tick
+        # when it waits for its 1-second tick): the goal is against its best, not its tick,
+        # so it is asked again (up to 15 times in all) until one stop missed the tick
+        while min(sd_stops) > 0.5 and len(sd_stops) < 15:
+            time.sleep(1.0)
+            t = time.perf_counter()
+            subprocess.run(sup.ctl("stop", "all"), check=True, capture_output=True)
+            sd_stops.append(time.perf_counter() - t)
+            sup.rpc().supervisor.startAllProcesses()
         subprocess.run(tts_ops("stop", "--all"), env=env, check=True, capture_output=True)
         floor = median_run(tts_ops("stop", "--all"), 5, env=env)  # nothing left to stop
         r = Result("manual: stop --all of 20 services, best of 5", min(stops) * 1000, "ms",
-                   min(sd_stops) * 1000, "supervisorctl stop all, best of 5", "ratio <= 1.0",
+                   min(sd_stops) * 1000, f"supervisorctl stop all, best of {len(sd_stops)}",
+                   "ratio <= 1.0",
                    note="tts-ops runs: " + ", ".join(f"{x * 1000:.0f}" for x in stops)
                    + " ms; supervisorctl runs: " + ", ".join(f"{x * 1000:.0f}" for x in sd_stops)
                    + f" ms; tts-ops stop --all with nothing to stop: {floor * 1000:.0f} ms")
-        r.ok = r.ratio <= 1.0
+        r.ok = r.ratio <= 1.0 and min(sd_stops) <= 0.5  # never against its tick alone
         results.append(r)
         subprocess.run(tts_ops("stop", "--all", "--force"), env=env, capture_output=True)
     finally:
