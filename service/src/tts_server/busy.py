@@ -1,5 +1,6 @@
-"""Which workers are running a synthesis now, so that a synthesis takes every core only
-when no other worker runs one (piper's adaptive threads).
+"""How many cores each worker's syntheses use now, so that a synthesis takes every core
+only when no other worker runs one, and a worker runs syntheses side by side while the
+other workers leave cores free (piper's adaptive threads).
 
 One byte per worker in memory shared by all of them (made by the master before it forks):
 each worker writes only its own byte, so no lock is needed (a lock held by a worker killed
@@ -20,11 +21,12 @@ class Busy:
         self.slot = 0  # this worker's byte: set by the master before it forks the worker
 
     def others(self) -> int:
-        """Workers other than this one running a synthesis now."""
-        return sum(1 for i, flag in enumerate(self._flags) if flag and i != self.slot)
+        """The cores the other workers' syntheses use now."""
+        return sum(used for i, used in enumerate(self._flags) if i != self.slot)
 
-    def running(self, flag: bool) -> None:
-        self._flags[self.slot] = 1 if flag else 0
+    def using(self, cores: int) -> None:
+        """The cores this worker's syntheses use now."""
+        self._flags[self.slot] = max(0, min(cores, 127))
 
     def clear(self, slot: int) -> None:
         """The master's: the worker at ``slot`` is gone."""

@@ -8,17 +8,19 @@ a directory of many voices does not take a model's memory each. Each ONNX sessio
 ``threads`` intra-op threads (the server gives each worker its share of the cores).
 
 Adaptive threads: with ``solo_threads`` above ``threads`` each voice also gets a session
-of ``solo_threads`` (every core), and a synthesis runs on it when no other worker is
-running one (``busy``, `tts_server.busy.Busy`): a lone request gets all the cores, as
-piper's own server gives it, and so does a worker whose clients queue while the others
-are idle (keep-alive connections need not spread evenly over the workers); syntheses side
-by side get one session of their share each, which is what gives the throughput. Idle
-threads sleep (no spinning).
+of ``solo_threads`` (every core). A synthesis runs on it when it is alone: no other one
+waits in this worker and no other worker runs one (``busy``, `tts_server.busy.Busy`,
+counts every worker's cores in use); a lone request gets all the cores, as piper's own
+server gives it. Otherwise syntheses run side by side on the shared session, one share of
+the cores each, as long as the workers' shares fit in the cores (a worker always runs at
+least one): that is what gives the throughput, also when keep-alive clients crowd on one
+worker while another idles. Idle threads sleep (no spinning).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -88,7 +90,11 @@ class PiperEngine:
                                     " --voices-dir a directory of NAME.onnx + NAME.onnx.json)")
         self.default_voice = VOICE_NAME if VOICE_NAME in self.files else next(iter(self.files))
         self._loaded: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the loaded voices
+        self._turn = threading.Condition(self._lock)  # whose synthesis runs: cores in use
+        self._cores = os.cpu_count() or 1
+        self._used = 0  # cores this worker's syntheses use now
+        self._waiting = 0  # syntheses of this worker not yet running
         self._digests: dict[tuple, str] = {}
         first = self._voice(self.default_voice)["shared"]
         self.sample_rate = first.config.sample_rate
@@ -116,6 +122,23 @@ class PiperEngine:
         while len(self._loaded) > MAX_LOADED:
             self._loaded.popitem(last=False)
         return voice
+
+    def _pick(self, sessions: dict[str, Any], seen_free: bool) -> tuple[str | None, int]:
+        """(the session to run on, the cores it takes), or (None, cores free now: ask again
+        in a moment). A worker always runs one synthesis; it runs one more beside it only
+        when cores were free on two looks in a row (``seen_free``): another worker's client
+        leaves it idle for a few milliseconds between its requests, and starting then would
+        put three syntheses on two cores."""
+        others = self.busy.others()
+        if "solo" in sessions and self._waiting == 1 and self._used == 0 and others == 0:
+            return "solo", self.solo_threads
+        share = max(1, self.threads)
+        if self._used == 0:
+            return "shared", share
+        free = self._used + others + share <= self._cores
+        if free and seen_free:
+            return "shared", share
+        return None, share if free else 0
 
     def choice(self) -> dict[str, Any]:
         """What /health says of the threads: each session's, and which ran last."""
@@ -150,15 +173,30 @@ class PiperEngine:
         if rate is not None and not 80 <= rate <= 450:
             raise BadRequest(f"rate must be 80-450 words per minute (got {rate})", "rate")
         config = self._config_cls(length_scale=(175 / rate) if rate else None)
-        with self._lock:
-            sessions = self._voice(name)
-            pick = "solo" if "solo" in sessions and not self.busy.others() else "shared"
-            self.last_choice = pick
-            self.busy.running(True)
+        with self._turn:
+            self._waiting += 1
             try:
-                chunks = list(sessions[pick].synthesize(text, syn_config=config))
+                seen_free = False
+                while True:
+                    sessions = self._voice(name)
+                    pick, cores = self._pick(sessions, seen_free)
+                    if pick is not None:
+                        break
+                    seen_free = cores > 0
+                    # another worker's synthesis may end meanwhile: it cannot tell us
+                    self._turn.wait(0.05)
             finally:
-                self.busy.running(False)
+                self._waiting -= 1
+            self._used += cores
+            self.busy.using(self._used)
+            self.last_choice = pick
+        try:
+            chunks = list(sessions[pick].synthesize(text, syn_config=config))
+        finally:
+            with self._turn:
+                self._used -= cores
+                self.busy.using(self._used)
+                self._turn.notify_all()
         pcm = b"".join(c.audio_int16_bytes for c in chunks)
         rate_hz = chunks[0].sample_rate if chunks else self.sample_rate
         return Audio(pcm, rate_hz, pick)
