@@ -45,10 +45,9 @@ class Lifecycle:
         missing = {k: v for k, v in self._env().items() if k not in service.env}
         if missing:
             update["env"] = {**service.env, **missing}
-        command = service.command
-        if command and any("{port}" in a or "{host}" in a for a in command):
-            update["command"] = [a.replace("{port}", str(service.port))
-                                 .replace("{host}", service.host) for a in command]
+        filled = service.command_at(service.port, service.host)
+        if filled != service.command:
+            update["command"] = filled
         return service.model_copy(update=update) if update else service
 
     def install(self, service: Any) -> str | None:

@@ -58,7 +58,7 @@ class Settings:
     threads: int = 0  # per worker's engine; 0: the cores divided among the workers
     cache_bytes: int = 0  # the audio cache's bound (0: no cache, no coalescing)
     cache_dir: str | None = None  # made by run(), shared by the workers
-    busy: Any = None  # which workers run a synthesis now (`tts_server.busy.Busy`, by run())
+    busy: Any = None  # cores each worker's syntheses use now (`tts_server.busy.Busy`, by run())
     wyoming_uri: str | None = None
     wyoming_sock: socket.socket | None = None  # bound by run(), shared by the workers
 

@@ -100,6 +100,13 @@ class ServiceMethods:
         """The configured service this one runs for: a deploy slot's, else itself."""
         return self.labels.get(OWNER_LABEL) or self.name
 
+    def command_at(self, port: int, host: str) -> list[str] | None:
+        """``command`` with ``{port}`` and ``{host}`` filled in (None: the reference
+        server, which takes its address as flags)."""
+        if self.command is None:
+            return None
+        return [a.replace("{port}", str(port)).replace("{host}", host) for a in self.command]
+
     def argv(self, python: str | None = None) -> list[str]:
         """The command to run: ``command``, or the reference TTS server with this config."""
         if self.command is not None:

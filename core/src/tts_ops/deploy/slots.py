@@ -143,8 +143,7 @@ def slot_services(base: Any, generation: str, release_id: str | None, source: st
         if private:
             update["host"] = host  # private: the service's address is the shared one
         if base.command is not None:
-            update["command"] = [a.replace("{port}", str(port)).replace("{host}", bind)
-                                 for a in base.command]
+            update["command"] = base.command_at(port, bind)
         if base.log_file is not None:
             stem = base.log_file.name.removesuffix(".log")
             update["log_file"] = base.log_file.with_name(f"{stem}-{slot}.log")

@@ -57,8 +57,7 @@ def container_argv(svc: Any) -> list[str]:
     address of the pod), or the reference server's own arguments, listening on every
     address of the pod (a Service reaches it there, never on loopback)."""
     if svc.command is not None:
-        return [a.replace("{port}", str(svc.port)).replace("{host}", "0.0.0.0")
-                for a in svc.command]
+        return svc.command_at(svc.port, "0.0.0.0")
     argv = svc.model_copy(update={"host": "0.0.0.0"}).argv(python="python")
     return ["tts-server", *argv[3:]] if argv[1:3] == ["-m", "tts_server"] else argv
 
