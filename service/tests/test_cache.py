@@ -285,7 +285,8 @@ def test_piper_a_lone_request_gets_every_core_even_after_a_worker_died_mid_synth
     said = [httpx.get(f"{server.url}/health").json()["threads"] for _ in range(6)]
     if cores > 1:
         assert all(t["solo"] == cores for t in said), said
-        assert {t["last"] for t in said} - {None} == {"solo"}, said
+        # a worker that got none of the four says its warm-up's choice (both warmed at once)
+        assert "solo" in {t["last"] for t in said}, said
         assert _solo(server) == before + 4
     body = json.dumps({"text": "A long text the worker is killed in the middle of. " * 30,
                        "voice": "copy"}).encode()
