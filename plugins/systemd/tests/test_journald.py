@@ -130,8 +130,12 @@ class TestJournaldSinkConformance(LogSinkConformance):
             if lines:  # the journal has them all before the suite reads them
                 # a journalctl every 0.2 s, not every 0.02: fifty a second on 2 cores
                 # starved the journald they ask (a CI run timed out waiting)
-                wait_for(lambda: len(list(sink.lines(lambda _m: None))) >= len(lines),
-                         timeout=60, interval=0.2, message="the unit's lines in the journal")
+                try:
+                    wait_for(lambda: len(list(sink.lines(lambda _m: None))) >= len(lines),
+                             timeout=60, interval=0.2,
+                             message="the unit's lines in the journal")
+                except AssertionError as exc:  # a CI run: say where the lines went
+                    raise AssertionError(f"{exc}\n{_whereabouts(unit)}") from None
 
             def append(line: bytes) -> None:
                 with open(path, "ab") as fh:
@@ -142,3 +146,23 @@ class TestJournaldSinkConformance(LogSinkConformance):
         yield make
         for unit in units:
             subprocess.run(["systemctl", "--user", "stop", unit], timeout=30, check=False)
+
+
+def _whereabouts(unit: str) -> str:
+    """What systemd and the journal know of ``unit`` and the journal's last entries (the
+    manager's own warnings among them), for a test that did not find the unit's lines."""
+    def run(*argv: str) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        return f"$ {' '.join(argv)} ({done.returncode})\n{done.stdout}{done.stderr}"
+
+    last = subprocess.run(["journalctl", "--no-pager", "-n", "15", "-o", "json"],
+                          capture_output=True, text=True, timeout=30)
+    entries = [json.loads(line) for line in last.stdout.splitlines() if line.startswith("{")]
+    return "\n".join([
+        run("systemctl", "--user", "show", unit, "-p",
+            "ActiveState,SubState,MainPID,ExecMainStatus,ControlGroup,StandardOutput"),
+        f"the journal's last entries ({last.returncode}, {last.stderr.strip()}):",
+        *(f"  {e.get('_PID')} {e.get('_SYSTEMD_UNIT') or e.get('_SYSTEMD_USER_UNIT')}:"
+          f" {str(e.get('MESSAGE'))[:160]}" for e in entries),
+        run("ls", "-l", str(SOCKETS)),
+    ])
