@@ -37,6 +37,7 @@ class Step:
     output: str
     serving: str | None       # the release the configured address answers with afterwards
     expected: str | None      # the release that should serve
+    started: str = ""         # UTC time, as in the servers' logs
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ScenarioResult:
     load: LoadResult = field(default_factory=LoadResult)
     steps: list[Step] = field(default_factory=list)
     leftovers: str = ""
+    logs: str = ""  # when the client saw a failure: what the servers logged besides answers
 
 
 def health(address: str) -> dict[str, Any]:
@@ -83,6 +85,7 @@ def run_scenario(tmp_path: Path, host: Any, process_manager: str,
         with PinnedLoad(f"http://{address}/synthesize") as load:
             for step, args in STEPS:
                 before = [r["id"] for r in releases()]
+                started = _now()
                 out = run_cli([*cli, *args, *pm], host=host)
                 after = releases()
                 if step == "rollback":  # the release before the canary's
@@ -91,16 +94,48 @@ def run_scenario(tmp_path: Path, host: Any, process_manager: str,
                     new = [r["id"] for r in after if r["id"] not in before]
                     expected = new[0] if new else _current(after)
                 result.steps.append(Step(step, out.exit_code, out.output,
-                                         health(address).get("release"), expected))
+                                         health(address).get("release"), expected, started))
                 if out.exit_code != 0:
                     break
                 if after_step is not None:
                     after_step(step)
         result.load = load.result
+        if not result.load.clean:
+            result.logs = server_logs(Path(tmp_path) / "state")
     finally:
         run_cli([*cli, "stop", "--all", *pm], host=host)
         result.leftovers = run_cli([*cli, "status", "--json"], host=host).stdout
     return result
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def server_logs(state: Path, per_file: int = 12) -> str:
+    """Each generation's log lines other than plain 200 answers (starts, drains, stops,
+    errors, slow or failed answers), the last ``per_file`` of each: a failure the client
+    saw, told by the servers (a test's temporary files do not outlive a CI run)."""
+    out = []
+    for path in sorted([*state.glob("logs/*.log"), *state.glob("*/*/supervise.log")]):
+        picked = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                picked.append(line)
+                continue
+            if not isinstance(entry, dict):
+                picked.append(line)
+            elif entry.get("event") != "request" or entry.get("status") != 200 or \
+                    (entry.get("ms") or 0) > 1000:
+                picked.append(f"{str(entry.get('ts'))[11:23]} {entry.get('level')}"
+                              f" {entry.get('msg')} {entry.get('ms', '')}")
+        out.append(f"-- {path.relative_to(state)}")
+        out += [line[:220] for line in picked[-per_file:]]
+    return "\n".join(out)
 
 
 def _current(releases: list[dict[str, Any]]) -> str | None:
@@ -118,6 +153,9 @@ def problems(result: ScenarioResult) -> list[str]:
                        f" expected {step.expected}")
     if len(result.steps) == len(STEPS) + 1 and not result.load.clean:
         out.append(f"the pinned client saw: {result.load.summary()}")
+        out.append("steps began at (UTC): " + ", ".join(f"{s.name} {s.started}"
+                                                        for s in result.steps[1:]))
+        out.append(result.logs)
     states = {row["name"]: row["state"] for row in json.loads(result.leftovers or "[]")}
     if any(state != "stopped" for state in states.values()):
         out.append(f"after stop --all: {states}")
