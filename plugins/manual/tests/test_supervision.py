@@ -119,6 +119,23 @@ def test_crash_loop_counts_exactly_max_restarts(backend, cleanup):
     assert status(backend, svc).restarts == 4
 
 
+def test_a_start_stops_waiting_when_the_next_try_is_past_its_timeout(backend, cleanup):
+    """Exits at once; the backoff (0.2 s, 2 s, 20 s) puts the fourth try after start_timeout:
+    the start fails at the third exit, saying how the program ended, not after 20 s of
+    waiting and "not ready within 20s"."""
+    svc = dummy("hopeless", command=[sys.executable, "-c", "raise SystemExit(3)"],
+                notify=False, health_check="none", start_seconds=5, max_restarts=5,
+                restart_delay=0.2, restart_backoff=10, restart_delay_max=60,
+                start_timeout=20, cleanup=cleanup)
+    with pytest.raises(StartFailed) as info:
+        backend.start(svc)
+    assert info.value.reason == ("exited 3 before becoming ready (after 2 restarts; the next"
+                                 " one was due after the start_timeout of 20s)")
+    st = status(backend, svc)
+    assert st.state == State.FAILED and st.reason == info.value.reason and st.restarts == 2
+    assert [e["event"] for e in events_of(backend, svc)].count("started") == 3
+
+
 def test_backoff_grows_between_restarts(backend, cleanup):
     svc = dummy("backoff", command=[sys.executable, "-c", "raise SystemExit(1)"],
                 notify=False, health_check="none", start_seconds=30, max_restarts=3,

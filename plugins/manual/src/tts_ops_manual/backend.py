@@ -190,7 +190,10 @@ class ManualBackend:
                     "the supervisor exited before writing its status",
                     _last_lines(self.service_dir(service.name) / "supervise.log"),
                 )
-            if time.monotonic() > deadline:
+            # in backoff with its next try due after the deadline: nothing to wait for
+            hopeless = bool(st and st.get("state") == "backoff" and st.get("restart_at")
+                            and st["restart_at"] - time.time() > deadline - time.monotonic())
+            if time.monotonic() > deadline or hopeless:
                 if st and self.supervisor_alive(st):
                     os.kill(st["supervisor_pid"], signal.SIGUSR2)
                     self._wait_supervisor_exit(st, 10)

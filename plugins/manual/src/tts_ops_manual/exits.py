@@ -96,7 +96,9 @@ class Exits:
         if delay <= 0:
             self.do_restart()  # no backoff: respawn now, one status write
             return
-        self.write_status(state="backoff")
+        # the wall time of the next try: a start waiting for readiness gives up at once
+        # when that is past its deadline, instead of waiting the deadline out
+        self.write_status(state="backoff", restart_at=time.time() + delay)
         self.timers["restart"] = time.monotonic() + delay
 
     pending_reason: str | None = None
@@ -108,6 +110,7 @@ class Exits:
 
     def do_restart(self) -> None:
         self.status["restarts"] += 1
+        self.status.pop("restart_at", None)
         self.spawn()
         if self.child_pid is not None:
             self.event("restarted", reason=self.status.get("reason"))
@@ -187,8 +190,15 @@ class Exits:
         self.clear_group()
         self.end_beats()
         if self.stop_mode == "giveup":
+            reason = f"not ready within {self.spec['start_timeout']:g}s"
+            if self.status.get("state") == "backoff" and self.status.get("reason"):
+                # it never stayed up: say how it ended, not only that the wait did
+                restarts = self.status["restarts"]
+                reason = (f"{self.status['reason']} before becoming ready (after {restarts}"
+                          f" restart{'s' * (restarts != 1)}; the next one was due after the"
+                          f" start_timeout of {self.spec['start_timeout']:g}s)")
             self.write_status(state="failed", pid=None, pid_ticks=None, ready=False,
-                              reason=f"not ready within {self.spec['start_timeout']:g}s")
+                              reason=reason, restart_at=None)
             self.event("failed", reason="start timeout")
         else:
             self.write_status(state="stopped", pid=None, pid_ticks=None, ready=False, reason=None)
