@@ -343,17 +343,19 @@ def _supervisors(state) -> list[int]:
 def test_an_interrupted_deploy_ends_with_the_old_release_serving_and_nothing_hidden(env, how):
     assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
     serving = env.status()[0]
-    env.write(deploy={**env.service["deploy"], "drain_seconds": 30})
+    # past "switch" the new slot has the traffic and the deploy drains the old one, writing
+    # nothing for 10 minutes: a closed output must be noticed meanwhile, not after
+    env.write(deploy={**env.service["deploy"], "drain_seconds": 600,
+                      "progress_deadline_seconds": 1200})
     proc = _deploy_in_background(env, "blue_green")
-    # the new slot is running once start_new is reported; past "switch" it has the traffic
-    _read_until(proc, "start_new" if how == "closed-stdout" else "switch")
+    _read_until(proc, "switch")
     during = {r["name"] for r in env.status()}
     assert during == {serving["name"], f"tts-{'green' if 'blue' in serving['name'] else 'blue'}"}
     if how == "closed-stdout":
         proc.stdout.close()  # as `tts-ops deploy | head -4` does
     else:
         proc.send_signal(getattr(signal, how))
-    proc.wait(timeout=90)
+    proc.wait(timeout=90)  # well inside the drain
     stderr = proc.stderr.read()
     if how == "SIGKILL":
         assert proc.returncode == -9

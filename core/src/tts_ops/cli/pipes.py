@@ -2,10 +2,7 @@
 with Ctrl-C: its reader leaves, or it is sent SIGTERM.
 
 Whether the reader of our standard output has gone (``tts-ops discovery watch | head -1``):
-such a command may have nothing to write for hours; a write is how a pipe's writer learns
-that its reader left, so without looking it would stay. The write end of a pipe whose
-reader closed reports POLLERR, which is what GNU tail checks too. A terminal, a file or an
-in-process runner never does.
+`tts_ops.readergone.output_gone`, here for the commands that follow.
 
 SIGTERM (``kill``, ``systemctl stop``, ``timeout``): by default Python dies of it without a
 word or its cleanup. `end_on_sigterm` makes it end the command as Ctrl-C does (the same
@@ -16,11 +13,13 @@ word or its cleanup. `end_on_sigterm` makes it end the command as Ctrl-C does (t
 from __future__ import annotations
 
 import contextlib
-import select
 import signal
-import sys
 from collections.abc import Iterator
 from typing import Any
+
+from tts_ops.readergone import output_gone
+
+__all__ = ["Terminated", "end_on_sigterm", "following", "output_gone"]
 
 
 class Terminated(KeyboardInterrupt):
@@ -49,13 +48,3 @@ def following(sigterm: bool = True) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         pass
-
-
-def output_gone() -> bool:
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, ValueError, OSError):
-        return False
-    poller = select.poll()
-    poller.register(fd, 0)  # errors and hang-ups are always reported
-    return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))

@@ -191,7 +191,7 @@ def restart(app, names, all_, pm, as_json) -> None:
         from tts_ops.deploy.engine import DeployEngine, Reporter
         from tts_ops.deploy.releases import ReleaseStore
 
-        engine = DeployEngine(app, Reporter(False, lambda line: None))
+        engine = DeployEngine(app, Reporter(False, lambda line: None, watch_output=False))
         for svc in seamless:
             current = ReleaseStore(app.state_dir, svc.name).current()
             engine.deploy(svc, strategy=None, pm=pm, release=current, kind="restart",

@@ -55,6 +55,9 @@ class DeployContext:
     #: structured progress for displays: progress("weights", weights={...}) or
     #: progress("samples", step=10, samples=40, need=50, errors=0)
     progress: Callable[..., None] = field(default=lambda kind, **data: None)
+    #: raises if whoever follows the deploy went away (its output closed), asked while
+    #: the deploy waits without writing
+    watch: Callable[[], None] = field(default=lambda: None)
     #: ``deploy.<strategy>`` validated by the strategy's options model (None without one)
     options: Any = None
     #: the service's router (`tts_ops.contracts.Router`), None without one; ``servers``:
@@ -145,6 +148,7 @@ class DeployContext:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             self.check_deadline()
+            self.watch()
             time.sleep(min(0.1, max(0.0, end - time.monotonic())))
 
     def check_deadline(self) -> None:

@@ -217,7 +217,7 @@ class Operation:
             registry=self.rt.registry(), settings=settings, release_id=self.release_id or "",
             step=self.step, log=lambda m: self.out.event("log", service=svc.name, message=m),
             progress=lambda kind, **data: self.out.event(kind, service=svc.name, **data),
-            emit=self.rt.host.emit, verify_hooks=self._verify_hooks(),
+            watch=self.out.watch, emit=self.rt.host.emit, verify_hooks=self._verify_hooks(),
             deadline=time.monotonic() + settings.progress_deadline_seconds,
             options=strategy_options(svc, t.strategy, self.rt.host))
         if svc.router:

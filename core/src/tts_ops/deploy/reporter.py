@@ -18,9 +18,13 @@ class Reporter:
     show every event.
     """
 
-    def __init__(self, as_json: bool, echo: Callable[[str], None]) -> None:
+    def __init__(self, as_json: bool, echo: Callable[[str], None],
+                 watch_output: bool = True) -> None:
+        """``watch_output``: whether ``echo`` writes to standard output, whose reader
+        leaving interrupts the deploy (`watch`)."""
         self.as_json = as_json
         self._echo = echo
+        self.watch_output = watch_output
         self.closed = False
         self._samples: tuple[Any, float] = (None, 0.0)
 
@@ -38,13 +42,25 @@ class Reporter:
         try:
             self._echo(line)
         except BrokenPipeError:
-            self.closed = True
-            import sys
-
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())  # nor may the final flush fail
-            os.close(devnull)
+            self._gone()
             raise
+
+    def watch(self) -> None:
+        """Between lines (a drain, a canary's pause): a reader that left interrupts the
+        deploy now, as the next line would, not when the wait is over."""
+        from tts_ops.readergone import output_gone
+
+        if self.watch_output and not self.closed and output_gone():
+            self._gone()
+            raise BrokenPipeError("the output was closed")
+
+    def _gone(self) -> None:
+        self.closed = True
+        import sys
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # nor may the final flush fail
+        os.close(devnull)
 
     def event(self, kind: str, **data: Any) -> None:
         if self.as_json:
