@@ -42,6 +42,7 @@ from tts_server import __version__
 log = logging.getLogger("tts_server")
 ATTRIBUTION = Attribution(name="tts-ops", url="https://github.com/")
 MAX_HEADER = 64 * 1024  # an event's JSON line
+LINGER_S = 1.0  # after a refusal: how long what the client still sends is dropped
 MAX_PAYLOAD = 64 * 1024  # a TTS server is sent no audio: payloads are never large
 
 
@@ -170,8 +171,27 @@ class Handler(AsyncEventHandler):
             self.writer.close()
 
     async def _refuse(self, code: str, text: str) -> None:
+        """Answer an ``error`` event, then close without losing it: the event in one write
+        (the package writes its header and its data apart), the end of our output, and
+        what the client still sends read and dropped for up to ``LINGER_S``. A close with
+        its bytes unread would make the kernel reset the connection, and a client that
+        was still sending (a refused 400 MB body) could miss the answer."""
+        import io
+
+        from wyoming.event import write_event
+
+        event = io.BytesIO()
+        write_event(Error(text=text, code=code).event(), event)
         with contextlib.suppress(Exception):
-            await self.write_event(Error(text=text, code=code).event())
+            self.writer.write(event.getvalue())
+            await self.writer.drain()
+            self.writer.write_eof()
+            reader = self.reader.reader  # type: ignore[attr-defined]  # the bounded one's
+            loop = asyncio.get_running_loop()
+            until = loop.time() + LINGER_S
+            while loop.time() < until and await asyncio.wait_for(
+                    reader.read(1 << 16), max(0.0, until - loop.time())):
+                pass
         log.info(f"wyoming: refused ({code}): {text}",
                  extra={"event": "wyoming_refused", "code": code})
 
