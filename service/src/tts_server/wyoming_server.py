@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import socket
 import urllib.parse
@@ -26,7 +27,7 @@ from typing import Any
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
-from wyoming.event import Event
+from wyoming.event import Event, write_event
 from wyoming.info import Attribution, Describe, Info, TtsProgram, TtsVoice
 from wyoming.server import AsyncEventHandler
 from wyoming.tts import (
@@ -99,6 +100,14 @@ class BoundedReader:
         except TimeoutError:
             raise Refused("Timeout", f"an event did not arrive within"
                           f" {self.limits.header_timeout:g}s of its first byte") from None
+
+
+def event_bytes(event: Event) -> bytes:
+    """An event as the package writes it (header line, data, payload), in one piece: for a
+    write the connection's close follows."""
+    buffer = io.BytesIO()
+    write_event(event, buffer)
+    return buffer.getvalue()
 
 
 def bind(uri: str) -> socket.socket:
@@ -176,14 +185,8 @@ class Handler(AsyncEventHandler):
         what the client still sends read and dropped for up to ``LINGER_S``. A close with
         its bytes unread would make the kernel reset the connection, and a client that
         was still sending (a refused 400 MB body) could miss the answer."""
-        import io
-
-        from wyoming.event import write_event
-
-        event = io.BytesIO()
-        write_event(Error(text=text, code=code).event(), event)
         with contextlib.suppress(Exception):
-            self.writer.write(event.getvalue())
+            self.writer.write(event_bytes(Error(text=text, code=code).event()))
             await self.writer.drain()
             self.writer.write_eof()
             reader = self.reader.reader  # type: ignore[attr-defined]  # the bounded one's
@@ -254,19 +257,12 @@ async def serve(state: Any, sock: socket.socket, limits: Any = None,
     accepted, in the protocol's ``connection_made``, as HTTP's are: waiting for the
     handler's task would let a flood hold descriptors before any is counted.
     """
-    import io
-
-    from wyoming.event import write_event
-
     from tts_server.guard import ACCEPT_BATCH, Budget, Limits
 
     limits = limits or Limits()
     budget = budget or Budget(limits.max_connections)
     loop = asyncio.get_running_loop()
-    refusal = io.BytesIO()
-    write_event(Error(text="too many connections; retry shortly", code="Busy").event(),
-                refusal)
-    busy = refusal.getvalue()
+    busy = event_bytes(Error(text="too many connections; retry shortly", code="Busy").event())
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await Handler(state, reader, writer, limits, budget).run()

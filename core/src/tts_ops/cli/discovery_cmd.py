@@ -222,7 +222,8 @@ def watch(app, service, as_json, from_start) -> None:
             click.echo(f"{change['seq']} {change['kind']} {change['id']}"
                        f" weight={rec.get('weight')} health={rec.get('health')}")
 
-    from tts_ops.cli.pipes import following, output_gone
+    from tts_ops.cli.pipes import following
+    from tts_ops.readergone import output_gone
 
     with following():
         for change in registry.follow(seq, service, stop=output_gone):

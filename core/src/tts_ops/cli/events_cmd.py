@@ -30,7 +30,8 @@ def events(app, names, follow: bool, last: int | None, as_json: bool, for_second
     """
     import time
 
-    from tts_ops.cli.pipes import following, output_gone
+    from tts_ops.cli.pipes import following
+    from tts_ops.readergone import output_gone
     from tts_ops.runtime.events import EventFeed, dispatch
 
     since = time.time()

@@ -1,9 +1,6 @@
 """How a command that follows something (a watch, events, a log) ends when nobody stops it
 with Ctrl-C: its reader leaves, or it is sent SIGTERM.
 
-Whether the reader of our standard output has gone (``tts-ops discovery watch | head -1``):
-`tts_ops.readergone.output_gone`, here for the commands that follow.
-
 SIGTERM (``kill``, ``systemctl stop``, ``timeout``): by default Python dies of it without a
 word or its cleanup. `end_on_sigterm` makes it end the command as Ctrl-C does (the same
 ``finally`` blocks, streams shut down), then say ``tts-ops: terminated`` and exit 143;
@@ -16,10 +13,6 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from typing import Any
-
-from tts_ops.readergone import output_gone
-
-__all__ = ["Terminated", "end_on_sigterm", "following", "output_gone"]
 
 
 class Terminated(KeyboardInterrupt):
