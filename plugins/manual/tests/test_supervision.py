@@ -136,6 +136,23 @@ def test_a_start_stops_waiting_when_the_next_try_is_past_its_timeout(backend, cl
     assert [e["event"] for e in events_of(backend, svc)].count("started") == 3
 
 
+def test_the_next_try_is_judged_on_the_monotonic_clock_and_a_bad_value_waits():
+    """A wall clock stepped back an hour puts ``restart_at`` an hour away; ``restart_due``
+    (CLOCK_MONOTONIC) still says the next try is soon, so the start keeps waiting. A value
+    that is not a number (an older supervisor, a damaged file) never ends a start early."""
+    from tts_ops_manual.backend import next_try_after
+
+    now = time.monotonic()
+    soon = {"state": "backoff", "restart_at": time.time() + 3600, "restart_due": now + 1}
+    assert not next_try_after(soon, now + 20)
+    assert next_try_after({**soon, "restart_due": now + 25}, now + 20)
+    assert not next_try_after({**soon, "state": "running", "restart_due": now + 25}, now + 20)
+    for bad in ("soon", True, None, [now + 25], {"at": now + 25}, float("inf"),
+                float("nan")):
+        assert not next_try_after({**soon, "restart_due": bad}, now + 20), bad
+    assert not next_try_after(None, now + 20)
+
+
 def test_backoff_grows_between_restarts(backend, cleanup):
     svc = dummy("backoff", command=[sys.executable, "-c", "raise SystemExit(1)"],
                 notify=False, health_check="none", start_seconds=30, max_restarts=3,

@@ -8,6 +8,7 @@ supervisor's own ``supervise.log``. Liveness is PID plus start time, never a PID
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
 import sys
@@ -190,10 +191,7 @@ class ManualBackend:
                     "the supervisor exited before writing its status",
                     _last_lines(self.service_dir(service.name) / "supervise.log"),
                 )
-            # in backoff with its next try due after the deadline: nothing to wait for
-            hopeless = bool(st and st.get("state") == "backoff" and st.get("restart_at")
-                            and st["restart_at"] - time.time() > deadline - time.monotonic())
-            if time.monotonic() > deadline or hopeless:
+            if time.monotonic() > deadline or next_try_after(st, deadline):
                 if st and self.supervisor_alive(st):
                     os.kill(st["supervisor_pid"], signal.SIGUSR2)
                     self._wait_supervisor_exit(st, 10)
@@ -375,6 +373,18 @@ class ManualBackend:
         yield from tail(path, lines)
         if follow_:
             yield from follow(path)
+
+
+def next_try_after(st: dict[str, Any] | None, deadline: float) -> bool:
+    """Whether ``st`` is in backoff with its next try due after ``deadline`` (both on
+    CLOCK_MONOTONIC): then a start has nothing left to wait for. Not the wall-time
+    ``restart_at``: a clock stepped back an hour would make every try look an hour away."""
+    if not st or st.get("state") != "backoff":
+        return False
+    due = st.get("restart_due")
+    if not isinstance(due, (int, float)) or isinstance(due, bool) or not math.isfinite(due):
+        return False  # an older supervisor's status, or a damaged one: wait it out
+    return due > deadline
 
 
 def _read_from(path: Path, offset: int) -> tuple[int, bytes]:

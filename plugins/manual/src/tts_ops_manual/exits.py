@@ -96,10 +96,12 @@ class Exits:
         if delay <= 0:
             self.do_restart()  # no backoff: respawn now, one status write
             return
-        # the wall time of the next try: a start waiting for readiness gives up at once
-        # when that is past its deadline, instead of waiting the deadline out
-        self.write_status(state="backoff", restart_at=time.time() + delay)
-        self.timers["restart"] = time.monotonic() + delay
+        # the next try, as wall time for people and on CLOCK_MONOTONIC (the same clock in
+        # every process of this boot, unmoved by a clock step) for a start waiting for
+        # readiness: it gives up at once when that is past its deadline
+        due = time.monotonic() + delay
+        self.write_status(state="backoff", restart_at=time.time() + delay, restart_due=due)
+        self.timers["restart"] = due
 
     pending_reason: str | None = None
 
@@ -111,6 +113,7 @@ class Exits:
     def do_restart(self) -> None:
         self.status["restarts"] += 1
         self.status.pop("restart_at", None)
+        self.status.pop("restart_due", None)
         self.spawn()
         if self.child_pid is not None:
             self.event("restarted", reason=self.status.get("reason"))
@@ -198,7 +201,7 @@ class Exits:
                           f" restart{'s' * (restarts != 1)}; the next one was due after the"
                           f" start_timeout of {self.spec['start_timeout']:g}s)")
             self.write_status(state="failed", pid=None, pid_ticks=None, ready=False,
-                              reason=reason, restart_at=None)
+                              reason=reason, restart_at=None, restart_due=None)
             self.event("failed", reason="start timeout")
         else:
             self.write_status(state="stopped", pid=None, pid_ticks=None, ready=False, reason=None)
