@@ -50,15 +50,17 @@ NOTES = """
   code.
 - manual stop --all: best of 5 on each side, everything started again between runs and
   settled for 1 s before each measure; supervisorctl's stop all is bimodal (about 0.1 s
-  when SIGCHLD wakes supervisord's loop, 1.1 s when it waits for its 1-second tick), so the
-  goal is against its best run, not its tick. The table's run is "met" only because all
-  five of supervisorctl's runs waited for the tick; in another run of five its best was
-  90 ms against tts-ops' best 156 ms (1.73x): not reliably met. supervisorctl asks a
-  resident supervisord, while `tts-ops stop` is a Python program that starts, imports
-  click, loads its plugins and config (about 85 ms, what `status --json` costs) and then
-  signals 20 supervisors and waits until each has exited (their exits share 2 cores); the
-  note gives its time with nothing left to stop, the floor of this design. Meeting the goal
-  needs a resident arbiter that a small client asks, as supervisorctl asks supervisord.
+  when SIGCHLD wakes supervisord's loop, 1.1 s when it waits for its 1-second tick), so it
+  is asked again until one run missed the tick, and the goal is against that best run.
+  supervisorctl asks a resident supervisord, which kills 20 children it holds. The manual
+  backend runs one small supervisor per service (as runit's runsv), so a stop waits for 20
+  Python processes to exit on 2 cores: the note's "no CLI at all" figure
+  (`bench/signal_all.py`, standard library only, signals them and waits on their pidfds) is
+  that floor, and it leaves 30-45 ms of supervisorctl's best for everything `tts-ops
+  stop` does first (Python's start, click, pluggy, the config, the intent and discovery
+  records), where importing click alone takes about 30 ms here. The goal needs one resident
+  process that supervises every service and a client that imports no click: a different
+  design, not a faster CLI.
 - manual log capture: timed from the service's spawn (the supervisor's `started_at`) to the
   status that says it exited, written after its last line, as supervisord's figure starts at
   its spawn and leaves out supervisorctl; `tts-ops start`'s own start-up is in the note.
