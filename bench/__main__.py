@@ -90,7 +90,10 @@ NOTES = """
   outside it is 3.0 ms against 4.8 ms in piper's Flask server; thread counts, spinning,
   thread affinity, optimization levels, denormals as zero and the memory arena each came
   within 1% of piper's default session. Many requests at once run on one-thread sessions,
-  one per worker (1.2-1.3x). The
+  one per worker (1.16-1.28x across runs): every core runs a synthesis of its own, which is
+  the most 2 cores give (a bare one-thread session takes 643 ms for this text, 3.11 a second
+  on 2 cores; tts-server serves 3.05-3.20), so the ratio is piper's server's own
+  oversubscription (4 requests of 2 spinning threads each on 2 cores). The
   repeated text and the 8 identical requests are the cache and the coalescing; the RSS row
   fills the default 64 MiB cache past its bound (espeak, 2,000-character answers) and
   compares peak RSS with `--cache-bytes 0`: the answers live in files, not in the workers.
