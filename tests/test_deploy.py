@@ -109,6 +109,7 @@ class Client(threading.Thread):
         self.join(10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["blue_green", "rolling", "canary"])
 def test_zero_failed_requests_while_deploying(env, strategy):
     if strategy == "rolling":
@@ -134,6 +135,7 @@ def test_zero_failed_requests_while_deploying(env, strategy):
     assert {p["phase"] for p in history[-1]["phases"]} >= {"validate", "prepare"}
 
 
+@pytest.mark.slow
 def test_canary_logs_each_analysis_against_its_threshold(env):
     assert env.cli("deploy", "--strategy", "canary").exit_code == 0
     client = Client(env)
@@ -147,6 +149,7 @@ def test_canary_logs_each_analysis_against_its_threshold(env):
     assert "vs max 0.0100: pass" in result.output
 
 
+@pytest.mark.slow
 def test_canary_without_traffic_is_inconclusive_and_aborts(env):
     env.write(deploy={**env.service["deploy"], "progress_deadline_seconds": 4})
     assert env.cli("deploy", "--strategy", "canary").exit_code == 0
@@ -174,6 +177,7 @@ def test_direct_reports_downtime_and_keeps_the_port(env):
     assert instance.release == record["release"]  # discovery knows which release serves
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("change", "reason"), [
     ({"command": ["/nonexistent/tts"]}, "pre-deployment validation failed"),
     ({"command": [sys.executable, "-c", "raise SystemExit(4)"], "health_check": "tcp"},
@@ -244,6 +248,7 @@ def test_pre_deploy_checks_report_every_problem(env):
     assert f"port {green} for tts-green is already in use" in result.stderr
 
 
+@pytest.mark.slow
 def test_rollback_returns_to_the_previous_release(env):
     assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
     env.write(log_level="WARNING")
@@ -314,6 +319,7 @@ def _read_until(proc: subprocess.Popen, wanted: str, timeout: float = 60) -> str
     return seen
 
 
+@pytest.mark.slow
 def test_sigint_during_a_deploy_leaves_the_old_release_serving(env):
     assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
     serving = env.status()[0]
@@ -339,6 +345,7 @@ def _supervisors(state) -> list[int]:
             and any(str(state) in a for a in p.info["cmdline"])]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "SIGKILL", "closed-stdout"])
 def test_an_interrupted_deploy_ends_with_the_old_release_serving_and_nothing_hidden(env, how):
     assert env.cli("deploy", "--strategy", "blue_green").exit_code == 0
@@ -387,6 +394,7 @@ def test_an_interrupted_deploy_ends_with_the_old_release_serving_and_nothing_hid
     assert _supervisors(env.state) == []
 
 
+@pytest.mark.slow
 def test_a_killed_direct_deploy_is_reversed_to_the_release_that_served(env):
     import psutil
 
@@ -412,6 +420,7 @@ def test_a_killed_direct_deploy_is_reversed_to_the_release_that_served(env):
     assert _supervisors(env.state) == []
 
 
+@pytest.mark.slow
 def test_the_readme_flow_blue_green_then_curl_on_the_configured_port(tmp_path):
     """README: ``./deploy.sh --strategy blue_green`` (what it runs after its set-up), then
     ``curl localhost:9000/synthesize``, twice (blue, then green): the embedded default's
@@ -454,6 +463,7 @@ def test_the_readme_flow_blue_green_then_curl_on_the_configured_port(tmp_path):
     assert "stopped" in stopped.stdout and "running" not in after
 
 
+@pytest.mark.slow
 def test_rollback_and_reload_keep_the_address_and_are_recorded_as_such(env):
     assert env.cli("deploy", "--strategy", "direct").exit_code == 0
     env.write(log_level="DEBUG")
@@ -493,6 +503,7 @@ def test_config_validate_warns_of_slots_on_a_neighbours_port(tmp_path):
     assert "c:" not in out.stderr and "b: its" not in out.stderr
 
 
+@pytest.mark.slow
 def test_restart_of_a_service_never_deployed_makes_no_release(env):
     assert env.cli("start").exit_code == 0
     first = env.status()[0]
@@ -511,6 +522,7 @@ def test_restart_of_a_service_never_deployed_makes_no_release(env):
     assert [r["name"] for r in env.status()] == ["tts-blue"]
 
 
+@pytest.mark.slow
 def test_the_reference_servers_options_pass_through_the_config(env, tmp_path):
     import asyncio
 
@@ -593,6 +605,7 @@ def test_an_interrupted_restart_at_any_point_leaves_no_process_status_does_not_l
     assert env.cli("stop", "--all").exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_deleted_holder_socket_does_not_break_the_next_restart_or_deploy(env):
     """A tmp cleaner deleted <state>/sockets/NAME.sock: every restart and deploy failed until
     stop + start. The holder makes it again (the address never closed meanwhile)."""
@@ -611,6 +624,7 @@ def test_a_deleted_holder_socket_does_not_break_the_next_restart_or_deploy(env):
     assert env.cli("stop", "--all").exit_code == 0
 
 
+@pytest.mark.slow
 def test_stop_all_of_one_config_leaves_another_configs_service_serving(env, tmp_path):
     """Two configs, one state dir (root's default is shared): `-c a.json stop --all` let go
     of b.json's address holder, and b's next restart failed with Address already in use."""
@@ -644,6 +658,7 @@ def test_stop_all_of_one_config_leaves_another_configs_service_serving(env, tmp_
     assert sockets.holder_info(env.state, "ghost") is None
 
 
+@pytest.mark.slow
 def test_the_platform_line_names_the_engine_and_a_change_of_engine_is_said(env):
     """A restart silently switched the hybrid service from espeak-ng to piper while every
     deploy's platform line said espeak-ng."""
@@ -659,6 +674,7 @@ def test_the_platform_line_names_the_engine_and_a_change_of_engine_is_said(env):
             in second.output)
 
 
+@pytest.mark.slow
 def test_the_monitor_asks_about_the_slot_a_record_names_not_the_configured_name(env):
     """After a deploy the service runs as ``tts-green``: ``discovery monitor`` asks the
     backend about that slot; asking about ``tts`` (which runs under no name of its own)
@@ -694,6 +710,7 @@ class Crashes:
         self.seen.append(("restarted", service.name, service.owner, status.port))
 
 
+@pytest.mark.slow
 def test_events_follow_the_generation_that_serves_under_the_service_s_name(tmp_path):
     """After deploys the service runs as tts-blue, then tts-green: ``events -f`` started
     before the deploys still sees the serving slot's crash and restart, reports them under
@@ -727,6 +744,7 @@ def test_events_follow_the_generation_that_serves_under_the_service_s_name(tmp_p
         e.cli("stop", "--all", "--force")
 
 
+@pytest.mark.slow
 def test_the_web_page_s_log_of_a_service_is_its_serving_generation_s(env):
     """``/api/logs/tts`` after a deploy (tts runs as tts-blue, then tts-green) is the
     serving slot's log, not a 404 for a name nothing runs under any more; status and the
@@ -782,6 +800,7 @@ def test_start_on_a_busy_address_is_one_line_naming_the_holder(tmp_path):
         e.cli("stop", "--all", "--force")
 
 
+@pytest.mark.slow
 def test_a_canary_counts_the_paths_it_is_told_and_says_so_while_it_waits(env):
     """With only /health traffic, the default canary (synthesis paths) says on a pipe what
     it counted while it waits and, at the deadline, which paths count; told to count

@@ -484,6 +484,7 @@ def _keeper_spec(tmp_path, port, health_type="tcp", threshold=2):
     return write_spec(tmp_path / "state", "kept", spec)
 
 
+@pytest.mark.slow
 def test_the_keeper_beats_while_healthy_marks_critical_and_ends_on_sigterm(tmp_path):
     import socket
 

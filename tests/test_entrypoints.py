@@ -74,6 +74,7 @@ def tts_ops(venv: Path, *args: str, env: dict | None = None, cwd: Path | None = 
                           capture_output=True, text=True, env=full_env, cwd=cwd, timeout=60)
 
 
+@pytest.mark.slow
 def test_installed_plugin_is_listed(venv):
     out = tts_ops(venv, "plugins", "--json")
     assert out.returncode == 0, out.stderr
@@ -214,6 +215,7 @@ def venv_with_faulty_plugins(tmp_path_factory) -> Path:
     return venv
 
 
+@pytest.mark.slow
 def test_a_misspelled_hook_and_a_raising_validator_leave_every_command_working(
         venv_with_faulty_plugins, tmp_path):
     venv = venv_with_faulty_plugins

@@ -94,6 +94,7 @@ def env(tmp_path):
         run("stop", "--all", "--force", ok=False)
 
 
+@pytest.mark.slow
 def test_each_command_prints_its_documented_keys(env):
     run, popen = env
     seen: set[str] = set()

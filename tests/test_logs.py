@@ -211,6 +211,7 @@ def test_monitor_alerts_on_errors_pattern_latency_and_survives_rotation(tmp_path
     assert sum(a["kind"] == "error_rate" for a in alerts) == 1  # no repeat inside the window
 
 
+@pytest.mark.slow
 def test_monitor_cli_pattern_alert_reaches_the_hook(tmp_path):
     class Alerts:
         def __init__(self):

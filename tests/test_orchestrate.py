@@ -89,6 +89,7 @@ def test_seed_orchestration_file_and_plan(tmp_path):
             " healthy, optional, never waited for") in out.stdout
 
 
+@pytest.mark.slow
 def test_phases_start_in_parallel_and_report_waits(tmp_path, cleanup):
     o = Orch(tmp_path, [svc("db", "--ready-after", "1"), svc("cache", "--ready-after", "1"),
                         svc("api", deps=["db", {"service_name": "cache", "condition": "ready"}]),
@@ -166,6 +167,7 @@ def test_unreachable_health_url_names_the_error(tmp_path, cleanup):
     assert r["result"] == "blocked" and "connection refused" in r["detail"]
 
 
+@pytest.mark.slow
 def test_flapping_dependency_is_waited_out(tmp_path, cleanup):
     """A dependency that says READY but fails its health check at first is waited for."""
     # db says READY=1 at once, but answers 500 on /health for its first 1.5 s
@@ -219,6 +221,7 @@ def test_status_says_what_a_phase_is_blocked_on(tmp_path, cleanup):
     assert api["state"] == "stopped" and api["blocked_on"][0].startswith("db (healthy)")
 
 
+@pytest.mark.slow
 def test_killed_orchestrator_leaves_truthful_status_and_start_converges(tmp_path, cleanup):
     o = Orch(tmp_path, [svc("db", "--ready-after", "0.2"), svc("slow", "--ready-after", "3",
                                                                deps=["db"]),

@@ -50,6 +50,7 @@ def runtime(tmp_path):
     rt.release_addresses(configured, None)  # the shared socket's holder, as stop lets go
 
 
+@pytest.mark.slow
 def test_a_program_deploys_through_the_runtime_and_every_view_speaks_of_the_service(runtime):
     from tts_ops.deploy.engine import DeployEngine, Reporter
 
@@ -90,6 +91,7 @@ def test_a_program_deploys_through_the_runtime_and_every_view_speaks_of_the_serv
     assert json.loads(json.dumps(after.to_json()))["address"] == address
 
 
+@pytest.mark.slow
 def test_the_public_names_are_real_types_to_mypy(tmp_path):
     """Through `tts_ops.plugin` a type checker sees the classes, not ``Any``."""
     from pathlib import Path

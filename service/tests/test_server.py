@@ -176,6 +176,7 @@ def test_sigterm_drains_an_in_flight_request_and_exits_0(start_server):
         socket.create_connection(("127.0.0.1", server.port), timeout=1)
 
 
+@pytest.mark.slow
 def test_watchdog_pings_at_half_the_interval(start_server):
     server = start_server(env={"WATCHDOG_USEC": "400000"})
     first = len([m for m in server.notify.messages if "WATCHDOG=1" in m])
@@ -258,6 +259,7 @@ def test_coqui_without_model_fails_fast_with_one_line(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_hybrid_reports_its_choice(start_server, tmp_path):
     server = start_server("--engine", "hybrid", "--enable-coqui",
                           env={"TTS_HOME": str(tmp_path)})
@@ -266,6 +268,7 @@ def test_hybrid_reports_its_choice(start_server, tmp_path):
     assert "coqui" in health["engine_choice"] and "hybrid" in health["engine_choice"]
 
 
+@pytest.mark.slow
 def test_piper_neural_voice(start_server):
     import importlib.util
 

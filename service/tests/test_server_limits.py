@@ -89,6 +89,7 @@ def test_a_50_mb_body_keeps_peak_rss_under_120_mb(start_server, chunked):
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
+@pytest.mark.slow
 def test_a_stalled_body_is_dropped_within_its_timeout(start_server):
     server = start_server("--body-timeout", "1")
     with connect(server) as sock:
@@ -101,6 +102,7 @@ def test_a_stalled_body_is_dropped_within_its_timeout(start_server):
     assert waited < 10  # dropped at the timeout, not held by the socket's own 20 s
 
 
+@pytest.mark.slow
 def test_slow_headers_are_dropped_within_their_timeout(start_server):
     server = start_server("--header-timeout", "1")
     with connect(server) as idle, connect(server) as partial:

@@ -112,6 +112,7 @@ def test_a_stream_of_chunks_is_bounded_by_max_text_in_sum(start_server):
     assert httpx.get(f"{server.url}/health").status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["idle", "half an event"])
 def test_an_idle_or_slow_connection_is_closed_with_an_error(start_server, kind):
     server = wyoming_server(start_server, "--wyoming-idle-timeout", "1", "--header-timeout", "1")

@@ -12,6 +12,8 @@ import pytest
 
 from tts_ops.testing import DUMMY, free_port, wait_for
 
+pytestmark = pytest.mark.slow
+
 PASSWORD = "s3cret-Zq9!"
 
 

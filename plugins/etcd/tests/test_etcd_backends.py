@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tts_ops.testing.heartbeats import check_record_outlives_ttl
+
+pytestmark = pytest.mark.slow
 
 
 def _etcd(cluster, prefix):

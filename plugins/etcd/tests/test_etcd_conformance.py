@@ -6,6 +6,8 @@ import pytest
 
 from tts_ops.testing.contracts import RegistryStoreConformance
 
+pytestmark = pytest.mark.slow
+
 
 class TestEtcdStore(RegistryStoreConformance):
     @pytest.fixture

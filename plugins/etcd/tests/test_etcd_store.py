@@ -16,6 +16,8 @@ from tts_ops.discovery.record import InstanceRecord
 from tts_ops.errors import ConfigError, OperationFailed
 from tts_ops.testing import run_cli
 
+pytestmark = pytest.mark.slow
+
 
 def store_for(cluster, prefix, node):
     from tts_ops_etcd.options import EtcdOptions

@@ -18,6 +18,8 @@ import pytest
 
 from tts_ops.testing import DUMMY, free_port, read_one_line_then_leave, wait_for
 
+pytestmark = pytest.mark.slow
+
 TTL = 3
 
 

@@ -13,6 +13,8 @@ import pytest
 from tts_ops.testing import free_port, make_host, run_cli
 from tts_ops_haproxy.testing import who
 
+pytestmark = pytest.mark.slow
+
 
 def _host(backend_plugin):
     from tts_ops_strategies import plugin as strategies_plugin

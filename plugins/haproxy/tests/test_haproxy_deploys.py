@@ -16,6 +16,8 @@ import pytest
 
 from tts_ops.testing import free_port, make_host, run_cli
 
+pytestmark = pytest.mark.slow
+
 
 def _host(*backends):
     from tts_ops_strategies import plugin as strategies_plugin

@@ -11,7 +11,11 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+
 from tts_ops.testing import free_port, wait_for
+
+pytestmark = pytest.mark.slow
 
 
 def _host(root, name, service, cluster, prefix):

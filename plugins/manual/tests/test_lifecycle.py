@@ -27,6 +27,7 @@ def supervisors_of(sdir) -> list[psutil.Process]:
     return [p for p in found if p.info["ppid"] not in pids]
 
 
+@pytest.mark.slow
 def test_two_concurrent_starts_make_one_supervisor(tmp_path):
     for attempt in range(4):
         port = free_port()
@@ -110,6 +111,7 @@ TICKER = [sys.executable, "-u", "-c", "import itertools, time; [(print(f'tick {i
           " flush=True), time.sleep(0.01)) for i in itertools.count()]"]
 
 
+@pytest.mark.slow
 def test_a_full_log_disk_drops_and_counts_lines_and_the_service_keeps_its_pid(
         backend, tiny_disk):
     from tts_ops.testing import service, wait_for
@@ -316,6 +318,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(lines=st.lists(st.integers(0, 40) | st.integers(0, 200_000), min_size=1, max_size=40),
        cuts=st.lists(st.integers(1, 300_000) | st.integers(1, 100), min_size=1, max_size=20),

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_a_pinned_keep_alive_client_sees_no_error_through_every_operation(tmp_path):
     from tts_ops_strategies import plugin as strategies_plugin

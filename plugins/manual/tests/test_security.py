@@ -189,6 +189,7 @@ print(sent)
 """
 
 
+@pytest.mark.slow
 def test_another_user_cannot_drive_a_service_through_its_notify_socket(backend):
     import threading
 
@@ -246,6 +247,7 @@ def test_backoff_never_overflows_however_many_failures():
     assert backoff_delay(0.0, 10.0, 500, 60.0) == 0.0
 
 
+@pytest.mark.slow
 def test_a_crash_loop_past_a_thousand_failures_ends_in_failed(backend):
     svc = service("loop", command=["/bin/false"], notify=False, health_check="none",
                   restart_delay=0.001, restart_delay_max=0.002, restart_backoff=10,

@@ -89,6 +89,7 @@ def test_start_seconds_readiness_when_there_is_no_health_check(backend, cleanup)
     assert time.monotonic() - started >= 0.5
 
 
+@pytest.mark.slow
 def test_missed_watchdog_kills_and_restarts(backend, cleanup):
     svc = dummy("wd", "--watchdog-for", "1", watchdog_sec=0.5, cleanup=cleanup)
     first = backend.start(svc)
@@ -119,6 +120,7 @@ def test_crash_loop_counts_exactly_max_restarts(backend, cleanup):
     assert status(backend, svc).restarts == 4
 
 
+@pytest.mark.slow
 def test_a_start_stops_waiting_when_the_next_try_is_past_its_timeout(backend, cleanup):
     """Exits at once; the backoff (0.2 s, 2 s, 20 s) puts the fourth try after start_timeout:
     the start fails at the third exit, saying how the program ended, not after 20 s of
@@ -340,6 +342,7 @@ def test_stop_emits_stopping_before_stopped(backend, cleanup, events):
     assert names.index("tts_ops_service_stopping") < names.index("tts_ops_service_stopped")
 
 
+@pytest.mark.slow
 def test_a_run_longer_than_the_window_resets_the_failure_count(backend, cleanup):
     svc = dummy("window", "--exit-after", "0.6", notify=False, health_check="none",
                 start_seconds=0.1, max_restarts=1, restart_window=0.4, cleanup=cleanup)

@@ -21,6 +21,8 @@ from tts_ops.backend import BackendContext, BackendUnavailable, StartFailed, Sta
 from tts_ops.errors import ConfigError
 from tts_ops.testing import free_port, make_host, run_cli, service, wait_for
 
+pytestmark = pytest.mark.slow
+
 
 def name() -> str:
     return f"sv-{uuid.uuid4().hex[:8]}"

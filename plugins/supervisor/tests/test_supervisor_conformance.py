@@ -6,6 +6,8 @@ import pytest
 from tts_ops.testing.conformance import BackendConformance
 from tts_ops.testing.contracts import LogSinkConformance
 
+pytestmark = pytest.mark.slow
+
 
 class TestSupervisorConformance(BackendConformance):
     pass

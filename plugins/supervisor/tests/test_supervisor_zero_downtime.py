@@ -3,6 +3,10 @@ address to each program through tts_ops.sockets.activate), with a real ``hey``."
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_a_pinned_keep_alive_client_sees_no_error_through_every_operation(supervisord,
                                                                           tmp_path):

@@ -410,6 +410,7 @@ def test_enable_and_uninstall_follow_the_serving_generation(user_manager, tmp_pa
         run_cli([*cli, "uninstall", base], host=host)
 
 
+@pytest.mark.slow
 def test_a_service_keeps_its_discovery_record_past_its_ttl(user_manager, tmp_path):
     # systemd sends no heartbeats: the keeper unit beside the service does
     from tts_ops.testing.heartbeats import check_record_outlives_ttl

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_a_pinned_keep_alive_client_sees_no_error_through_every_operation(user_manager,
                                                                           tmp_path):
