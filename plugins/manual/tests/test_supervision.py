@@ -135,6 +135,7 @@ def test_a_start_stops_waiting_when_the_next_try_is_past_its_timeout(backend, cl
                                  " one was due after the start_timeout of 20s)")
     st = status(backend, svc)
     assert st.state == State.FAILED and st.reason == info.value.reason and st.restarts == 2
+    assert not {"restart_at", "restart_due"} & set(backend.read_status(svc.name))  # no next try
     assert [e["event"] for e in events_of(backend, svc)].count("started") == 3
 
 

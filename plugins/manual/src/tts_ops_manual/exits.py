@@ -112,8 +112,6 @@ class Exits:
 
     def do_restart(self) -> None:
         self.status["restarts"] += 1
-        self.status.pop("restart_at", None)
-        self.status.pop("restart_due", None)
         self.spawn()
         if self.child_pid is not None:
             self.event("restarted", reason=self.status.get("reason"))
@@ -201,7 +199,7 @@ class Exits:
                           f" restart{'s' * (restarts != 1)}; the next one was due after the"
                           f" start_timeout of {self.spec['start_timeout']:g}s)")
             self.write_status(state="failed", pid=None, pid_ticks=None, ready=False,
-                              reason=reason, restart_at=None, restart_due=None)
+                              reason=reason)
             self.event("failed", reason="start timeout")
         else:
             self.write_status(state="stopped", pid=None, pid_ticks=None, ready=False, reason=None)
