@@ -190,11 +190,9 @@ class Handler(AsyncEventHandler):
             await self.writer.drain()
             self.writer.write_eof()
             reader = self.reader.reader  # type: ignore[attr-defined]  # the bounded one's
-            loop = asyncio.get_running_loop()
-            until = loop.time() + LINGER_S
-            while loop.time() < until and await asyncio.wait_for(
-                    reader.read(1 << 16), max(0.0, until - loop.time())):
-                pass
+            async with asyncio.timeout(LINGER_S):
+                while await reader.read(1 << 16):
+                    pass
         log.info(f"wyoming: refused ({code}): {text}",
                  extra={"event": "wyoming_refused", "code": code})
 
