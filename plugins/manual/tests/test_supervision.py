@@ -135,18 +135,18 @@ def test_a_start_stops_waiting_when_the_next_try_is_past_its_timeout(backend, cl
                                  " one was due after the start_timeout of 20s)")
     st = status(backend, svc)
     assert st.state == State.FAILED and st.reason == info.value.reason and st.restarts == 2
-    assert not {"restart_at", "restart_due"} & set(backend.read_status(svc.name))  # no next try
+    assert "restart_due" not in backend.read_status(svc.name)  # failed: no next try
     assert [e["event"] for e in events_of(backend, svc)].count("started") == 3
 
 
 def test_the_next_try_is_judged_on_the_monotonic_clock_and_a_bad_value_waits():
-    """A wall clock stepped back an hour puts ``restart_at`` an hour away; ``restart_due``
-    (CLOCK_MONOTONIC) still says the next try is soon, so the start keeps waiting. A value
-    that is not a number (an older supervisor, a damaged file) never ends a start early."""
+    """``restart_due`` is on CLOCK_MONOTONIC, as the start's deadline: a try due before it
+    keeps the start waiting, one due after ends it. A value that is not a finite number (an
+    older supervisor's status, a damaged file) never ends a start early."""
     from tts_ops_manual.backend import next_try_after
 
     now = time.monotonic()
-    soon = {"state": "backoff", "restart_at": time.time() + 3600, "restart_due": now + 1}
+    soon = {"state": "backoff", "restart_due": now + 1}
     assert not next_try_after(soon, now + 20)
     assert next_try_after({**soon, "restart_due": now + 25}, now + 20)
     assert not next_try_after({**soon, "state": "running", "restart_due": now + 25}, now + 20)

@@ -377,8 +377,8 @@ class ManualBackend:
 
 def next_try_after(st: dict[str, Any] | None, deadline: float) -> bool:
     """Whether ``st`` is in backoff with its next try due after ``deadline`` (both on
-    CLOCK_MONOTONIC): then a start has nothing left to wait for. Not the wall-time
-    ``restart_at``: a clock stepped back an hour would make every try look an hour away."""
+    CLOCK_MONOTONIC): then a start has nothing left to wait for. Never wall time: a clock
+    stepped back an hour would make every try look an hour away."""
     if not st or st.get("state") != "backoff":
         return False
     due = st.get("restart_due")

@@ -96,11 +96,11 @@ class Exits:
         if delay <= 0:
             self.do_restart()  # no backoff: respawn now, one status write
             return
-        # the next try, as wall time for people and on CLOCK_MONOTONIC (the same clock in
-        # every process of this boot, unmoved by a clock step) for a start waiting for
-        # readiness: it gives up at once when that is past its deadline
+        # the next try on CLOCK_MONOTONIC (the same clock in every process of this boot,
+        # unmoved by a clock step): a start waiting for readiness gives up at once when
+        # that is past its deadline
         due = time.monotonic() + delay
-        self.write_status(state="backoff", restart_at=time.time() + delay, restart_due=due)
+        self.write_status(state="backoff", restart_due=due)
         self.timers["restart"] = due
 
     pending_reason: str | None = None

@@ -124,7 +124,6 @@ class Supervisor(Exits, Keeper, Readiness, OutputPipe):
     def write_status(self, **changes: Any) -> None:
         self.status.update(changes)
         if self.status.get("state") != "backoff":  # only a backoff has a next try
-            self.status.pop("restart_at", None)
             self.status.pop("restart_due", None)
         self.status["updated_at"] = time.time()
         self.status["log_dropped"] = self.log.dropped
